@@ -1,0 +1,13 @@
+"""Static figures: every function takes ``ax=None`` (or builds a Figure for grids) and returns it.
+
+Nothing here calls ``plt.show()``; notebooks display the returned figure.
+Grouped by topic in sub-modules, all re-exported here:
+``deepimaging.plots.learning_curves`` is ``deepimaging.plots.training.learning_curves``.
+"""
+
+from ._common import imshow, to_hwc
+from .interpret import *  # noqa: F403
+from .metrics import *  # noqa: F403
+from .physics import *  # noqa: F403
+from .study import *  # noqa: F403
+from .training import *  # noqa: F403

@@ -1,0 +1,3 @@
+"""Figures for metrics (see the module docstring of deepimaging.metrics)."""
+
+__all__: list = []

@@ -1,0 +1,3 @@
+"""Figures for study (see the module docstring of deepimaging.study)."""
+
+__all__: list = []

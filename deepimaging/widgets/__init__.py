@@ -1,0 +1,10 @@
+"""Interactive explorers (ipywidgets) over the same public functions a notebook calls.
+
+Each explorer precomputes what its controls need, so moving a control only
+redraws, and falls back to a static figure where widgets cannot render.
+"""
+
+from ._base import Explorer, figure_to_png
+from .interpret import *  # noqa: F403
+from .metrics import *  # noqa: F403
+from .physics import *  # noqa: F403

@@ -1,0 +1,3 @@
+"""Explorers for interpret."""
+
+__all__: list = []

@@ -1,0 +1,3 @@
+"""Explorers for metrics."""
+
+__all__: list = []

@@ -1,0 +1,3 @@
+"""Explorers for physics."""
+
+__all__: list = []
