@@ -6,7 +6,8 @@ Grouped by topic in sub-modules, all re-exported here:
 """
 
 from ._common import imshow, to_hwc
-from .interpret import *  # noqa: F403
+from .attribution import *  # noqa: F403
+from .features import *  # noqa: F403
 from .metrics import *  # noqa: F403
 from .physics import *  # noqa: F403
 from .study import *  # noqa: F403

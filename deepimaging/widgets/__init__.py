@@ -5,6 +5,7 @@ redraws, and falls back to a static figure where widgets cannot render.
 """
 
 from ._base import Explorer, figure_to_png
-from .interpret import *  # noqa: F403
+from .attribution import *  # noqa: F403
+from .features import *  # noqa: F403
 from .metrics import *  # noqa: F403
 from .physics import *  # noqa: F403

@@ -1,0 +1,3 @@
+"""Filters, activations, features, nearest neighbours and t-SNE: what is inside the network."""
+
+__all__: list = []

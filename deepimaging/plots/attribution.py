@@ -1,0 +1,3 @@
+"""Figures for deepimaging.interpret.attribution."""
+
+__all__: list = []

@@ -1,0 +1,3 @@
+"""Figures for deepimaging.interpret.features."""
+
+__all__: list = []

@@ -1,3 +1,0 @@
-"""Figures for interpret (see the module docstring of deepimaging.interpret)."""
-
-__all__: list = []

@@ -1,0 +1,3 @@
+"""Explorers over deepimaging.interpret.attribution."""
+
+__all__: list = []

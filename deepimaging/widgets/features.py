@@ -1,0 +1,3 @@
+"""Explorers over deepimaging.interpret.features."""
+
+__all__: list = []

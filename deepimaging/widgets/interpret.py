@@ -1,3 +1,0 @@
-"""Explorers for interpret."""
-
-__all__: list = []
