@@ -67,7 +67,7 @@ _CELL_RADIUS = {
     NEUTROPHIL: (0.29, 0.03),
 }
 _LOOKALIKE = 0.4  # share of neutrophils and monocytes shaped like eosinophils and lymphocytes
-_CHUNK = 256
+_CHUNK_PIXELS = 2**18  # images per chunk x pixels per image: keeps temporaries in cache
 
 
 def simulate_blood_smear(n_per_class: int = 500, size: int = 64, seed: int = 0) -> ImageDataset:
@@ -103,8 +103,9 @@ def simulate_blood_smear(n_per_class: int = 500, size: int = 64, seed: int = 0) 
     labels = torch.arange(4).repeat_interleave(n_per_class)
     labels = labels[torch.randperm(len(labels), generator=g)]
     images = torch.empty(len(labels), 3, size, size)
-    for start in range(0, len(labels), _CHUNK):
-        part = labels[start : start + _CHUNK]
+    chunk = max(8, _CHUNK_PIXELS // (size * size))
+    for start in range(0, len(labels), chunk):
+        part = labels[start : start + chunk]
         images[start : start + len(part)], _ = _render_cells(part, size, g)
     return ImageDataset(images, labels, list(CLASSES))
 
