@@ -1,3 +1,166 @@
-"""Figures for study (see the module docstring of deepimaging.study)."""
+"""Figures of a parameter study (see :mod:`deepimaging.study`): accuracy vs parameter, sensor examples, bits maps.
 
-__all__: list = []
+The functions take plain data or a ``StudyResults`` (anything with
+``summary()``, ``config`` and ``confusion_matrix(sweep, value)``), so this
+module does not import the study engine.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from ._common import get_ax, imshow
+
+__all__ = [
+    "plot_accuracy_vs_parameter",
+    "plot_study_confusion_matrices",
+    "plot_sensor_examples",
+    "plot_bits_map",
+]
+
+
+def plot_accuracy_vs_parameter(results, ax=None, *, sweeps=None, chance: bool = True):
+    """Mean test accuracy against the swept parameter, with error bars of ± one standard deviation over seeds.
+
+    Parameters
+    ----------
+    results : StudyResults
+        From :func:`deepimaging.study.run_study` or :func:`~deepimaging.study.load_results`.
+    ax : matplotlib Axes, optional
+    sweeps : list of str, optional
+        Sweep names to draw (default: all, one line each).
+    chance : bool
+        Draw the chance level 1 / (number of classes) as a dotted line.
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    ax = get_ax(ax, figsize=(5.5, 4))
+    rows = results.summary()
+    names = sweeps or [s.name for s in results.config.sweeps]
+    markers = "osD^v<>p"
+    for i, name in enumerate(names):
+        part = [r for r in rows if r["sweep"] == name]
+        if not part:
+            continue
+        x = [r["value"] for r in part]
+        mean = np.array([r["accuracy_mean"] for r in part])
+        std = np.array([r["accuracy_std"] for r in part])
+        seeds = min(r["n_seeds"] for r in part)
+        ax.errorbar(
+            x,
+            mean,
+            yerr=std,
+            marker=markers[i % len(markers)],
+            capsize=3,
+            label=f"{name.replace('_', ' ')} (n={seeds} seeds)",
+        )
+    if chance and results.classes:
+        ax.axhline(1 / len(results.classes), color="grey", linestyle=":", label="chance")
+    ax.set_xlabel(results.config.parameter)
+    ax.set_ylabel("test accuracy (mean ± s.d. over seeds)")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"Test accuracy vs {results.config.parameter}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+def plot_study_confusion_matrices(results, sweep: str, values, *, normalize: bool = True):
+    """Confusion matrices (summed over seeds) of one sweep at a few values, side by side.
+
+    Rows are the true class, columns the predicted class; with ``normalize``
+    each row is divided by its total, so the diagonal is each class's recall.
+
+    Returns
+    -------
+    matplotlib Figure
+    """
+    values = list(values)
+    fig, axes = plt.subplots(1, len(values), figsize=(3.6 * len(values), 3.6), squeeze=False)
+    classes = results.classes
+    for ax, value in zip(axes[0], values):
+        matrix = np.asarray(results.confusion_matrix(sweep, value), dtype=float)
+        shown = matrix / np.maximum(matrix.sum(1, keepdims=True), 1) if normalize else matrix
+        ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                text = f"{shown[i, j]:.2f}" if normalize else f"{int(shown[i, j])}"
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if shown[i, j] > 0.5 else "black",
+                )
+        ax.set_xticks(range(len(classes)), [c[:5] for c in classes], rotation=45, fontsize=7)
+        ax.set_yticks(range(len(classes)), [c[:5] for c in classes], fontsize=7)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+        ax.set_title(f"{sweep.replace('_', ' ')} = {value}\naccuracy {accuracy:.2f}", fontsize=9)
+    fig.suptitle("Confusion matrices (all seeds, rows normalised)" if normalize else "Confusion matrices")
+    fig.tight_layout()
+    return fig
+
+
+def plot_sensor_examples(images, layer: str, values, *, options=None, labels=None, classes=None):
+    """What the sensor records: a few scene images (rows) through the layer at each value (columns).
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        Scene images (N, C, H, W) in [0, 1]; a handful (N <= 6) reads best.
+    layer : str
+        A name in ``deepimaging.physics.LAYERS``.
+    values : list
+        Parameter values, one column each.
+    options : dict, optional
+        Further layer options.
+    labels, classes : optional
+        Integer labels (N,) and class names to label the rows.
+
+    Returns
+    -------
+    matplotlib Figure
+    """
+    from ..physics import make_layer
+
+    values = list(values)
+    n = len(images)
+    fig, axes = plt.subplots(n, len(values), figsize=(1.3 * len(values), 1.3 * n + 0.5), squeeze=False)
+    with torch.no_grad():
+        for j, value in enumerate(values):
+            sensor = make_layer(layer, value, image_shape=tuple(images.shape[1:]), **(options or {})).eval()
+            out = sensor(images).clamp(0, 1)
+            for i in range(n):
+                imshow(axes[i, j], out[i], title=f"{value}" if i == 0 else None)
+                if j == 0 and labels is not None and classes is not None:
+                    axes[i, j].set_ylabel(classes[int(labels[i])], fontsize=8)
+    fig.suptitle(f"Sensor images: {layer.replace('_', ' ')} at each value (columns)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_bits_map(bits_map, ax=None, *, title: str | None = None):
+    """Where the network put its bits: a learned per-pixel bit depth (H, W) as an image with a colour bar.
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    ax = get_ax(ax, figsize=(4.5, 4))
+    array = bits_map.detach().cpu().numpy() if isinstance(bits_map, torch.Tensor) else np.asarray(bits_map)
+    if array.ndim != 2:
+        raise ValueError(f"bits_map must have shape (H, W); got {array.shape}")
+    shown = ax.imshow(array, cmap="viridis")
+    ax.figure.colorbar(shown, ax=ax, label="bits per pixel")
+    ax.set_xlabel("x (pixels)")
+    ax.set_ylabel("y (pixels)")
+    ax.set_title(title or f"Learned bits per pixel (mean {array.mean():.2f})")
+    return ax

@@ -1,0 +1,330 @@
+"""Results web page and paper figures for a study.
+
+:func:`render_report` fills the course's project web template (title, authors,
+description, figures with captions, a results table, links to code and data)
+with Jinja2, autoescaping every user-supplied text: a title such as
+``<script>alert(1)</script>`` appears as text, never as markup. Figures are
+embedded as PNG data, so ``index.html`` is one self-contained file that can be
+mailed or uploaded; the PDF versions beside it are for the paper.
+
+:func:`make_figures` draws the standard figures of any study,
+:func:`write_report` does both, and :func:`run_demo` is ``deepimaging demo``:
+the worked bit-depth study from run to page.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .study import StudyResults, _write_text_atomic, bit_depth_config, load_data, run_study
+
+__all__ = ["ReportFigure", "save_figure", "make_figures", "render_report", "write_report", "run_demo"]
+
+FIGURES_DIR = "figures"
+DEMO_TITLE = "Sensor bit depth versus classification accuracy of white blood cells"
+DEMO_DESCRIPTION = (
+    "We test the classification performance of a microscope as a function of its sensor bit depth. "
+    "Simulated stained blood smears of four white-cell types are recorded by a sensor with 1 to 8 bits "
+    "per pixel, and a small CNN is trained on each sensor's images; we plot the mean test accuracy "
+    "over several seeds against the number of bits. We then ask whether the discretization can be "
+    "optimised as a physical layer: each pixel's raw intensity is multiplied by a learned weight and "
+    "clipped at a threshold before quantization (learned discretization), and, under a budget of mean "
+    "bits per pixel, the network learns how many bits every pixel gets (bit allocation) — its bits map "
+    "shows where the network prefers more bits."
+)
+CODE_URL = "https://pypi.org/project/deepimaging/"
+
+
+@dataclass
+class ReportFigure:
+    """A figure of the report: file paths (relative to the report folder) by format, and a caption."""
+
+    name: str
+    caption: str
+    files: dict = field(default_factory=dict)
+
+
+def save_figure(fig, folder, name: str, formats=("png", "pdf"), *, dpi: int = 150) -> dict:
+    """Save a matplotlib Figure as ``folder/name.<fmt>`` for each format; close it; return ``{fmt: path}``."""
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for fmt in formats:
+        path = folder / f"{name}.{fmt}"
+        # Fixed metadata so that the same numbers give byte-identical PDFs.
+        metadata = {"CreationDate": None} if fmt == "pdf" else None
+        fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata=metadata)
+        paths[fmt] = path
+    plt.close(fig)
+    return paths
+
+
+def make_figures(
+    results: StudyResults, out_dir, *, formats=("png", "pdf"), examples: int = 4
+) -> list[ReportFigure]:
+    """Draw the standard figures of a study into ``out_dir/figures/``.
+
+    - accuracy vs the parameter, one line per sweep, error bars over seeds;
+    - confusion matrices of the first sweep at its first, second and last value
+      (1, 2 and 8 bits in the bit-depth study);
+    - example sensor images of the first sweep at each value;
+    - the learned bits map of every sweep whose layer has one (at its first value).
+
+    Returns
+    -------
+    list of ReportFigure
+        Paths relative to ``out_dir``.
+    """
+    import matplotlib.pyplot as plt
+
+    from . import plots
+
+    out = Path(out_dir)
+    folder = out / FIGURES_DIR
+    config = results.config
+    first = config.sweeps[0]
+    figures = []
+
+    def add(fig, name, caption):
+        paths = save_figure(fig, folder, name, formats)
+        figures.append(ReportFigure(name, caption, {k: str(p.relative_to(out)) for k, p in paths.items()}))
+
+    ax = plots.plot_accuracy_vs_parameter(results)
+    seeds = len(config.seeds)
+    add(
+        ax.figure,
+        "accuracy_vs_parameter",
+        f"Test accuracy against {config.parameter}: mean over {seeds} seeds, error bars ± one standard "
+        f"deviation; {len(results.classes)} classes, chance level dotted.",
+    )
+
+    done = {float(p["value"]) for p in results.select(first.name)}
+    shown = [
+        v for v in dict.fromkeys([first.values[0], *first.values[1:2], first.values[-1]]) if float(v) in done
+    ]
+    if shown:
+        fig = plots.plot_study_confusion_matrices(results, first.name, shown)
+        add(
+            fig,
+            "confusion_matrices",
+            f"Confusion matrices of {first.name.replace('_', ' ')} at {', '.join(map(str, shown))} "
+            "(summed over seeds; rows are the true class, normalised to the class's recall).",
+        )
+
+    if examples:
+        train, test, _ = load_data(config)
+        picks = [
+            int((test.labels == k).nonzero()[0])
+            for k in range(min(examples, test.num_classes))
+            if (test.labels == k).any()
+        ]
+        fig = plots.plot_sensor_examples(
+            test.images[picks],
+            first.layer,
+            first.values,
+            options=first.options,
+            labels=test.labels[picks],
+            classes=test.classes,
+        )
+        add(
+            fig,
+            "sensor_examples",
+            f"What the sensor records: one test image per class (rows) through {first.layer.replace('_', ' ')} "
+            f"at each {config.parameter} (columns).",
+        )
+
+    for sweep in config.sweeps:
+        for value in sweep.values:
+            bits_map = results.bits_map(sweep.name, value)
+            if bits_map is None:
+                continue
+            fig, ax = plt.subplots(figsize=(4.5, 4))
+            plots.plot_bits_map(
+                bits_map, ax=ax, title=f"{sweep.name.replace('_', ' ')}: learned bits per pixel"
+            )
+            add(
+                fig,
+                f"bits_map_{sweep.name}_{value}",
+                f"Where the network put its bits: the learned bits per pixel of {sweep.name.replace('_', ' ')} "
+                f"under a budget of {value} {config.parameter} on average (mean over seeds).",
+            )
+            break  # one map per sweep: the tightest budget shows the choice most clearly
+    return figures
+
+
+def _results_table(results: StudyResults) -> dict:
+    header = [
+        "sweep",
+        results.config.parameter,
+        "seeds",
+        "test accuracy (mean ± s.d.)",
+        "min",
+        "max",
+        "macro AUC",
+    ]
+    rows = []
+    for r in results.summary():
+        auc = "–" if r["macro_auc_mean"] is None else f"{r['macro_auc_mean']:.3f}"
+        rows.append(
+            [
+                r["sweep"].replace("_", " "),
+                str(r["value"]),
+                str(r["n_seeds"]),
+                f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}",
+                f"{r['accuracy_min']:.3f}",
+                f"{r['accuracy_max']:.3f}",
+                auc,
+            ]
+        )
+    return {"header": header, "rows": rows}
+
+
+def render_report(
+    out_dir,
+    results: StudyResults | None = None,
+    *,
+    title: str,
+    authors=(),
+    description: str = "",
+    figures=(),
+    table: dict | None = None,
+    links: dict | None = None,
+    filename: str = "index.html",
+    embed_images: bool = True,
+) -> Path:
+    """Write a self-contained results web page ``out_dir/filename`` and return its path.
+
+    Parameters
+    ----------
+    out_dir : path
+        The report folder; figure paths are relative to it.
+    results : StudyResults, optional
+        Fills the results table (unless ``table`` is given) and the settings line.
+    title, description : str
+        Shown as text: every user-supplied string is HTML-escaped by Jinja2's
+        autoescaping (``<script>`` shows as ``&lt;script&gt;``).
+    authors : str or list of str
+    figures : list of ReportFigure (or dicts with name, caption, files)
+        Shown in order with their captions; the PNG is embedded (``embed_images``)
+        or linked, and the other formats (PDF) are linked for the paper.
+    table : dict, optional
+        ``{"header": [...], "rows": [[...], ...]}``; default: the study summary.
+    links : dict, optional
+        ``{label: url}`` shown under "Code and data"; default: the results files
+        in the folder and the deepimaging package.
+    filename : str
+    embed_images : bool
+        Embed PNGs as ``data:`` URIs so the page is one file.
+    """
+    from jinja2 import Environment, PackageLoader
+
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise FileNotFoundError(f"report folder {out} does not exist; run the study first")
+    if isinstance(authors, str):
+        authors = [authors]
+    authors = [str(a) for a in authors]
+    figures = [f if isinstance(f, ReportFigure) else ReportFigure(**f) for f in figures]
+    shown = []
+    for fig in figures:
+        png = fig.files.get("png")
+        src = None
+        if png is not None:
+            path = out / png
+            if not path.exists():
+                raise FileNotFoundError(f"figure {fig.name!r}: {path} does not exist")
+            src = (
+                "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+                if embed_images
+                else png
+            )
+        others = {fmt.upper(): p for fmt, p in fig.files.items() if fmt != "png"}
+        shown.append({"name": fig.name, "caption": fig.caption, "src": src, "png": png, "others": others})
+    if table is None and results is not None:
+        table = _results_table(results)
+    if links is None:
+        links = {
+            name: name
+            for name in ("results.json", "results.csv", "points.csv", "study.json")
+            if (out / name).exists()
+        }
+        links["deepimaging (code)"] = CODE_URL
+    settings = None
+    if results is not None:
+        c = results.config
+        settings = (
+            f"dataset {c.dataset}, {c.size}x{c.size} pixels, {c.n_per_class or 'all'} images per class, "
+            f"test fraction {c.test}; BasicCNN widths {c.widths}, {c.epochs} epochs, lr {c.lr}, "
+            f"batch {c.batch_size}; seeds {c.seeds}; configuration hash {c.hash()}"
+        )
+
+    # Autoescaping on for everything this template renders: user text can never become markup.
+    env = Environment(loader=PackageLoader("deepimaging", "templates"), autoescape=True)
+    page = env.get_template("results.html.j2").render(
+        title=title,
+        authors=authors,
+        description=description,
+        figures=shown,
+        table=table,
+        links=links,
+        settings=settings,
+        generated=datetime.date.today().isoformat(),
+        version=_version(),
+    )
+    path = out / filename
+    _write_text_atomic(path, page)
+    return path
+
+
+def write_report(
+    results: StudyResults,
+    out_dir,
+    *,
+    title=None,
+    authors=None,
+    description=None,
+    links=None,
+    formats=("png", "pdf"),
+) -> Path:
+    """Draw the standard figures (:func:`make_figures`) and render ``index.html``; return the page's path."""
+    figures = make_figures(results, out_dir, formats=formats)
+    return render_report(
+        out_dir,
+        results,
+        title=title or f"Test accuracy vs {results.config.parameter}",
+        authors=authors or [],
+        description=description or "",
+        figures=figures,
+        links=links,
+    )
+
+
+def run_demo(
+    out_dir="deepimaging-demo", *, jobs: int = 2, smoke=None, title=None, authors=None, progress=True
+) -> Path:
+    """``deepimaging demo``: the worked bit-depth study on the built-in data, from run to web page.
+
+    Runs :func:`deepimaging.study.bit_depth_config` (resuming in ``out_dir`` if
+    it holds the same configuration), then writes results.json/CSV, the figures
+    as PNG and PDF and ``index.html``. Returns the page's path.
+    """
+    config = bit_depth_config(smoke=smoke)
+    results = run_study(config, out_dir, jobs=jobs, progress=progress)
+    return write_report(
+        results,
+        out_dir,
+        title=title or DEMO_TITLE,
+        authors=authors or ["deepimaging demo"],
+        description=DEMO_DESCRIPTION,
+    )
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
