@@ -1,0 +1,170 @@
+"""Where downloaded and decoded data live, and how files get there safely.
+
+Decoding thousands of JPEGs takes seconds to minutes; reading the same pixels
+back from one uint8 ``.npy`` file takes milliseconds. Loaders therefore decode
+once and keep the result in a cache folder:
+
+1. the ``cache_dir`` argument of the loader, when given;
+2. else the ``DEEPIMAGING_DATA`` environment variable;
+3. else the user's cache folder (``platformdirs.user_cache_dir("deepimaging")``,
+   e.g. ``~/.cache/deepimaging`` on Linux).
+
+Every file is written *atomically*: first to a temporary file in the same
+folder, then renamed over the final name with :func:`os.replace`. A rename
+within one file system either happens completely or not at all, so a crash,
+a full disk or Ctrl-C never leaves a half-written file that a later call
+would mistake for a complete one.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["data_dir", "fingerprint", "atomic_write", "save_array", "save_json", "load_array", "cached_array"]
+
+ENV_VAR = "DEEPIMAGING_DATA"
+
+
+def data_dir(cache_dir=None, sub: str | None = None) -> Path:
+    """The folder that holds deepimaging's downloads and decode caches.
+
+    Parameters
+    ----------
+    cache_dir : str or Path, optional
+        Use this folder. Default: ``$DEEPIMAGING_DATA``, else the user cache
+        folder from ``platformdirs``.
+    sub : str, optional
+        A sub-folder inside it (e.g. ``"decoded"``, ``"medmnist"``).
+
+    Returns
+    -------
+    Path
+        The folder (not created here; writers create it when they first write).
+    """
+    if cache_dir is None:
+        cache_dir = os.environ.get(ENV_VAR) or _user_cache_dir()
+    path = Path(cache_dir).expanduser()
+    return path / sub if sub else path
+
+
+def _user_cache_dir() -> str:
+    import platformdirs
+
+    return platformdirs.user_cache_dir("deepimaging")
+
+
+def fingerprint(files, root=None, **params) -> str:
+    """A short hash naming a cache entry: the files' names, sizes and modification times, plus ``params``.
+
+    Any added, removed, renamed, resized or touched file changes the hash, and so
+    does any loader parameter (image size, colour mode), so a stale cache entry is
+    never read back for changed inputs.
+    """
+    entries = []
+    for file in files:
+        stat = os.stat(file)
+        name = os.path.relpath(file, root) if root is not None else str(file)
+        entries.append((name.replace(os.sep, "/"), stat.st_size, stat.st_mtime_ns))
+    text = json.dumps({"files": entries, "params": params}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def atomic_write(path, write: Callable) -> Path:
+    """Write a file so that it either appears complete or not at all.
+
+    ``write(f)`` receives a binary file object opened on a temporary file in the
+    same folder; when it returns, the file is flushed, synced and renamed to
+    ``path`` with :func:`os.replace`. On any error (full disk, permission,
+    interrupt) the temporary file is removed and the error is re-raised with a
+    message naming the folder, so nothing half-written remains.
+    """
+    path = Path(path)
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as err:
+        raise _explain(err, folder) from err
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        try:
+            os.remove(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(err, OSError):
+            raise _explain(err, folder) from err
+        raise
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _explain(err: OSError, folder: Path) -> OSError:
+    """The same OSError type with a message that says what to do about it."""
+    if err.errno == errno.ENOSPC:
+        hint = (
+            f"the disk holding the cache folder {folder} is full; free space there, or pass "
+            f"cache_dir= (or set {ENV_VAR}) to a folder on another disk"
+        )
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = (
+            f"the cache folder {folder} is not writable; pass cache_dir= (or set {ENV_VAR}) "
+            "to a folder you can write to"
+        )
+    else:
+        hint = f"could not write to the cache folder {folder}: {err.strerror or err}"
+    return type(err)(err.errno, hint)
+
+
+def save_array(path, array: np.ndarray) -> Path:
+    """Save ``array`` as a ``.npy`` file atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
+
+
+def save_json(path, obj) -> Path:
+    """Save ``obj`` as JSON atomically."""
+    return atomic_write(path, lambda f: f.write(json.dumps(obj).encode()))
+
+
+def load_array(path, mmap: bool = True) -> np.ndarray:
+    """Read a ``.npy`` file, memory-mapped read-only by default.
+
+    A memory map reads pixels from the page cache only when they are touched,
+    so opening a 600 MB cache takes milliseconds.
+    """
+    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+
+def cached_array(folder, name: str, build: Callable) -> tuple[np.ndarray, dict]:
+    """Return ``(array, meta)`` from ``folder/name.npy`` and ``name.json``, building them first if absent.
+
+    ``build()`` returns ``(array, meta)`` with ``meta`` a JSON-able dict. The
+    array is written first and the JSON last, each atomically, so the JSON's
+    presence means the entry is complete. The array comes back memory-mapped.
+    """
+    folder = Path(folder)
+    array_path, meta_path = folder / f"{name}.npy", folder / f"{name}.json"
+    if not (meta_path.exists() and array_path.exists()):
+        array, meta = build()
+        save_array(array_path, array)
+        del array
+        save_json(meta_path, meta)
+    return load_array(array_path), json.loads(meta_path.read_text())

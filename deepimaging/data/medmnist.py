@@ -1,0 +1,231 @@
+"""MedMNIST ``.npz`` files, BloodMNIST first.
+
+MedMNIST v3 (Yang et al. 2023) publishes each 2-D dataset as one ``.npz``
+file per image size (28, 64, 128, 224) holding six arrays:
+``train_images``, ``val_images``, ``test_images`` (uint8, (N, H, W) or
+(N, H, W, 3)) and ``train_labels``, ``val_labels``, ``test_labels``
+((N, 1) integers). BloodMNIST is made from the PBC dataset of Acevedo et al.
+(2020): 17,092 images of normal peripheral blood cells in 8 classes.
+
+The URLs and MD5 hashes below are those published in the ``medmnist``
+package (``medmnist/info.py``, version 3.0.2), Zenodo record 10519652.
+
+References
+----------
+J. Yang et al., "MedMNIST v2 - A large-scale lightweight benchmark for 2D and 3D
+biomedical image classification", Scientific Data 10, 41 (2023).
+A. Acevedo et al., "A dataset of microscopic peripheral blood cell images for
+development of automatic recognition systems", Data in Brief 30, 105474 (2020).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._checks import check_choice
+from .cache import data_dir
+from .dataset import ImageDataset
+from .download import fetch_file
+
+__all__ = [
+    "MEDMNIST",
+    "MEDMNIST_SIZES",
+    "BLOODMNIST_CLASSES",
+    "load_medmnist",
+    "medmnist_path",
+    "medmnist_url",
+]
+
+MEDMNIST_SIZES = (28, 64, 128, 224)
+_ZENODO = "https://zenodo.org/records/10519652/files"
+
+BLOODMNIST_CLASSES = [
+    "basophil",
+    "eosinophil",
+    "erythroblast",
+    "immature granulocyte",  # myelocytes, metamyelocytes and promyelocytes
+    "lymphocyte",
+    "monocyte",
+    "neutrophil",
+    "platelet",
+]
+
+# name -> class names and the published MD5 of each size's file (medmnist 3.0.2, info.py).
+MEDMNIST = {
+    "bloodmnist": {
+        "classes": BLOODMNIST_CLASSES,
+        "md5": {
+            28: "7053d0359d879ad8a5505303e11de1dc",
+            64: "2b94928a2ae4916078ca51e05b6b800b",
+            128: "adace1e0ed228fccda1f39692059dd4c",
+            224: "b718ff6835fcbdb22ba9eacccd7b2601",
+        },
+    },
+    "pathmnist": {
+        "classes": [
+            "adipose",
+            "background",
+            "debris",
+            "lymphocytes",
+            "mucus",
+            "smooth muscle",
+            "normal colon mucosa",
+            "cancer-associated stroma",
+            "colorectal adenocarcinoma epithelium",
+        ],
+        "md5": {
+            28: "a8b06965200029087d5bd730944a56c1",
+            64: "55aa9c1e0525abe5a6b9d8343a507616",
+            128: "ac42d08fb904d92c244187169d1fd1d9",
+            224: "2c51a510bcdc9cf8ddb2af93af1eadec",
+        },
+    },
+    "dermamnist": {
+        "classes": [
+            "actinic keratoses and intraepithelial carcinoma",
+            "basal cell carcinoma",
+            "benign keratosis-like lesions",
+            "dermatofibroma",
+            "melanoma",
+            "melanocytic nevi",
+            "vascular lesions",
+        ],
+        "md5": {
+            28: "0744692d530f8e62ec473284d019b0c7",
+            64: "b70a2f5635c6199aeaa28c31d7202e1f",
+            128: "2defd784463fa5243564e855ed717de1",
+            224: "8974907d8e169bef5f5b96bc506ae45d",
+        },
+    },
+    "pneumoniamnist": {
+        "classes": ["normal", "pneumonia"],
+        "md5": {
+            28: "28209eda62fecd6e6a2d98b1501bb15f",
+            64: "8f4eceb4ccffa70c672198ea285246c6",
+            128: "05b46931834c231683c68f40c47b2971",
+            224: "d6a3c71de1b945ea11211b03746c1fe1",
+        },
+    },
+    "breastmnist": {
+        "classes": ["malignant", "normal, benign"],
+        "md5": {
+            28: "750601b1f35ba3300ea97c75c52ff8f6",
+            64: "742edef2a1fd1524b2efff4bd7ba9364",
+            128: "363e4b3f8d712e9b5de15470a2aaadf1",
+            224: "b56378a6eefa9fed602bb16d192d4c8b",
+        },
+    },
+}
+
+
+def _file_name(name: str, size: int) -> str:
+    # The 28 x 28 files keep their MedMNIST v2 names (no size suffix).
+    return f"{name}.npz" if size == 28 else f"{name}_{size}.npz"
+
+
+def medmnist_url(name: str, size: int) -> str:
+    """The published download URL of one MedMNIST file."""
+    return f"{_ZENODO}/{_file_name(name, size)}?download=1"
+
+
+def medmnist_path(name: str = "bloodmnist", size: int = 28, cache_dir=None) -> Path:
+    """Where :func:`load_medmnist` looks for (and downloads) a file: ``<data_dir>/medmnist/<file>``."""
+    _check_name_size(name, size)
+    return data_dir(cache_dir, "medmnist") / _file_name(name, size)
+
+
+def load_medmnist(
+    name: str = "bloodmnist",
+    split: str = "train",
+    size: int = 28,
+    path=None,
+    download: bool = False,
+    cache_dir=None,
+) -> ImageDataset:
+    """Load one split of a MedMNIST ``.npz`` file as an :class:`ImageDataset`.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`MEDMNIST`, e.g. ``"bloodmnist"``.
+    split : {"train", "val", "test"}
+        MedMNIST's official split.
+    size : {28, 64, 128, 224}
+        Image side in pixels.
+    path : str or Path, optional
+        A local ``.npz`` file to read (e.g. downloaded by hand from
+        https://zenodo.org/records/10519652). Default: :func:`medmnist_path`.
+    download : bool
+        When the file is not there, download it (checking the published MD5).
+    cache_dir : str or Path, optional
+        Data folder used when ``path`` is not given.
+
+    Returns
+    -------
+    ImageDataset
+        float32 images in [0, 1], (N, 3, size, size) for RGB sets, (N, 1, size, size) for grey ones.
+
+    Examples
+    --------
+    >>> ds = load_medmnist("bloodmnist", "test", size=28, path="bloodmnist.npz")  # doctest: +SKIP
+    >>> ds.classes[:2]  # doctest: +SKIP
+    ['basophil', 'eosinophil']
+    """
+    _check_name_size(name, size)
+    check_choice(split, "split", ("train", "val", "test"))
+    if path is None:
+        path = medmnist_path(name, size, cache_dir)
+        if not path.exists():
+            if not download:
+                raise FileNotFoundError(
+                    f"{name} at size {size} is not at {path}. Download it from {medmnist_url(name, size)} "
+                    f"(MD5 {MEDMNIST[name]['md5'][size]}) and pass path=, or call with download=True."
+                )
+            fetch_file(
+                medmnist_url(name, size),
+                "md5:" + MEDMNIST[name]["md5"][size],
+                fname=path.name,
+                path=path.parent,
+                progress=True,
+            )
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"MedMNIST file {path} does not exist (expected a .npz file)")
+    with np.load(path, allow_pickle=False) as npz:
+        wanted = (f"{split}_images", f"{split}_labels")
+        missing = [k for k in wanted if k not in npz.files]
+        if missing:
+            raise KeyError(
+                f"{path} lacks the MedMNIST key(s) {missing}; expected train/val/test_images and "
+                f"train/val/test_labels, found {sorted(npz.files)}"
+            )
+        images, labels = npz[wanted[0]], npz[wanted[1]]
+    return _to_dataset(images, labels, MEDMNIST[name]["classes"], path)
+
+
+def _to_dataset(images, labels, classes, path) -> ImageDataset:
+    if images.ndim == 3:  # grey sets store (N, H, W)
+        images = images[..., None]
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise ValueError(
+            f"{path}: images must be uint8 of shape (N, H, W) or (N, H, W, C); "
+            f"got {images.dtype} of shape {images.shape}"
+        )
+    labels = np.asarray(labels).reshape(len(labels), -1)
+    if labels.shape != (len(images), 1):
+        raise ValueError(
+            f"{path}: expected one label per image, shape ({len(images)}, 1); got {labels.shape} "
+            "(multi-label sets such as ChestMNIST are not supported)"
+        )
+    tensor = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
+    return ImageDataset(tensor, torch.from_numpy(labels[:, 0].astype(np.int64)), list(classes))
+
+
+def _check_name_size(name, size):
+    if name not in MEDMNIST:
+        raise ValueError(f"unknown MedMNIST name {name!r}; expected one of {sorted(MEDMNIST)}")
+    if size not in MEDMNIST_SIZES:
+        raise ValueError(f"MedMNIST size must be one of {list(MEDMNIST_SIZES)}; got {size!r}")
