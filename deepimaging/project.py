@@ -540,7 +540,9 @@ def _run_cli(args) -> int:
         print(
             f"{row['sweep']}={row['value']}: accuracy {row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}"
         )
-    print(f"results in {results_dir(args.path, args.smoke or None)}; now `deepimaging report {args.path}`")
+    folder = results_dir(args.path, args.smoke or None)
+    smoke = " --smoke" if folder.name.endswith("smoke") else ""
+    print(f"results in {folder}; now `deepimaging report {args.path}{smoke}`")
     return 0
 
 
