@@ -1,0 +1,298 @@
+"""Illumination: learned LED weighting and a coherent Fourier microscope with an LED array.
+
+A programmable LED array under a microscope lights the sample from many
+angles. Each LED is a (spatially coherent) tilted plane wave; different LEDs
+are mutually incoherent, so the image under several LEDs is the weighted sum
+of the single-LED intensity images. Learning those weights is the course's
+1x1-convolution layer (Horstmeyer et al., 2017, "Convolutional neural networks
+that teach microscopes how to image").
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .._checks import check_choice, check_images, check_int, check_number
+
+__all__ = [
+    "FourierMicroscope",
+    "LEDWeighting",
+    "circular_pupil",
+    "coherent_image",
+    "led_frequencies",
+    "led_weighting",
+    "simulate_led_stack",
+    "thin_object",
+]
+
+
+def led_weighting(stack: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    r"""Incoherent sum of single-LED images: :math:`y_o = \sum_k w_{ok} I_k` (a 1x1 convolution).
+
+    Parameters
+    ----------
+    stack : torch.Tensor
+        (N, K, H, W) in [0, 1]: one image per LED.
+    weights : torch.Tensor
+        (O, K) non-negative LED brightnesses, one row per output image
+        (several rows = several exposures with different patterns).
+
+    Returns
+    -------
+    torch.Tensor
+        (N, O, H, W); in [0, 1] when each row of ``weights`` sums to at most one.
+    """
+    check_images(stack, "stack")
+    if not isinstance(weights, torch.Tensor) or weights.ndim != 2 or weights.shape[1] != stack.shape[1]:
+        shape = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
+        raise ValueError(
+            f"weights must have shape (O, {stack.shape[1]}) for {stack.shape[1]} LEDs; got {shape}"
+        )
+    return nn.functional.conv2d(stack, weights[:, :, None, None].to(stack.dtype))
+
+
+class LEDWeighting(nn.Module):
+    r"""Learned non-negative LED brightnesses, as a 1x1 convolution over a multi-LED stack.
+
+    .. math:: w_{o\cdot} = \operatorname{softmax}(\theta_{o\cdot}), \qquad y_o = \sum_k w_{ok} I_k
+
+    Gradient trick: reparameterisation; the softmax keeps every brightness
+    non-negative (an LED cannot emit negative light) and the total at one (the
+    exposure is normalised), so the output stays in [0, 1]. Initialised to
+    equal brightness for all LEDs.
+
+    Parameters
+    ----------
+    n_leds : int
+        K, the input channels (one image per LED).
+    out_channels : int
+        O, number of illumination patterns (images the CNN receives).
+
+    Shape: input (N, K, H, W) in [0, 1], output (N, O, H, W).
+    """
+
+    def __init__(self, n_leds: int, out_channels: int = 1):
+        super().__init__()
+        self.n_leds = check_int(n_leds, "n_leds", 1)
+        generator = torch.Generator().manual_seed(0)
+        # Tiny random logits break the symmetry between several output patterns.
+        self.logits = nn.Parameter(
+            0.01 * torch.randn(check_int(out_channels, "out_channels", 1), n_leds, generator=generator)
+        )
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """(O, K) LED brightnesses: non-negative, each row sums to one."""
+        return torch.softmax(self.logits, dim=1)
+
+    def forward(self, stack: torch.Tensor) -> torch.Tensor:
+        check_images(stack, "stack", channels=self.n_leds)
+        return led_weighting(stack, self.weights)
+
+    def extra_repr(self) -> str:
+        return f"n_leds={self.n_leds}, out_channels={self.logits.shape[0]}"
+
+
+def thin_object(images: torch.Tensor, phase_strength: float = 1.0) -> torch.Tensor:
+    r"""Treat stained-cell images as a thin sample: a complex transmittance per pixel.
+
+    .. math:: t = \sqrt{g}\; e^{\,i \pi s (1 - g)}
+
+    with ``g`` the grey level (mean over channels): the sample absorbs where it
+    is dark (amplitude ``sqrt(g)``, so ``|t|^2 = g``) and delays light where it
+    is thick, which a stained cell also is where it is dark (phase, scaled by
+    ``s = phase_strength``; 0 gives a pure amplitude object).
+
+    Returns (N, H, W) complex64.
+    """
+    check_images(images)
+    s = check_number(phase_strength, "phase_strength", 0.0)
+    grey = images.mean(1)
+    return torch.polar(grey.sqrt(), math.pi * s * (1 - grey))
+
+
+def led_frequencies(grid: int = 3, spacing: int = 4) -> torch.Tensor:
+    """(K, 2) illumination spatial frequencies (fy, fx) in cycles per field of a ``grid x grid`` LED array.
+
+    The LED at row r, column c (centred on the optical axis) is a plane wave
+    tilted so that it makes ``(r, c) * spacing`` cycles across the field; whole
+    cycles keep the wave periodic on the grid, so the tilt shifts the spectrum
+    exactly. The centre LED (normal incidence) has frequency (0, 0).
+    """
+    grid = check_int(grid, "led_grid", 1)
+    spacing = check_int(spacing, "led spacing", 0)
+    offsets = torch.arange(grid) - (grid - 1) / 2
+    fy, fx = torch.meshgrid(offsets, offsets, indexing="ij")
+    return (torch.stack([fy.flatten(), fx.flatten()], 1) * spacing).round()
+
+
+def circular_pupil(height: int, width: int, cutoff: float) -> torch.Tensor:
+    """(H, W) 0/1 circular pupil in FFT order: passes spatial frequencies up to ``cutoff`` cycles per field.
+
+    For an objective of numerical aperture NA at wavelength lambda, the cutoff is
+    NA / lambda; in cycles per field, NA / lambda times the field width.
+    """
+    fy = torch.fft.fftfreq(height) * height
+    fx = torch.fft.fftfreq(width) * width
+    return ((fy[:, None] ** 2 + fx[None, :] ** 2).sqrt() <= cutoff).float()
+
+
+def coherent_image(objects: torch.Tensor, pupil: torch.Tensor, frequencies: torch.Tensor) -> torch.Tensor:
+    r"""Coherent imaging of a thin object under tilted plane waves (one per LED).
+
+    .. math:: I_k = \big|\mathcal{F}^{-1}\{P \cdot \mathcal{F}\{t \cdot e^{2\pi i (f_{y,k} y / H + f_{x,k} x / W)}\}\}\big|^2
+
+    Parameters
+    ----------
+    objects : torch.Tensor
+        (N, H, W) complex transmittance ``t``.
+    pupil : torch.Tensor
+        (H, W) complex (or real) pupil function ``P`` in FFT order.
+    frequencies : torch.Tensor
+        (K, 2) LED frequencies (fy, fx) in cycles per field.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, K, H, W) real intensities, one image per LED (not clipped).
+    """
+    if not isinstance(objects, torch.Tensor) or objects.ndim != 3:
+        raise ValueError(f"objects must have shape (N, H, W); got {getattr(objects, 'shape', type(objects))}")
+    h, w = objects.shape[-2:]
+    if tuple(pupil.shape) != (h, w):
+        raise ValueError(f"pupil must have shape {(h, w)} like the objects; got {tuple(pupil.shape)}")
+    y = torch.arange(h, device=objects.device, dtype=torch.float32)
+    x = torch.arange(w, device=objects.device, dtype=torch.float32)
+    freq = frequencies.to(objects.device, torch.float32)
+    phase = 2 * math.pi * (freq[:, 0, None, None] * y[:, None] / h + freq[:, 1, None, None] * x[None, :] / w)
+    waves = torch.polar(torch.ones_like(phase), phase)  # (K, H, W)
+    field = torch.fft.ifft2(torch.fft.fft2(objects[:, None] * waves) * pupil)
+    return field.real**2 + field.imag**2
+
+
+class FourierMicroscope(nn.Module):
+    r"""A coherent microscope with an LED array: thin object, tilted plane waves, pupil, intensity, LED sum.
+
+    For each LED ``k``: object times tilted plane wave, Fourier transform,
+    multiply by the pupil :math:`P = A\, e^{i\phi}\, \mathbb{1}[|f| \le f_c]`,
+    inverse transform, intensity (see :func:`coherent_image`). LEDs add
+    incoherently with learned non-negative weights (:class:`LEDWeighting`). The
+    pupil amplitude ``A`` (initialised to 1) and phase ``phi`` (initialised to 0,
+    i.e. in focus and aberration-free) are ``nn.Parameter`` s when
+    ``learn_pupil``: the network can learn a phase mask (e.g. defocus) that
+    makes its task easier. Intensities are clipped at 1 (sensor saturation;
+    coherent edges ring slightly above the incident intensity).
+
+    Parameters
+    ----------
+    image_shape : tuple
+        (C, H, W) of the scene images (converted to a thin object by
+        :func:`thin_object`; the channels are averaged).
+    na : float
+        Pupil cutoff as a fraction of the Nyquist frequency, in (0, 1].
+    led_grid : int
+        The LED array is ``led_grid x led_grid``.
+    led_spacing : float
+        Illumination frequency step between neighbouring LEDs as a fraction of
+        the pupil cutoff; LEDs beyond the cutoff give dark-field images.
+    phase_strength : float
+        See :func:`thin_object`.
+    output : {"sum", "stack"}
+        "sum": (N, 1, H, W), the learned weighted sum; "stack": (N, K, H, W),
+        one image per LED.
+    learn_pupil : bool
+
+    Shape: input (N, C, H, W) in [0, 1]; output (N, 1, H, W) or (N, K, H, W) in [0, 1].
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple,
+        na: float = 0.5,
+        led_grid: int = 3,
+        led_spacing: float = 0.8,
+        phase_strength: float = 1.0,
+        output: str = "sum",
+        learn_pupil: bool = True,
+    ):
+        super().__init__()
+        from ._common import check_image_shape
+
+        _, h, w = check_image_shape(image_shape)
+        self.na = check_number(na, "na", 0.0, 1.0, low_open=True)
+        self.output = check_choice(output, "output", ("sum", "stack"))
+        self.phase_strength = check_number(phase_strength, "phase_strength", 0.0)
+        cutoff = self.na * min(h, w) / 2
+        step = round(check_number(led_spacing, "led_spacing", 0.0) * cutoff)
+        self.register_buffer("aperture", circular_pupil(h, w, cutoff))
+        self.register_buffer("frequencies", led_frequencies(led_grid, step))
+        amplitude, phase = torch.ones(h, w), torch.zeros(h, w)
+        if learn_pupil:
+            self.pupil_amplitude, self.pupil_phase = nn.Parameter(amplitude), nn.Parameter(phase)
+        else:
+            self.register_buffer("pupil_amplitude", amplitude)
+            self.register_buffer("pupil_phase", phase)
+        self.leds = LEDWeighting(len(self.frequencies)) if output == "sum" else None
+
+    @property
+    def pupil(self) -> torch.Tensor:
+        """(H, W) complex pupil function in FFT order (``torch.fft.fftshift`` it to display)."""
+        return torch.polar(self.pupil_amplitude.abs() * self.aperture, self.pupil_phase)
+
+    def led_images(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, K, H, W) single-LED intensity images in [0, 1]."""
+        objects = thin_object(images, self.phase_strength)
+        return coherent_image(objects, self.pupil, self.frequencies).clamp(0, 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        stack = self.led_images(images)
+        return stack if self.leds is None else led_weighting(stack, self.leds.weights)
+
+    def extra_repr(self) -> str:
+        return f"na={self.na}, leds={len(self.frequencies)}, output={self.output!r}"
+
+
+@torch.no_grad()
+def simulate_led_stack(
+    data,
+    led_grid: int = 3,
+    na: float = 0.5,
+    led_spacing: float = 0.8,
+    phase_strength: float = 1.0,
+    batch_size: int = 256,
+):
+    """Multi-LED image stacks of a dataset: each image becomes K = led_grid**2 single-LED images.
+
+    Each scene image is treated as a thin amplitude/phase object
+    (:func:`thin_object`) and imaged by a fixed :class:`FourierMicroscope` once
+    per LED. The result is the input of :class:`LEDWeighting` (learned
+    illumination) in front of a CNN with one input channel.
+
+    Parameters
+    ----------
+    data : ImageDataset or torch.Tensor
+        Scenes (N, C, H, W) in [0, 1].
+    led_grid, na, led_spacing, phase_strength : see :class:`FourierMicroscope`.
+    batch_size : int
+        Images per FFT batch (memory).
+
+    Returns
+    -------
+    ImageDataset or torch.Tensor
+        Same type as ``data``, with images (N, K, H, W) in [0, 1] and the same labels.
+    """
+    from ..data.dataset import ImageDataset
+
+    images = data.images if isinstance(data, ImageDataset) else data
+    check_images(images)
+    microscope = FourierMicroscope(
+        tuple(images.shape[1:]), na, led_grid, led_spacing, phase_strength, output="stack", learn_pupil=False
+    )
+    batch_size = check_int(batch_size, "batch_size", 1)
+    stack = torch.cat([microscope(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+    if isinstance(data, ImageDataset):
+        return ImageDataset(stack, data.labels, data.classes)
+    return stack

@@ -1,0 +1,176 @@
+"""Sensor noise: photon shot noise, read noise, full-well saturation, and a whole ``Sensor``.
+
+Units: an image in [0, 1] is the scene intensity; ``photons`` is the mean
+number of photo-electrons a pixel collects at intensity 1 during the exposure.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .._checks import check_images, check_int, check_number
+from ._common import SeededNoise
+from .quantization import MAX_BITS, quantize
+
+__all__ = ["ReadNoise", "Sensor", "ShotNoise", "read_noise", "saturate", "shot_noise"]
+
+
+def shot_noise(
+    images: torch.Tensor, photons: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    r"""Photon shot noise: Poisson counts of photo-electrons, divided by the mean count at intensity 1.
+
+    .. math:: n \sim \operatorname{Poisson}(\lambda), \quad \lambda = P x, \qquad y = n / P
+
+    so ``E[y] = x`` and ``Var[y] = x / P``: the signal-to-noise ratio grows as
+    ``sqrt(P x)``. The output is not clipped (a count can exceed ``P``); see
+    :func:`saturate`.
+
+    Gradient (a Poisson draw has none): the value is the exact Poisson sample;
+    the gradient is that of its Gaussian reparameterisation
+    :math:`n = \lambda + \sqrt{\lambda}\,\varepsilon` with the standardised
+    noise :math:`\varepsilon = (n - \lambda) / \sqrt{\lambda}` held fixed, so
+    :math:`\partial n / \partial \lambda = 1 + \varepsilon / (2\sqrt{\lambda})`.
+    (DeepInverse's Poisson noise passes no gradient; this one does.)
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        (N, C, H, W) in [0, 1].
+    photons : float
+        Mean photo-electrons at intensity 1, > 0.
+    generator : torch.Generator, optional
+        Same generator state, same noise.
+    """
+    check_images(images)
+    photons = check_number(photons, "photons", 0.0, low_open=True)
+    return _shot(images * photons, generator) / photons
+
+
+def _shot(mean_electrons: torch.Tensor, generator) -> torch.Tensor:
+    counts = torch.poisson(mean_electrons.detach(), generator=generator)
+    # Clamp keeps sqrt's gradient finite at lambda = 0, where the standardised noise is exactly 0.
+    std = mean_electrons.clamp_min(1e-8).sqrt()
+    epsilon = ((counts - mean_electrons) / std).detach()
+    return mean_electrons + std * epsilon
+
+
+def read_noise(images: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Additive Gaussian read noise of the amplifier and ADC: :math:`y = x + \sigma \varepsilon`, ``eps ~ N(0, 1)``.
+
+    ``sigma`` is in the units of ``images`` (for electrons, see :class:`Sensor`).
+    Gradient: reparameterisation, dy/dx = 1. Output not clipped.
+    """
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point():
+        raise TypeError(f"images must be a floating-point torch.Tensor; got {type(images).__name__}")
+    sigma = check_number(sigma, "sigma", 0.0)
+    noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+    return images + sigma * noise
+
+
+def saturate(values: torch.Tensor, full_well: float = 1.0) -> torch.Tensor:
+    """Full-well saturation: a pixel holds at most ``full_well`` (and never less than 0): clamp.
+
+    Gradient: 1 inside, 0 where the pixel saturates (the readout no longer depends on the light).
+    """
+    full_well = check_number(full_well, "full_well", 0.0, low_open=True)
+    return values.clamp(0.0, full_well)
+
+
+class ShotNoise(nn.Module):
+    """Shot noise (:func:`shot_noise`) then saturation at 1: a noisy but otherwise ideal sensor.
+
+    ``photons`` is a fixed buffer; ``seed`` (optional) makes the noise sequence repeatable.
+    Shape: input (N, C, H, W) in [0, 1], output the same shape in [0, 1].
+    """
+
+    def __init__(self, photons: float, seed: int | None = None):
+        super().__init__()
+        self.register_buffer("photons", torch.tensor(check_number(photons, "photons", 0.0, low_open=True)))
+        self._noise = SeededNoise(seed)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_images(images)
+        photons = float(self.photons)
+        return saturate(_shot(images * photons, self._noise(images.device)) / photons)
+
+    def extra_repr(self) -> str:
+        return f"photons={float(self.photons):g}"
+
+
+class ReadNoise(nn.Module):
+    """Read noise (:func:`read_noise`) of standard deviation ``sigma`` (fraction of full scale), then clipping to [0, 1]."""
+
+    def __init__(self, sigma: float, seed: int | None = None):
+        super().__init__()
+        self.sigma = check_number(sigma, "sigma", 0.0)
+        self._noise = SeededNoise(seed)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_images(images)
+        return saturate(read_noise(images, self.sigma, self._noise(images.device)))
+
+
+class Sensor(nn.Module):
+    r"""A camera sensor in physical order: photons -> shot noise -> read noise -> saturation -> ADC.
+
+    .. math::
+        n \sim \operatorname{Poisson}(P x), \quad
+        e = n + \sigma_r \varepsilon, \quad
+        y = \operatorname{quantize}\!\big(\min(\max(e, 0), F) / F,\ b\big)
+
+    with ``P`` photons at intensity 1, read noise ``sigma_r`` in electrons, full
+    well ``F`` electrons (default ``P``: intensity 1 just fills the well) and
+    ``b`` bits. Gradients: see :func:`shot_noise` (Poisson), reparameterisation
+    (read noise), clamp (saturation) and straight-through (quantization).
+
+    Parameters
+    ----------
+    photons : float
+        > 0.
+    read_noise : float
+        Read noise in electrons (rms), >= 0; a few electrons for a CMOS sensor.
+    full_well : float, optional
+        Well capacity in electrons, > 0.
+    bits : int
+        ADC bit depth, 1 to 16.
+    seed : int, optional
+        Repeatable noise.
+
+    Shape: input (N, C, H, W) in [0, 1], output the same shape in [0, 1].
+
+    Examples
+    --------
+    >>> sensor = Sensor(photons=100, read_noise=2.0, bits=8, seed=0)
+    >>> y = sensor(torch.full((1, 1, 8, 8), 0.5))
+    >>> bool(((y >= 0) & (y <= 1)).all())
+    True
+    """
+
+    def __init__(self, photons: float, read_noise: float = 2.0, full_well=None, bits: int = 8, seed=None):
+        super().__init__()
+        photons = check_number(photons, "photons", 0.0, low_open=True)
+        full_well = photons if full_well is None else check_number(full_well, "full_well", 0.0, low_open=True)
+        self.register_buffer("photons", torch.tensor(photons))
+        self.register_buffer("read_noise", torch.tensor(check_number(read_noise, "read_noise", 0.0)))
+        self.register_buffer("full_well", torch.tensor(full_well))
+        self.bits = check_int(bits, "bits", 1, MAX_BITS)
+        self._noise = SeededNoise(seed)
+
+    def analog(self, images: torch.Tensor) -> torch.Tensor:
+        """The readout before the ADC: shot noise, read noise and saturation, normalised to [0, 1]."""
+        check_images(images)
+        generator = self._noise(images.device)
+        electrons = _shot(images * float(self.photons), generator)
+        electrons = read_noise(electrons, float(self.read_noise), generator)
+        return saturate(electrons, float(self.full_well)) / float(self.full_well)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return quantize(self.analog(images), self.bits)
+
+    def extra_repr(self) -> str:
+        return (
+            f"photons={float(self.photons):g}, read_noise={float(self.read_noise):g}, "
+            f"full_well={float(self.full_well):g}, bits={self.bits}"
+        )

@@ -1,0 +1,323 @@
+"""Optics: point-spread functions (PSFs) and blur, fixed, learnable and shift-variant.
+
+A lens images a point of the scene onto a small spot, the point-spread
+function ``h``; for a shift-invariant system the image is the scene convolved
+with it, ``y = h * x``. PSFs here are square, odd-sized, non-negative and sum
+to one (a lens does not create or destroy light), so blurred images stay in
+[0, 1] and keep their mean.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._checks import check_choice, check_images, check_int, check_number
+
+__all__ = [
+    "Blur",
+    "GaussianBlur",
+    "LearnedPSF",
+    "ShiftVariantBlur",
+    "airy_psf",
+    "blur",
+    "defocus_psf",
+    "gaussian_psf",
+    "shift_variant_blur",
+]
+
+# Kernel size from which "auto" convolves through the FFT. Measured with
+# benchmarks/bench_physics.py (forward + backward, 128 x 3 x 64 x 64, CPU): direct
+# depthwise convolution wins for small PSFs, the FFT for large ones.
+FFT_FROM_SIZE = 15
+_ZERO_J1 = 3.8317059702075125  # first zero of the Bessel function J1
+
+
+def _check_psf_size(size: int) -> int:
+    size = check_int(size, "psf size", 1)
+    if size % 2 == 0:
+        raise ValueError(f"psf size must be odd (so the PSF has a centre pixel) and >= 1; got {size}")
+    return size
+
+
+def _radius_grid(size: int, supersample: int = 1) -> torch.Tensor:
+    """Distance of (sub-)pixel centres from the centre pixel, shape (size, size, s*s)."""
+    offsets = (torch.arange(supersample) + 0.5) / supersample - 0.5
+    axis = torch.arange(size) - size // 2
+    pos = (axis[:, None] + offsets[None, :]).flatten()  # (size * s,)
+    r = torch.sqrt(pos[:, None] ** 2 + pos[None, :] ** 2)
+    return r.view(size, supersample, size, supersample).permute(0, 2, 1, 3).reshape(size, size, -1)
+
+
+def gaussian_psf(size: int, sigma: float) -> torch.Tensor:
+    r"""Gaussian PSF, a common model of a slightly defocused or aberrated lens.
+
+    .. math:: h(u, v) \propto \exp\!\Big(-\frac{u^2 + v^2}{2\sigma^2}\Big), \qquad \sum h = 1
+
+    Parameters
+    ----------
+    size : int
+        Odd side length in pixels.
+    sigma : float
+        Standard deviation in pixels, > 0.
+
+    Returns
+    -------
+    torch.Tensor
+        (size, size), non-negative, sums to one.
+    """
+    size = _check_psf_size(size)
+    sigma = check_number(sigma, "sigma", 0.0, low_open=True)
+    r = _radius_grid(size)[..., 0]
+    psf = torch.exp(-(r**2) / (2 * sigma**2))
+    return psf / psf.sum()
+
+
+def defocus_psf(size: int, radius: float) -> torch.Tensor:
+    r"""Defocus PSF: a uniform disk (geometric optics), edge pixels weighted by their covered area.
+
+    .. math:: h(u, v) \propto \mathbb{1}\big[\sqrt{u^2 + v^2} \le r\big]
+
+    The coverage of each pixel is estimated on an 8 x 8 sub-pixel grid, so a
+    small radius gives a smooth kernel rather than a jagged one. ``radius = 0``
+    is a sharp image (a delta).
+    """
+    size = _check_psf_size(size)
+    radius = check_number(radius, "radius", 0.0, (size - 1) / 2 + 0.5)
+    if radius == 0:
+        psf = torch.zeros(size, size)
+        psf[size // 2, size // 2] = 1.0
+        return psf
+    psf = (_radius_grid(size, 8) <= radius).float().mean(-1)
+    return psf / psf.sum()
+
+
+def airy_psf(size: int, radius: float) -> torch.Tensor:
+    r"""Diffraction-limited PSF of a circular pupil: the Airy pattern.
+
+    .. math:: h(r) \propto \Big(\frac{2 J_1(v)}{v}\Big)^2, \qquad v = 3.8317\,\frac{r}{r_0}
+
+    where :math:`r_0 = 0.61 \lambda / \mathrm{NA}` (the Rayleigh resolution) is
+    the radius of the first dark ring, in pixels. Each pixel averages a 4 x 4
+    sub-pixel grid.
+    """
+    size = _check_psf_size(size)
+    radius = check_number(radius, "radius", 0.0, low_open=True)
+    v = _ZERO_J1 * _radius_grid(size, 4) / radius
+    safe = torch.where(v == 0, torch.ones_like(v), v)
+    intensity = torch.where(v == 0, torch.ones_like(v), (2 * torch.special.bessel_j1(safe) / safe) ** 2)
+    psf = intensity.mean(-1)
+    return psf / psf.sum()
+
+
+def blur(images: torch.Tensor, psf: torch.Tensor, method: str = "auto") -> torch.Tensor:
+    r"""Convolve images with a PSF: ``y = h * x``, same-size output, mirrored (reflect) borders.
+
+    .. math:: y(i, j) = \sum_{u, v} h(u, v)\, x(i - u, j - v)
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        (N, C, H, W) in [0, 1].
+    psf : torch.Tensor
+        (k, k) for every channel or (C, k, k) one per channel; k odd and at
+        most min(H, W). Should be non-negative and sum to one.
+    method : {"auto", "direct", "fft"}
+        "direct" uses a depthwise ``conv2d`` (with the kernel flipped: conv2d
+        correlates); "fft" multiplies spectra of the padded image. Both give the
+        same result; "auto" picks direct below ``FFT_FROM_SIZE`` pixels.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, C, H, W).
+    """
+    check_images(images)
+    check_choice(method, "method", ("auto", "direct", "fft"))
+    n, c, h, w = images.shape
+    if not isinstance(psf, torch.Tensor) or psf.ndim not in (2, 3) or psf.shape[-1] != psf.shape[-2]:
+        shape = tuple(psf.shape) if isinstance(psf, torch.Tensor) else type(psf).__name__
+        raise ValueError(f"psf must be a square tensor of shape (k, k) or (C, k, k); got {shape}")
+    k = _check_psf_size(psf.shape[-1])
+    if k > min(h, w):
+        raise ValueError(f"psf size must be at most the image size {min(h, w)}; got {k}")
+    if psf.ndim == 3 and psf.shape[0] != c:
+        raise ValueError(f"psf has {psf.shape[0]} channels but the images have {c}")
+    kernels = psf.expand(c, k, k) if psf.ndim == 2 else psf
+    pad = k // 2
+    padded = F.pad(images, (pad, pad, pad, pad), mode="reflect") if pad else images
+    if method == "direct" or (method == "auto" and k < FFT_FROM_SIZE):
+        return F.conv2d(padded, kernels.flip(-2, -1)[:, None].to(images.dtype), groups=c)
+    # Circular convolution of the padded image: wrap-around only touches the pad, which is cropped.
+    size = padded.shape[-2:]
+    kernel = torch.zeros(c, *size, dtype=images.dtype, device=images.device)
+    kernel[:, :k, :k] = kernels
+    kernel = torch.roll(kernel, shifts=(-pad, -pad), dims=(-2, -1))  # centre pixel at the origin
+    out = torch.fft.irfft2(torch.fft.rfft2(padded) * torch.fft.rfft2(kernel), s=size)
+    return out[..., pad : pad + h, pad : pad + w]
+
+
+class Blur(nn.Module):
+    """A lens with a fixed PSF (a buffer): ``y = h * x``. See :func:`blur`.
+
+    Use with :func:`gaussian_psf`, :func:`defocus_psf` or :func:`airy_psf`:
+
+    >>> lens = Blur(airy_psf(9, radius=2.0))
+    >>> lens(torch.rand(1, 3, 32, 32)).shape
+    torch.Size([1, 3, 32, 32])
+    """
+
+    def __init__(self, psf: torch.Tensor, method: str = "auto"):
+        super().__init__()
+        if not isinstance(psf, torch.Tensor) or psf.ndim not in (2, 3):
+            raise ValueError("psf must be a tensor of shape (k, k) or (C, k, k)")
+        self.method = check_choice(method, "method", ("auto", "direct", "fft"))
+        self.register_buffer("psf", psf.detach().float().clone())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return blur(images, self.psf, self.method)
+
+
+class GaussianBlur(Blur):
+    """A lens with a fixed Gaussian PSF of width ``sigma`` pixels; ``size`` defaults to 2*ceil(3 sigma)+1."""
+
+    def __init__(self, sigma: float, size: int | None = None, method: str = "auto"):
+        sigma = check_number(sigma, "sigma", 0.0, low_open=True)
+        size = 2 * math.ceil(3 * sigma) + 1 if size is None else size
+        super().__init__(gaussian_psf(size, sigma), method)
+        self.sigma = sigma
+
+    def extra_repr(self) -> str:
+        return f"sigma={self.sigma}, size={self.psf.shape[-1]}"
+
+
+class LearnedPSF(nn.Module):
+    r"""A learnable PSF, kept non-negative and summing to one by a softmax over its pixels.
+
+    .. math:: h = \operatorname{softmax}(\theta), \qquad y = h * x
+
+    Gradient trick: reparameterisation. The optimizer moves the unconstrained
+    logits ``theta`` (an ``nn.Parameter``); the softmax maps any logits to a
+    valid PSF, so no projection step is needed. Initialised to a Gaussian of
+    width ``init_sigma`` (default size / 6).
+
+    Parameters
+    ----------
+    size : int
+        Odd side length in pixels, at most the image size.
+    init_sigma : float, optional
+    method : {"auto", "direct", "fft"}
+
+    Shape: input (N, C, H, W) in [0, 1], output the same shape (one PSF for all channels).
+    """
+
+    def __init__(self, size: int, init_sigma: float | None = None, method: str = "auto"):
+        super().__init__()
+        size = _check_psf_size(size)
+        init_sigma = size / 6 if init_sigma is None else init_sigma
+        self.method = check_choice(method, "method", ("auto", "direct", "fft"))
+        self.logits = nn.Parameter(torch.log(gaussian_psf(size, init_sigma).clamp_min(1e-8)))
+
+    @property
+    def psf(self) -> torch.Tensor:
+        """(size, size) PSF: non-negative, sums to one."""
+        return torch.softmax(self.logits.flatten(), 0).view_as(self.logits)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return blur(images, self.psf, self.method)
+
+    def extra_repr(self) -> str:
+        return f"size={self.logits.shape[-1]}"
+
+
+def _zone_weights(n_zones: int, length: int, device) -> torch.Tensor:
+    """(n_zones, length) piecewise-linear weights, 1 at each zone centre, summing to one everywhere."""
+    position = ((torch.arange(length, device=device) + 0.5) / length * n_zones - 0.5).clamp(0, n_zones - 1)
+    return (1 - (position[None, :] - torch.arange(n_zones, device=device)[:, None]).abs()).clamp_min(0)
+
+
+def shift_variant_blur(images: torch.Tensor, psfs: torch.Tensor) -> torch.Tensor:
+    r"""Blur with a PSF that changes across the field: one PSF per zone of a grid, blended smoothly.
+
+    .. math:: y = \sum_k w_k \odot (h_k * x)
+
+    The PSFs ``h_k`` sit at the centres of a ``gy x gx`` grid of zones; the
+    weights ``w_k(i, j)`` interpolate bilinearly between zone centres and sum to
+    one at every pixel (Nagy and O'Leary, 1998, "Restoring images degraded by
+    spatially variant blur"). Lens aberrations that grow towards the edge of
+    the field are the classic case.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        (N, C, H, W) in [0, 1].
+    psfs : torch.Tensor
+        (gy, gx, k, k): one PSF per zone, k odd, at most min(H, W).
+    """
+    check_images(images)
+    if not isinstance(psfs, torch.Tensor) or psfs.ndim != 4 or psfs.shape[-1] != psfs.shape[-2]:
+        shape = tuple(psfs.shape) if isinstance(psfs, torch.Tensor) else type(psfs).__name__
+        raise ValueError(f"psfs must have shape (gy, gx, k, k); got {shape}")
+    n, c, h, w = images.shape
+    gy, gx, k = psfs.shape[0], psfs.shape[1], _check_psf_size(psfs.shape[-1])
+    if k > min(h, w):
+        raise ValueError(f"psf size must be at most the image size {min(h, w)}; got {k}")
+    zones = gy * gx
+    pad = k // 2
+    padded = F.pad(images, (pad, pad, pad, pad), mode="reflect") if pad else images
+    # One grouped convolution makes all zone-blurred copies: output channel c * zones + z is h_z * x_c.
+    kernels = psfs.reshape(zones, 1, k, k).flip(-2, -1).repeat(c, 1, 1, 1)
+    blurred = F.conv2d(padded, kernels, groups=c).view(n, c, zones, h, w)
+    weights = (
+        _zone_weights(gy, h, images.device)[:, None, :, None]
+        * _zone_weights(gx, w, images.device)[None, :, None, :]
+    )  # (gy, gx, H, W)
+    return (blurred * weights.reshape(zones, h, w)).sum(2)
+
+
+class ShiftVariantBlur(nn.Module):
+    """Learnable shift-variant blur: a ``grid`` of PSFs (softmax logits), blended across the field.
+
+    See :func:`shift_variant_blur`. Each PSF is initialised to a Gaussian of
+    width ``init_sigma`` and learned through a softmax, like :class:`LearnedPSF`;
+    with ``learnable=False`` they are fixed buffers.
+
+    Parameters
+    ----------
+    size : int
+        Odd PSF size in pixels.
+    grid : tuple of int
+        Zones (rows, columns).
+    init_sigma : float or tensor of shape grid
+    learnable : bool
+    """
+
+    def __init__(self, size: int = 5, grid=(2, 2), init_sigma=1.0, learnable: bool = True):
+        super().__init__()
+        size = _check_psf_size(size)
+        gy, gx = (check_int(g, "grid", 1) for g in grid)
+        sigmas = torch.as_tensor(init_sigma, dtype=torch.float32).expand(gy, gx)
+        logits = torch.stack(
+            [torch.log(gaussian_psf(size, float(s)).clamp_min(1e-8)) for s in sigmas.flatten()]
+        )
+        logits = logits.view(gy, gx, size, size)
+        if learnable:
+            self.logits = nn.Parameter(logits)
+        else:
+            self.register_buffer("logits", logits)
+
+    @property
+    def psfs(self) -> torch.Tensor:
+        """(gy, gx, k, k) PSFs, each non-negative and summing to one."""
+        gy, gx, k, _ = self.logits.shape
+        return torch.softmax(self.logits.reshape(gy, gx, k * k), -1).view_as(self.logits)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return shift_variant_blur(images, self.psfs)
+
+    def extra_repr(self) -> str:
+        gy, gx, k, _ = self.logits.shape
+        return f"size={k}, grid=({gy}, {gx})"

@@ -1,0 +1,278 @@
+"""Sensor bit depth: uniform quantization, learned per-pixel discretization, per-pixel bit allocation.
+
+All three round, and rounding has zero gradient almost everywhere. They pass
+gradients with the straight-through estimator (Bengio et al., 2013): the
+forward pass rounds, the backward pass treats rounding as the identity.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .._checks import check_images, check_int, check_number
+from ._common import budget_shift, check_image_shape, check_size_matches
+
+__all__ = [
+    "BitAllocation",
+    "LearnedDiscretization",
+    "Quantize",
+    "learned_discretization",
+    "quantize",
+    "quantize_per_pixel",
+]
+
+MAX_BITS = 16
+
+
+def _round_ste(values: torch.Tensor) -> torch.Tensor:
+    # Straight-through estimator: the value of round(v), the gradient of v.
+    return values + (torch.round(values) - values).detach()
+
+
+def quantize(images: torch.Tensor, bits: int) -> torch.Tensor:
+    r"""Uniform quantization of intensities in [0, 1] into ``2**bits`` levels (an ADC).
+
+    .. math:: y = \frac{\operatorname{round}\big(x\,(2^b - 1)\big)}{2^b - 1}
+
+    so the levels are ``0, 1/(2^b-1), ..., 1``. One bit is a threshold detector
+    (a single-photon avalanche diode in binary mode): ``y = 1`` where ``x > 1/2``.
+
+    Gradient: straight-through estimator, dy/dx = 1.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        (N, C, H, W) in [0, 1].
+    bits : int
+        Bit depth, 1 to 16.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, C, H, W) in [0, 1] with at most ``2**bits`` distinct values.
+
+    Examples
+    --------
+    >>> quantize(torch.tensor([0.1, 0.4, 0.6, 0.9]).view(1, 1, 1, 4), bits=1).flatten()
+    tensor([0., 0., 1., 1.])
+    """
+    check_images(images)
+    bits = check_int(bits, "bits", 1, MAX_BITS)
+    return _round_ste(images * (2**bits - 1)) / (2**bits - 1)
+
+
+class Quantize(nn.Module):
+    """Module form of :func:`quantize`: a sensor with ``bits`` of bit depth (a fixed buffer).
+
+    Shape: input (N, C, H, W) in [0, 1], output the same shape.
+
+    Examples
+    --------
+    >>> Quantize(bits=2)(torch.rand(2, 3, 8, 8)).unique().numel() <= 4
+    True
+    """
+
+    def __init__(self, bits: int):
+        super().__init__()
+        self.bits = check_int(bits, "bits", 1, MAX_BITS)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return quantize(images, self.bits)
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}"
+
+
+def learned_discretization(
+    images: torch.Tensor, gain: torch.Tensor, low: torch.Tensor, high: torch.Tensor, bits: int
+) -> torch.Tensor:
+    r"""Per-pixel gain, a max/min clipping threshold, then quantization (the course's proposal).
+
+    .. math::
+        v = \min\big(\max(g \odot x,\ t_{lo}),\ t_{hi}\big), \qquad
+        y = \operatorname{quantize}\!\Big(\frac{v - t_{lo}}{t_{hi} - t_{lo}},\ b\Big)
+
+    The gain ``g`` says how strongly each pixel responds (a per-pixel exposure);
+    the thresholds choose which intensity range the ``2**b`` levels cover. With
+    ``g = 1, t_lo = 0, t_hi = 1`` this is exactly :func:`quantize`.
+
+    Gradient: ``max``/``min`` pass the gradient to ``g * x`` inside the range and
+    to the threshold outside it; rounding uses the straight-through estimator.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        (N, C, H, W) in [0, 1].
+    gain : torch.Tensor
+        Broadcastable to (C, H, W); one weight per pixel.
+    low, high : torch.Tensor
+        Clipping thresholds, broadcastable to (C, H, W); ``high > low``.
+    bits : int
+        Bit depth, 1 to 16.
+    """
+    check_images(images)
+    bits = check_int(bits, "bits", 1, MAX_BITS)
+    values = torch.minimum(torch.maximum(gain * images, low), high)
+    # The span is kept away from zero so that thresholds that cross during training cannot divide by 0.
+    span = (high - low).clamp_min(1e-3)
+    normalized = ((values - low) / span).clamp(0, 1)
+    return _round_ste(normalized * (2**bits - 1)) / (2**bits - 1)
+
+
+class LearnedDiscretization(nn.Module):
+    """Learned per-pixel discretization: a learnable gain per pixel and learnable clip thresholds.
+
+    See :func:`learned_discretization` for the equation. Parameters:
+    ``gain`` (C, H, W), initialised to 1; ``low`` and ``high`` (C, 1, 1), one
+    threshold pair per channel, initialised to 0 and 1. At initialisation the
+    layer equals ``Quantize(bits)``.
+
+    Parameters
+    ----------
+    bits : int
+        Bit depth, 1 to 16 (fixed).
+    image_shape : tuple
+        (C, H, W) of the images.
+
+    Shape: input (N, C, H, W) in [0, 1], output the same shape.
+
+    Examples
+    --------
+    >>> layer = LearnedDiscretization(bits=3, image_shape=(3, 8, 8))
+    >>> x = torch.rand(2, 3, 8, 8)
+    >>> torch.equal(layer(x), quantize(x, 3))
+    True
+    """
+
+    def __init__(self, bits: int, image_shape: tuple):
+        super().__init__()
+        self.bits = check_int(bits, "bits", 1, MAX_BITS)
+        c, h, w = check_image_shape(image_shape)
+        self.image_shape = (c, h, w)
+        self.gain = nn.Parameter(torch.ones(c, h, w))
+        self.low = nn.Parameter(torch.zeros(c, 1, 1))
+        self.high = nn.Parameter(torch.ones(c, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_size_matches(images, *self.image_shape[1:], "LearnedDiscretization")
+        return learned_discretization(images, self.gain, self.low, self.high, self.bits)
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, image_shape={self.image_shape}"
+
+
+def quantize_per_pixel(images: torch.Tensor, bits_map: torch.Tensor) -> torch.Tensor:
+    r"""Quantize each pixel with its own bit depth ``bits_map[h, w]`` (shared by the channels).
+
+    .. math:: \Delta = \frac{1}{2^{b} - 1}, \qquad y = \Delta \operatorname{round}(x / \Delta)
+
+    Bit depths may be fractional during training (a non-integer number of
+    levels, a relaxation); use integers for a physical sensor.
+
+    Gradient: straight-through for the pixel value (dy/dx = 1) and the step-size
+    gradient of Learned Step Size Quantization, dy/dΔ = round(x/Δ) - x/Δ
+    (Esser et al., 2020), which tells each pixel's bit depth whether finer steps
+    would help.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        (N, C, H, W) in [0, 1].
+    bits_map : torch.Tensor
+        (H, W) bit depths in [1, 16].
+    """
+    check_images(images)
+    if not isinstance(bits_map, torch.Tensor) or bits_map.shape != images.shape[-2:]:
+        shape = tuple(bits_map.shape) if isinstance(bits_map, torch.Tensor) else type(bits_map).__name__
+        raise ValueError(f"bits_map must be a tensor of shape {tuple(images.shape[-2:])}; got {shape}")
+    lo, hi = float(bits_map.detach().min()), float(bits_map.detach().max())
+    if not (lo >= 1 and hi <= MAX_BITS):
+        raise ValueError(f"bits_map must have values in [1, {MAX_BITS}]; got values in [{lo:.4g}, {hi:.4g}]")
+    step = 1.0 / (2.0**bits_map - 1.0)
+    scaled = images / step
+    # Value: step * round(x / step); gradient: 1 for x, round(x/step) - x/step for the step (LSQ).
+    return (images + step * (torch.round(scaled) - scaled).detach()).clamp(0, 1)
+
+
+class BitAllocation(nn.Module):
+    r"""Learned per-pixel bit depth under a budget of ``mean_bits`` bits per pixel on average.
+
+    Each pixel has a learnable score ``s`` (H, W). Its bit depth is
+
+    .. math:: b = b_{min} + (b_{max} - b_{min})\,\sigma(s + c)
+
+    where the shift ``c`` is found by bisection in every forward pass so that
+    ``mean(b) = mean_bits`` exactly: the total number of bits per image is fixed
+    and the network can only move bits between pixels. In training the bit
+    depths are fractional; in eval mode they are rounded to integers with the
+    largest-remainder method, which keeps the total and never exceeds ``max_bits``.
+    After training, :meth:`bits_map` shows where the network wants more bits.
+
+    Gradient: see :func:`quantize_per_pixel` (straight-through for values,
+    LSQ step-size gradient for the bit depths).
+
+    Parameters
+    ----------
+    mean_bits : float
+        Budget, mean bits per pixel, in [min_bits, max_bits].
+    image_shape : tuple
+        (C, H, W) of the images; the map is (H, W), shared by the channels.
+    max_bits : int
+        Largest bit depth of one pixel (1 to 16).
+    min_bits : int
+        Smallest bit depth of one pixel (>= 1).
+    seed : int
+        Seeds the small random initial scores that break ties.
+
+    Shape: input (N, C, H, W) in [0, 1], output the same shape.
+
+    Examples
+    --------
+    >>> layer = BitAllocation(mean_bits=3, image_shape=(3, 16, 16), max_bits=8)
+    >>> round(float(layer.bits_map().mean()), 4)
+    3.0
+    """
+
+    def __init__(self, mean_bits: float, image_shape: tuple, max_bits: int = 8, min_bits: int = 1, seed=0):
+        super().__init__()
+        self.max_bits = check_int(max_bits, "max_bits", 1, MAX_BITS)
+        self.min_bits = check_int(min_bits, "min_bits", 1, self.max_bits)
+        self.mean_bits = check_number(mean_bits, "mean_bits", self.min_bits, self.max_bits)
+        c, h, w = check_image_shape(image_shape)
+        self.image_shape = (c, h, w)
+        generator = torch.Generator().manual_seed(check_int(seed, "seed", 0))
+        self.scores = nn.Parameter(0.01 * torch.randn(h, w, generator=generator))
+
+    def _continuous_bits(self) -> torch.Tensor:
+        span = self.max_bits - self.min_bits
+        if span == 0:
+            return torch.full_like(self.scores, float(self.min_bits))
+        fraction = (self.mean_bits - self.min_bits) / span
+        return self.min_bits + span * torch.sigmoid(self.scores + budget_shift(self.scores, fraction))
+
+    def _integer_bits(self, bits: torch.Tensor) -> torch.Tensor:
+        # Largest remainder: floor every pixel, then give the leftover bits to the largest fractions.
+        base = bits.detach().floor()
+        remainder = (bits.detach() - base).flatten()
+        extra = int(round(float(bits.detach().sum() - base.sum())))
+        base = base.flatten()
+        base[remainder.topk(min(max(extra, 0), remainder.numel())).indices] += 1
+        return base.view_as(bits)
+
+    def bits_map(self, integer: bool | None = None) -> torch.Tensor:
+        """(H, W) bits per pixel the layer uses: fractional in training, integer in eval (or as asked)."""
+        bits = self._continuous_bits().detach()
+        if integer if integer is not None else not self.training:
+            bits = self._integer_bits(bits)
+        return bits
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_size_matches(images, *self.image_shape[1:], "BitAllocation")
+        bits = self._continuous_bits()
+        if not self.training:
+            bits = self._integer_bits(bits)
+        return quantize_per_pixel(images, bits)
+
+    def extra_repr(self) -> str:
+        return f"mean_bits={self.mean_bits}, max_bits={self.max_bits}, image_shape={self.image_shape}"

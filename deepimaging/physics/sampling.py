@@ -1,0 +1,225 @@
+"""Resolution and pixel layout: binning, pixels of different sizes, sparse sensor masks."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._checks import check_choice, check_images, check_int, check_number
+from ._common import SeededNoise, budget_shift, check_image_shape, check_size_matches
+
+__all__ = [
+    "Binning",
+    "SparseMask",
+    "VariablePixelSensor",
+    "bin_pixels",
+    "foveated_pixel_sizes",
+    "variable_pixels",
+]
+
+
+def bin_pixels(images: torch.Tensor, factor: int, resize: bool = True, pad: bool = False) -> torch.Tensor:
+    r"""Pixel binning: each ``factor x factor`` block of pixels becomes one large pixel.
+
+    .. math:: y(I, J) = \frac{1}{f^2} \sum_{i, j \in \text{block}(I, J)} x(i, j)
+
+    A large pixel collects the light of the small pixels it covers; dividing
+    by ``f^2`` keeps the readout in [0, 1] (the same exposure per unit area),
+    so binning preserves the mean. Gradient: exact (binning is linear).
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        (N, C, H, W) in [0, 1].
+    factor : int
+        Block side in pixels, >= 1; must divide H and W unless ``pad``.
+    resize : bool
+        True: blow each large pixel back up to ``factor x factor`` (nearest
+        neighbour), so the output is (N, C, H, W) and the same CNN can follow.
+        False: return the small image (N, C, H / f, W / f).
+    pad : bool
+        True: repeat the last row/column so H and W become multiples of
+        ``factor``; the padding is cropped again when ``resize``.
+    """
+    check_images(images)
+    h, w = images.shape[-2:]
+    factor = check_int(factor, "factor", 1, min(h, w))
+    if h % factor or w % factor:
+        if not pad:
+            raise ValueError(
+                f"binning factor must divide the image size {h}x{w}; got {factor} "
+                "(pass pad=True to pad the image to a multiple of the factor)"
+            )
+        images = F.pad(images, (0, -w % factor, 0, -h % factor), mode="replicate")
+    small = F.avg_pool2d(images, factor)
+    if not resize:
+        return small
+    return small.repeat_interleave(factor, -2).repeat_interleave(factor, -1)[..., :h, :w]
+
+
+class Binning(nn.Module):
+    """Module form of :func:`bin_pixels` (a sensor with ``factor`` times larger pixels).
+
+    Shape: input (N, C, H, W); output (N, C, H, W) when ``resize`` (default),
+    else (N, C, H / factor, W / factor).
+    """
+
+    def __init__(self, factor: int, resize: bool = True, pad: bool = False):
+        super().__init__()
+        self.factor = check_int(factor, "factor", 1)
+        self.resize, self.pad = bool(resize), bool(pad)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return bin_pixels(images, self.factor, self.resize, self.pad)
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}, resize={self.resize}"
+
+
+def variable_pixels(images: torch.Tensor, pixel_sizes: torch.Tensor) -> torch.Tensor:
+    r"""A sensor whose pixels have different sizes across the field.
+
+    .. math:: y = \sum_f \mathbb{1}[P = f] \odot \operatorname{bin}_f(x)
+
+    ``pixel_sizes`` (H, W) holds, at every fine pixel, the side ``f`` of the
+    physical pixel covering it; each region of size ``f`` must be made of whole,
+    aligned ``f x f`` blocks. Output (N, C, H, W): each large pixel's mean
+    intensity fills its block.
+    """
+    check_images(images)
+    _check_pixel_sizes(pixel_sizes, images.shape[-2:])
+    out = torch.zeros_like(images)
+    for f in pixel_sizes.unique().tolist():
+        out = out + (pixel_sizes == f).to(images.dtype) * bin_pixels(images, int(f))
+    return out
+
+
+def _check_pixel_sizes(pixel_sizes, size):
+    if not isinstance(pixel_sizes, torch.Tensor) or tuple(pixel_sizes.shape) != tuple(size):
+        shape = (
+            tuple(pixel_sizes.shape) if isinstance(pixel_sizes, torch.Tensor) else type(pixel_sizes).__name__
+        )
+        raise ValueError(f"pixel_sizes must be a tensor of shape {tuple(size)}; got {shape}")
+    for f in pixel_sizes.unique().tolist():
+        if f < 1 or f != int(f) or size[0] % f or size[1] % f:
+            raise ValueError(
+                f"pixel sizes must be integers >= 1 dividing the image size {tuple(size)}; got {f}"
+            )
+        region = (pixel_sizes == f).float()[None, None]
+        coverage = F.avg_pool2d(region, int(f))
+        if not torch.all((coverage == 0) | (coverage == 1)):
+            raise ValueError(
+                f"the pixels of size {int(f)} must cover whole, aligned {int(f)}x{int(f)} blocks"
+            )
+
+
+def foveated_pixel_sizes(height: int, width: int, sizes=(1, 2, 4)) -> torch.Tensor:
+    """(H, W) map of pixel sizes: small pixels in the centre, rings of larger ones outwards (like a retina).
+
+    ``sizes`` go from the centre outwards; each must divide the largest, which
+    must divide H and W.
+    """
+    height, width = check_int(height, "height", 1), check_int(width, "width", 1)
+    sizes = [check_int(s, "sizes", 1) for s in sizes]
+    big = max(sizes)
+    if any(big % s for s in sizes) or height % big or width % big:
+        raise ValueError(
+            f"every pixel size must divide the largest, {big}, which must divide {height}x{width}; got {sizes}"
+        )
+    gy, gx = height // big, width // big
+    yy, xx = torch.meshgrid(torch.arange(gy) + 0.5 - gy / 2, torch.arange(gx) + 0.5 - gx / 2, indexing="ij")
+    radius = torch.sqrt((yy / (gy / 2)) ** 2 + (xx / (gx / 2)) ** 2) / math.sqrt(2)  # 0 centre, 1 corner
+    ring = (radius * len(sizes)).long().clamp(max=len(sizes) - 1)
+    coarse = torch.tensor(sizes)[ring]
+    return coarse.repeat_interleave(big, 0).repeat_interleave(big, 1)
+
+
+class VariablePixelSensor(nn.Module):
+    """Module form of :func:`variable_pixels`, with the pixel-size map as a buffer.
+
+    Default map: :func:`foveated_pixel_sizes` for ``image_shape`` and ``sizes``.
+    Shape: input (N, C, H, W), output the same shape.
+    """
+
+    def __init__(self, image_shape: tuple, sizes=(1, 2, 4), pixel_sizes: torch.Tensor | None = None):
+        super().__init__()
+        _, h, w = check_image_shape(image_shape)
+        if pixel_sizes is None:
+            pixel_sizes = foveated_pixel_sizes(h, w, sizes)
+        _check_pixel_sizes(pixel_sizes, (h, w))
+        self.register_buffer("pixel_sizes", pixel_sizes.clone())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return variable_pixels(images, self.pixel_sizes)
+
+
+class SparseMask(nn.Module):
+    r"""A sparse sensor: keep ``k = round(fraction * H * W)`` pixel positions, learned; zero the rest.
+
+    .. math:: y = m \odot x, \qquad m \in \{0, 1\}^{H \times W}, \ \sum m = k
+
+    Each position has a learnable score ``s``. Two ways to learn a binary mask:
+
+    - ``method="topk"``: ``m`` = the k best scores; gradient by the
+      straight-through estimator, through ``sigmoid(s)``
+      (``m_hard + sigmoid(s) - sigmoid(s).detach()``).
+    - ``method="bernoulli"``: in training, a relaxed Bernoulli (Concrete /
+      Gumbel-sigmoid, Maddison et al. 2017) sample with keep-probabilities
+      ``p = sigmoid(s + c)``, the shift ``c`` set so that mean(p) = fraction;
+      reparameterisation gradient. In eval mode, the top k scores.
+
+    :meth:`mask` returns the current (H, W) mask for display.
+
+    Parameters
+    ----------
+    fraction : float
+        Share of pixels kept, in (0, 1].
+    image_shape : tuple
+        (C, H, W); the mask is shared by the channels.
+    method : {"topk", "bernoulli"}
+    temperature : float
+        Temperature of the relaxed Bernoulli (lower: closer to binary).
+    seed : int
+        Seeds the random initial scores (and the Bernoulli noise).
+    """
+
+    def __init__(self, fraction: float, image_shape: tuple, method="topk", temperature=0.5, seed=0):
+        super().__init__()
+        self.fraction = check_number(fraction, "fraction", 0.0, 1.0, low_open=True)
+        c, h, w = check_image_shape(image_shape)
+        self.image_shape = (c, h, w)
+        self.method = check_choice(method, "method", ("topk", "bernoulli"))
+        self.temperature = check_number(temperature, "temperature", 0.0, low_open=True)
+        self.k = max(1, round(self.fraction * h * w))
+        generator = torch.Generator().manual_seed(check_int(seed, "seed", 0))
+        self.scores = nn.Parameter(0.1 * torch.randn(h, w, generator=generator))
+        self._noise = SeededNoise(seed)
+
+    def _hard(self) -> torch.Tensor:
+        hard = torch.zeros_like(self.scores).flatten()
+        hard[self.scores.detach().flatten().topk(self.k).indices] = 1.0
+        return hard.view_as(self.scores)
+
+    def mask(self) -> torch.Tensor:
+        """(H, W) binary mask the sensor uses at evaluation: 1 where a pixel is kept."""
+        return self._hard()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_images(images)
+        check_size_matches(images, *self.image_shape[1:], "SparseMask")
+        if self.method == "bernoulli" and self.training:
+            logits = self.scores + budget_shift(self.scores, self.fraction)
+            u = torch.rand(
+                self.scores.shape, generator=self._noise(self.scores.device), device=self.scores.device
+            ).clamp(1e-6, 1 - 1e-6)
+            m = torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / self.temperature)
+        else:
+            soft = torch.sigmoid(self.scores)
+            m = self._hard() + soft - soft.detach()
+        return images * m
+
+    def extra_repr(self) -> str:
+        return f"fraction={self.fraction}, k={self.k}, method={self.method!r}"
