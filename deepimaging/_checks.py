@@ -74,7 +74,7 @@ def check_number(value, name: str, low=None, high=None, *, low_open: bool = Fals
 def check_choice(value, name: str, choices) -> str:
     """Check that ``value`` is one of ``choices``."""
     if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}; got {value!r}")
+        raise ValueError(f"{name} must be one of {sorted(choices, key=repr)}; got {value!r}")
     return value
 
 
