@@ -166,5 +166,9 @@ def cached_array(folder, name: str, build: Callable) -> tuple[np.ndarray, dict]:
         array, meta = build()
         save_array(array_path, array)
         del array
-        save_json(meta_path, meta)
+        try:
+            save_json(meta_path, meta)
+        except BaseException:
+            array_path.unlink(missing_ok=True)  # an array without its JSON is no cache entry
+            raise
     return load_array(array_path), json.loads(meta_path.read_text())
