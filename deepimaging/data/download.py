@@ -151,11 +151,15 @@ def fetch_archive(url: str, known_hash: str, folder: str, path=None, fname: str 
     """Download an archive with :func:`fetch_file` and unpack it into ``path/folder``.
 
     Returns the unpacked folder. A second call finds the folder and downloads
-    nothing.
+    nothing. An archive refused by :func:`extract_archive` is deleted.
     """
     root = Path(path) if path is not None else data_dir(sub="downloads")
     target = root / folder
     if target.is_dir():
         return target
     archive = fetch_file(url, known_hash, fname=fname, path=root)
-    return extract_archive(archive, target)
+    try:
+        return extract_archive(archive, target)
+    except UnsafeArchiveError:
+        archive.unlink(missing_ok=True)  # a refused archive is not kept as if it were usable
+        raise

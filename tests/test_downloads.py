@@ -1,0 +1,233 @@
+"""The whole download path against a local HTTP server on 127.0.0.1 that each test starts and stops."""
+
+import hashlib
+import http.server
+import io
+import os
+import tarfile
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import deepimaging.data.bccd as bccd_module
+import deepimaging.data.medmnist as medmnist_module
+from deepimaging.data import (
+    UnsafeArchiveError,
+    download_bccd,
+    extract_archive,
+    fetch_archive,
+    fetch_file,
+    load_bccd_crops,
+    load_medmnist,
+)
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves files from the server's folder; ``/cut/<name>`` promises the whole file but sends half."""
+
+    def do_GET(self):
+        self.server.requests.append(self.path)
+        if self.path.startswith("/cut/"):
+            data = (Path(self.directory) / self.path[len("/cut/") :]).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    """(base URL, folder served, list of request paths); stopped after the test."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    served = tmp_path / "served"
+    served.mkdir()
+
+    def handler(*args, **kwargs):
+        return _Handler(*args, directory=str(served), **kwargs)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.requests = []
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", served, httpd.requests
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
+
+
+def _sha256(path):
+    return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _voc_zip(path, top="BCCD_Dataset-d272fb1"):
+    """A tiny BCCD-like archive: two photos with one WBC and two RBC boxes each."""
+    rng = np.random.default_rng(0)
+    ids = ["BloodImage_00000", "BloodImage_00001"]
+    with zipfile.ZipFile(path, "w") as zf:
+        for image_id in ids:
+            buffer = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(buffer, "JPEG")
+            zf.writestr(f"{top}/BCCD/JPEGImages/{image_id}.jpg", buffer.getvalue())
+            objects = "".join(
+                f"<object><name>{name}</name><bndbox><xmin>{x}</xmin><ymin>10</ymin>"
+                f"<xmax>{x + 30}</xmax><ymax>50</ymax></bndbox></object>"
+                for name, x in (("WBC", 5), ("RBC", 60), ("RBC", 100))
+            )
+            zf.writestr(f"{top}/BCCD/Annotations/{image_id}.xml", f"<annotation>{objects}</annotation>")
+        zf.writestr(f"{top}/BCCD/ImageSets/Main/train.txt", "\n".join(ids) + "\n")
+    return path
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in Path(folder).rglob("*")) if Path(folder).exists() else []
+
+
+def test_good_archive_is_downloaded_verified_extracted_and_reused(server, tmp_path):
+    base, served, requests = server
+    archive = _voc_zip(served / "bccd.zip")
+    target = fetch_archive(f"{base}/bccd.zip", _sha256(archive), folder="bccd", path=tmp_path / "data")
+    assert (target / "BCCD_Dataset-d272fb1" / "BCCD" / "Annotations" / "BloodImage_00001.xml").is_file()
+    assert not [p for p in _leftovers(tmp_path / "data") if p.endswith(".part")]
+    again = fetch_archive(f"{base}/bccd.zip", _sha256(archive), folder="bccd", path=tmp_path / "data")
+    assert again == target and len(requests) == 1  # the second call found the folder
+
+
+def test_download_bccd_fetches_the_pinned_archive_and_loads_crops(server, tmp_path, monkeypatch):
+    base, served, requests = server
+    archive = _voc_zip(served / "d272fb1.zip")
+    monkeypatch.setattr(bccd_module, "BCCD_URL", f"{base}/d272fb1.zip")
+    root = download_bccd(_sha256(archive), path=tmp_path / "data")
+    assert root.name == "BCCD" and requests == ["/d272fb1.zip"]
+    crops = load_bccd_crops(root, "train", size=16, cache_dir=tmp_path / "cache")
+    assert len(crops) == 6 and crops.labels.tolist() == [1, 0, 0, 1, 0, 0]
+
+
+def test_download_bccd_without_a_hash_is_refused_before_any_request(server, tmp_path):
+    _, _, requests = server
+    with pytest.raises(ValueError, match="known_hash='sha256:...'"):
+        download_bccd(path=tmp_path)
+    with pytest.raises(ValueError, match="known_hash is required"):
+        fetch_file("http://127.0.0.1:1/x.zip", None, path=tmp_path)
+    assert requests == []
+
+
+def test_wrong_hash_deletes_the_file_and_leaves_no_cache_entry(server, tmp_path):
+    base, served, _ = server
+    _voc_zip(served / "bccd.zip")
+    wrong = "sha256:" + "0" * 64
+    with pytest.raises(ValueError, match="did not match its known hash"):
+        fetch_archive(f"{base}/bccd.zip", wrong, folder="bccd", path=tmp_path / "data")
+    assert _leftovers(tmp_path / "data") == []
+
+
+def test_cut_off_download_leaves_nothing_that_looks_complete(server, tmp_path):
+    base, served, _ = server
+    archive = _voc_zip(served / "bccd.zip")
+    with pytest.raises(ConnectionError, match="cut off.*nothing was kept"):
+        fetch_file(f"{base}/cut/bccd.zip", _sha256(archive), fname="bccd.zip", path=tmp_path / "data")
+    assert _leftovers(tmp_path / "data") == []
+    # The full file later downloads fine under the same name.
+    path = fetch_file(f"{base}/bccd.zip", _sha256(archive), fname="bccd.zip", path=tmp_path / "data")
+    assert path.read_bytes() == archive.read_bytes()
+
+
+def test_truncated_file_served_whole_fails_its_hash_and_is_deleted(server, tmp_path):
+    base, served, _ = server
+    archive = _voc_zip(served / "bccd.zip")
+    good = _sha256(archive)
+    (served / "short.zip").write_bytes(archive.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="known hash"):
+        fetch_archive(f"{base}/short.zip", good, folder="bccd", path=tmp_path / "data", fname="bccd.zip")
+    assert _leftovers(tmp_path / "data") == []
+
+
+def test_path_traversal_archive_is_refused_and_writes_nothing(server, tmp_path):
+    base, served, _ = server
+    with zipfile.ZipFile(served / "evil.zip", "w") as zf:
+        zf.writestr("fine/readme.txt", "ok")
+        zf.writestr("../../escaped.txt", "gotcha")
+    with pytest.raises(UnsafeArchiveError, match="outside the target folder"):
+        fetch_archive(f"{base}/evil.zip", _sha256(served / "evil.zip"), folder="evil", path=tmp_path / "data")
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "data" / "escaped.txt").exists()
+    assert _leftovers(tmp_path / "data") == []  # no archive, no folder, no .part
+
+
+def _tar_with(path, member: tarfile.TarInfo, data: bytes = b""):
+    with tarfile.open(path, "w:gz") as tf:
+        ok = tarfile.TarInfo("pkg/ok.txt")
+        ok.size = 2
+        tf.addfile(ok, io.BytesIO(b"ok"))
+        member.size = len(data) if member.isfile() else 0
+        tf.addfile(member, io.BytesIO(data) if data else None)
+    return path
+
+
+def test_tar_members_with_absolute_paths_or_links_are_refused(tmp_path):
+    absolute = tarfile.TarInfo("/tmp/deepimaging-absolute.txt")
+    with pytest.raises(UnsafeArchiveError, match="absolute path"):
+        extract_archive(_tar_with(tmp_path / "abs.tar.gz", absolute, b"x"), tmp_path / "out1")
+    link = tarfile.TarInfo("pkg/passwd")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    with pytest.raises(UnsafeArchiveError, match="link"):
+        extract_archive(_tar_with(tmp_path / "link.tar.gz", link), tmp_path / "out2")
+    traversal = tarfile.TarInfo("pkg/../../up.txt")
+    with pytest.raises(UnsafeArchiveError, match="path traversal"):
+        extract_archive(_tar_with(tmp_path / "up.tar.gz", traversal, b"x"), tmp_path / "out3")
+    assert not any((tmp_path / name).exists() for name in ("out1", "out2", "out3", "up.txt"))
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".part")]
+
+
+def test_zip_symlink_member_is_refused(tmp_path):
+    with zipfile.ZipFile(tmp_path / "link.zip", "w") as zf:
+        info = zipfile.ZipInfo("pkg/link")
+        info.external_attr = 0o120777 << 16  # S_IFLNK: what `zip --symlinks` writes
+        zf.writestr(info, "/etc/passwd")
+    with pytest.raises(UnsafeArchiveError, match="link"):
+        extract_archive(tmp_path / "link.zip", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_safe_tar_archive_extracts_its_files(tmp_path):
+    plain = tarfile.TarInfo("pkg/data.txt")
+    target = extract_archive(_tar_with(tmp_path / "ok.tar.gz", plain, b"hello"), tmp_path / "out")
+    assert (target / "pkg" / "data.txt").read_bytes() == b"hello"
+    assert (target / "pkg" / "ok.txt").read_bytes() == b"ok"
+
+
+def test_medmnist_download_checks_the_md5_then_loads(server, tmp_path, monkeypatch):
+    base, served, requests = server
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for part, n in (("train", 6), ("val", 2), ("test", 3)):
+        arrays[f"{part}_images"] = rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
+        arrays[f"{part}_labels"] = rng.integers(0, 8, (n, 1)).astype(np.uint8)
+    np.savez(served / "bloodmnist_64.npz", **arrays)
+    md5 = hashlib.md5((served / "bloodmnist_64.npz").read_bytes()).hexdigest()
+    info = {
+        **medmnist_module.MEDMNIST["bloodmnist"],
+        "md5": {28: "0" * 32, 64: md5, 128: "0" * 32, 224: "0" * 32},
+    }
+    monkeypatch.setitem(medmnist_module.MEDMNIST, "bloodmnist", info)
+    monkeypatch.setattr(medmnist_module, "_ZENODO", base)
+    ds = load_medmnist("bloodmnist", "test", size=64, download=True, cache_dir=tmp_path)
+    assert ds.image_shape == (3, 64, 64) and len(ds) == 3
+    assert (tmp_path / "medmnist" / "bloodmnist_64.npz").is_file()
+    load_medmnist("bloodmnist", "train", size=64, download=True, cache_dir=tmp_path)
+    assert len(requests) == 1  # the verified file is reused
+    # A file whose MD5 differs from the published one is deleted, not loaded.
+    (served / "bloodmnist.npz").write_bytes((served / "bloodmnist_64.npz").read_bytes())
+    with pytest.raises(ValueError, match="known hash"):
+        load_medmnist("bloodmnist", "test", size=28, download=True, cache_dir=tmp_path / "other")
+    assert _leftovers(tmp_path / "other") in ([], ["medmnist"])
