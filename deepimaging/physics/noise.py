@@ -53,7 +53,9 @@ def _shot(mean_electrons: torch.Tensor, generator) -> torch.Tensor:
     # Clamp keeps sqrt's gradient finite at lambda = 0, where the standardised noise is exactly 0.
     std = mean_electrons.clamp_min(1e-8).sqrt()
     epsilon = ((counts - mean_electrons) / std).detach()
-    return mean_electrons + std * epsilon
+    surrogate = mean_electrons + std * epsilon
+    # The value is exactly the Poisson count; the surrogate only carries the gradient (it adds 0).
+    return counts + (surrogate - surrogate.detach())
 
 
 def read_noise(images: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:

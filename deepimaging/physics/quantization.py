@@ -26,8 +26,8 @@ MAX_BITS = 16
 
 
 def _round_ste(values: torch.Tensor) -> torch.Tensor:
-    # Straight-through estimator: the value of round(v), the gradient of v.
-    return values + (torch.round(values) - values).detach()
+    # Straight-through estimator: the value of round(v), the gradient of v (v - v.detach() is exactly 0).
+    return torch.round(values).detach() + (values - values.detach())
 
 
 def quantize(images: torch.Tensor, bits: int) -> torch.Tensor:
@@ -191,8 +191,10 @@ def quantize_per_pixel(images: torch.Tensor, bits_map: torch.Tensor) -> torch.Te
         raise ValueError(f"bits_map must have values in [1, {MAX_BITS}]; got values in [{lo:.4g}, {hi:.4g}]")
     step = 1.0 / (2.0**bits_map - 1.0)
     scaled = images / step
-    # Value: step * round(x / step); gradient: 1 for x, round(x/step) - x/step for the step (LSQ).
-    return (images + step * (torch.round(scaled) - scaled).detach()).clamp(0, 1)
+    value = (step * torch.round(scaled)).detach().clamp(0, 1)
+    # Gradient surrogate: 1 for x, round(x/step) - x/step for the step (LSQ); it adds exactly 0 to the value.
+    surrogate = images + step * (torch.round(scaled) - scaled).detach()
+    return value + (surrogate - surrogate.detach())
 
 
 class BitAllocation(nn.Module):

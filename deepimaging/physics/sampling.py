@@ -165,7 +165,7 @@ class SparseMask(nn.Module):
 
     - ``method="topk"``: ``m`` = the k best scores; gradient by the
       straight-through estimator, through ``sigmoid(s)``
-      (``m_hard + sigmoid(s) - sigmoid(s).detach()``).
+      (``m_hard + (sigmoid(s) - sigmoid(s).detach())``).
     - ``method="bernoulli"``: in training, a relaxed Bernoulli (Concrete /
       Gumbel-sigmoid, Maddison et al. 2017) sample with keep-probabilities
       ``p = sigmoid(s + c)``, the shift ``c`` set so that mean(p) = fraction;
@@ -218,7 +218,7 @@ class SparseMask(nn.Module):
             m = torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / self.temperature)
         else:
             soft = torch.sigmoid(self.scores)
-            m = self._hard() + soft - soft.detach()
+            m = self._hard() + (soft - soft.detach())
         return images * m
 
     def extra_repr(self) -> str:

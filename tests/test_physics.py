@@ -1,0 +1,482 @@
+"""Physical layers: each property checked against an independent fact (hand computation, SciPy, scikit-image)."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.ndimage
+import torch
+from skimage.measure import block_reduce
+
+import deepimaging.physics as P
+from deepimaging.data import ImageDataset, simulate_blood_smear
+from deepimaging.models import BasicCNN, PhysicalModel
+
+torch.set_num_threads(1)
+
+SHAPE = (3, 32, 32)
+# One value per registered layer: the swept parameter used in the generic tests.
+VALUES = {
+    "identity": None,
+    "quantize": 3,
+    "learned_discretization": 3,
+    "bit_allocation": 3.0,
+    "gaussian_blur": 1.5,
+    "defocus_blur": 2.0,
+    "airy_blur": 1.5,
+    "learned_psf": 5,
+    "shift_variant_blur": 2,
+    "binning": 4,
+    "variable_pixels": 4,
+    "noise": 100.0,
+    "sensor": 100.0,
+    "bayer": None,
+    "learned_cfa": 2,
+    "exposure_mosaic": 8.0,
+    "sparse_mask": 0.3,
+    "led_weighting": None,
+    "microscope": 0.5,
+}
+
+
+def shape_for(name):
+    return (9, 32, 32) if name == "led_weighting" else SHAPE
+
+
+def rand(*shape, seed=0):
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+# ---------------------------------------------------------------- quantization
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 5, 8, 12, 16])
+def test_quantize_has_exactly_2_to_the_bits_levels(bits):
+    x = torch.linspace(0, 1, 2**17).view(1, 1, 1, -1)
+    levels = P.quantize(x, bits).unique()
+    assert levels.numel() == 2**bits
+    # The levels are k / (2**bits - 1), k = 0 .. 2**bits - 1 (hand computation).
+    expected = torch.arange(2**bits, dtype=torch.float64) / (2**bits - 1)
+    assert torch.allclose(levels.double(), expected, atol=1e-6)
+
+
+def test_one_bit_output_is_a_binary_threshold_at_one_half():
+    x = rand(2, 3, 16, 16)
+    y = P.Quantize(1)(x)
+    assert set(y.unique().tolist()) <= {0.0, 1.0}
+    np.testing.assert_array_equal(y.numpy(), (x.numpy() > 0.5).astype(np.float32))
+
+
+def test_quantize_error_is_at_most_half_a_step():
+    x = rand(1, 3, 16, 16)
+    assert (P.quantize(x, 4) - x).abs().max() <= 0.5 / 15 + 1e-6
+
+
+def test_quantize_passes_the_gradient_straight_through():
+    x = rand(1, 1, 4, 4).requires_grad_()
+    (P.quantize(x, 2) * torch.arange(16.0).view(1, 1, 4, 4)).sum().backward()
+    assert torch.equal(x.grad, torch.arange(16.0).view(1, 1, 4, 4))
+
+
+@pytest.mark.parametrize("bits", [0, 17, -1])
+def test_quantize_rejects_bits_outside_1_to_16(bits):
+    with pytest.raises(ValueError, match=rf"bits must be in \[1, 16\]; got {bits}"):
+        P.quantize(rand(1, 1, 4, 4), bits)
+
+
+@pytest.mark.parametrize("bits", [2.5, "4", True])
+def test_quantize_rejects_bits_that_are_not_integers(bits):
+    with pytest.raises(TypeError, match="bits must be an integer"):
+        P.Quantize(bits)
+
+
+def test_learned_discretization_equals_quantize_at_initialisation():
+    x = rand(4, 3, 8, 8)
+    layer = P.LearnedDiscretization(3, (3, 8, 8))
+    assert torch.equal(layer(x), P.quantize(x, 3))
+
+
+def test_learned_discretization_applies_gain_and_clip_thresholds():
+    x = rand(1, 1, 8, 8)
+    gain, low, high = torch.full((1, 8, 8), 2.0), torch.tensor(0.2), torch.tensor(0.8)
+    y = P.learned_discretization(x, gain, low, high, bits=16)
+    expected = (np.clip(2 * x.numpy(), 0.2, 0.8) - 0.2) / 0.6  # hand computation
+    np.testing.assert_allclose(y.numpy(), expected, atol=1e-4)
+
+
+def test_bit_allocation_meets_the_budget_in_training_and_in_eval():
+    layer = P.BitAllocation(mean_bits=2.7, image_shape=(3, 12, 12), max_bits=6)
+    with torch.no_grad():
+        layer.scores.normal_(0, 3)
+    assert abs(float(layer.bits_map().mean()) - 2.7) < 1e-4
+    layer.eval()
+    bits = layer.bits_map()
+    assert torch.equal(bits, bits.round()) and bits.min() >= 1 and bits.max() <= 6
+    assert abs(float(bits.sum()) - 2.7 * 144) <= 1
+
+
+def test_bit_allocation_pixels_have_at_most_2_to_their_bits_levels():
+    layer = P.BitAllocation(mean_bits=2.0, image_shape=(1, 4, 4), max_bits=4).eval()
+    with torch.no_grad():
+        layer.scores.copy_(torch.linspace(-3, 3, 16).view(4, 4))
+    bits = layer.bits_map()
+    y = layer(torch.linspace(0, 1, 1000).view(-1, 1, 1, 1).expand(1000, 1, 4, 4).contiguous())
+    for i in range(4):
+        for j in range(4):
+            assert y[:, 0, i, j].unique().numel() == 2 ** int(bits[i, j])
+
+
+def test_bit_allocation_learns_to_give_more_bits_where_the_loss_needs_precision():
+    torch.manual_seed(0)
+    layer = P.BitAllocation(mean_bits=3.0, image_shape=(1, 8, 8), max_bits=8)
+    optimizer = torch.optim.Adam(layer.parameters(), lr=0.1)
+    weight = torch.zeros(1, 1, 8, 8)
+    weight[..., :, :4] = 1.0  # only the left half of the image matters
+    for _ in range(60):
+        x = torch.rand(16, 1, 8, 8)
+        loss = ((layer(x) - x) ** 2 * weight).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    bits = layer.eval().bits_map()
+    assert bits[:, :4].mean() > bits[:, 4:].mean() + 1
+
+
+# ---------------------------------------------------------------- optics
+
+
+@pytest.mark.parametrize(
+    "psf", [P.gaussian_psf(9, 1.3), P.defocus_psf(9, 3.2), P.airy_psf(15, 2.5), P.LearnedPSF(7).psf]
+)
+def test_psfs_are_non_negative_and_sum_to_one(psf):
+    assert psf.min() >= 0
+    assert abs(float(psf.detach().sum()) - 1) < 1e-5
+
+
+def test_gaussian_blur_matches_scipy_gaussian_filter():
+    x = rand(2, 3, 24, 20)
+    y = P.GaussianBlur(1.5)(x)  # 11 x 11 kernel: radius 5 = truncate * sigma
+    expected = scipy.ndimage.gaussian_filter(
+        x.numpy(), sigma=(0, 0, 1.5, 1.5), mode="mirror", truncate=5 / 1.5
+    )
+    np.testing.assert_allclose(y.numpy(), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_blur_is_a_true_convolution_with_mirrored_borders(method):
+    x = rand(1, 2, 16, 18)
+    psf = rand(5, 5, seed=1)
+    psf = psf / psf.sum()  # asymmetric: convolution and correlation differ
+    y = P.blur(x, psf, method)
+    expected = np.stack(
+        [scipy.ndimage.convolve(x[0, c].numpy(), psf.numpy(), mode="mirror") for c in range(2)]
+    )
+    np.testing.assert_allclose(y[0].numpy(), expected, atol=1e-5)
+
+
+def test_defocus_psf_is_a_disk_of_the_given_radius():
+    psf = P.defocus_psf(21, 6.0)
+    r = torch.sqrt(((torch.arange(21) - 10.0) ** 2)[:, None] + ((torch.arange(21) - 10.0) ** 2)[None, :])
+    assert psf[r <= 5.3].min() == psf.max()  # fully covered pixels are uniform
+    assert psf[r >= 6.8].max() == 0  # nothing beyond the rim
+    assert abs(float((psf > 0).sum()) - math.pi * 36) < 2 * math.pi * 6 + 4  # area of the disk
+
+
+def test_airy_psf_is_dark_at_its_first_ring():
+    psf = P.airy_psf(31, 6.0)
+    assert psf[15, 15 + 6] < 0.01 * psf[15, 15]
+    assert psf[15, 15 + 8] > psf[15, 15 + 6]  # the first bright ring follows
+
+
+def test_learned_psf_stays_a_valid_psf_after_training_steps():
+    layer = P.LearnedPSF(5)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=100.0)
+    for _ in range(3):
+        loss = -layer(rand(1, 1, 16, 16))[..., 3, 3].sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    psf = layer.psf.detach()
+    assert psf.min() >= 0 and abs(float(psf.sum()) - 1) < 1e-5
+
+
+def test_shift_variant_blur_with_equal_psfs_is_a_plain_blur():
+    psf = P.gaussian_psf(5, 1.0)
+    x = rand(2, 3, 16, 16)
+    y = P.shift_variant_blur(x, psf.expand(2, 3, 5, 5))
+    assert torch.allclose(y, P.blur(x, psf), atol=1e-6)
+
+
+def test_shift_variant_blur_keeps_the_sharp_zone_sharp():
+    delta = torch.zeros(5, 5)
+    delta[2, 2] = 1
+    psfs = torch.stack([delta, P.gaussian_psf(5, 2.0)]).view(1, 2, 5, 5)  # left sharp, right blurred
+    x = rand(1, 1, 16, 16)
+    y = P.shift_variant_blur(x, psfs)
+    assert torch.allclose(y[..., :4], x[..., :4])  # left of the left zone's centre: weight 1 on the delta
+    assert not torch.allclose(y[..., -4:], x[..., -4:])
+
+
+@pytest.mark.parametrize("size", [4, 0])
+def test_psf_sizes_must_be_odd_and_positive(size):
+    with pytest.raises(ValueError, match=f"psf size must be .*got {size}"):
+        P.gaussian_psf(size, 1.0)
+
+
+def test_psf_larger_than_the_image_is_refused():
+    with pytest.raises(ValueError, match="psf size must be at most the image size 8; got 9"):
+        P.blur(rand(1, 1, 8, 8), P.gaussian_psf(9, 1.0))
+
+
+# ---------------------------------------------------------------- sampling
+
+
+@pytest.mark.parametrize("factor", [1, 2, 4, 8])
+def test_binning_preserves_the_mean_and_matches_block_reduce(factor):
+    x = rand(2, 3, 16, 24)
+    small = P.bin_pixels(x, factor, resize=False)
+    expected = block_reduce(x.numpy(), (1, 1, factor, factor), np.mean)
+    np.testing.assert_allclose(small.numpy(), expected, atol=1e-6)
+    big = P.Binning(factor)(x)
+    assert big.shape == x.shape
+    assert torch.allclose(big.mean((2, 3)), x.mean((2, 3)), atol=1e-6)
+
+
+def test_binning_factor_that_does_not_divide_the_size_is_refused_or_padded():
+    x = rand(1, 1, 10, 10)
+    with pytest.raises(ValueError, match="factor must divide the image size 10x10; got 4"):
+        P.bin_pixels(x, 4)
+    padded = P.bin_pixels(x, 4, pad=True)
+    assert padded.shape == x.shape
+    assert torch.allclose(padded[..., :4, :4], x[..., :4, :4].mean().expand(4, 4))
+
+
+def test_foveated_sensor_is_sharp_in_the_centre_and_coarse_at_the_corners():
+    sensor = P.VariablePixelSensor((1, 32, 32), sizes=(1, 2, 4))
+    x = rand(1, 1, 32, 32)
+    y = sensor(x)
+    assert torch.equal(y[..., 15:17, 15:17], x[..., 15:17, 15:17])
+    assert torch.allclose(y[0, 0, 0, 0], torch.tensor(block_reduce(x[0, 0].numpy(), (4, 4), np.mean)[0, 0]))
+
+
+def test_variable_pixels_refuses_misaligned_pixel_sizes():
+    sizes = torch.ones(8, 8, dtype=torch.long)
+    sizes[1:3, 1:3] = 2  # a 2x2 pixel that straddles the 2x2 grid
+    with pytest.raises(ValueError, match="pixels of size 2 must cover whole, aligned 2x2 blocks"):
+        P.variable_pixels(rand(1, 1, 8, 8), sizes)
+
+
+@pytest.mark.parametrize("method", ["topk", "bernoulli"])
+def test_sparse_mask_keeps_exactly_k_pixels_at_evaluation(method):
+    layer = P.SparseMask(0.25, (3, 16, 16), method=method).eval()
+    mask = layer.mask()
+    assert int(mask.sum()) == 64 and set(mask.unique().tolist()) == {0.0, 1.0}
+    y = layer(torch.ones(1, 3, 16, 16))
+    assert torch.equal(y[0, 0], mask)
+
+
+def test_relaxed_bernoulli_mask_keeps_the_fraction_on_average_in_training():
+    layer = P.SparseMask(0.3, (1, 32, 32), method="bernoulli", temperature=0.1)
+    kept = torch.stack([layer(torch.ones(1, 1, 32, 32)).mean() for _ in range(20)]).mean()
+    assert abs(float(kept) - 0.3) < 0.03
+
+
+# ---------------------------------------------------------------- mosaics
+
+
+def test_bayer_mosaic_takes_the_right_channel_at_each_position():
+    x = rand(2, 3, 6, 8)
+    raw = P.bayer_mosaic(x, "RGGB", output="raw")[:, 0].numpy()
+    xn = x.numpy()
+    np.testing.assert_array_equal(raw[:, 0::2, 0::2], xn[:, 0, 0::2, 0::2])  # red
+    np.testing.assert_array_equal(raw[:, 0::2, 1::2], xn[:, 1, 0::2, 1::2])  # green
+    np.testing.assert_array_equal(raw[:, 1::2, 0::2], xn[:, 1, 1::2, 0::2])  # green
+    np.testing.assert_array_equal(raw[:, 1::2, 1::2], xn[:, 2, 1::2, 1::2])  # blue
+    masked = P.BayerMosaic()(x)
+    assert torch.equal(masked.sum(1), torch.from_numpy(raw))
+    assert float((masked > 0).float().mean(dim=(0, 2, 3))[1]) == pytest.approx(0.5, abs=0.01)
+
+
+def test_mosaic_tile_must_match_the_channel_count():
+    with pytest.raises(ValueError, match="tile has 3 filter channels but the images have 4"):
+        P.BayerMosaic()(rand(1, 4, 8, 8))
+    with pytest.raises(ValueError, match="tile has 3 filter channels but the images have 1"):
+        P.LearnedCFA(2, channels=3)(rand(1, 1, 8, 8))
+
+
+def test_learned_cfa_is_soft_in_training_and_one_filter_per_pixel_in_eval():
+    layer = P.LearnedCFA(2, channels=3)
+    with torch.no_grad():
+        layer.logits.copy_(5 * P.bayer_tile("RGGB"))
+    soft = layer.tile()
+    assert torch.allclose(soft.sum(0), torch.ones(2, 2)) and soft.max() < 1
+    x = rand(1, 3, 8, 8)
+    assert torch.equal(layer.eval()(x), P.bayer_mosaic(x))
+    t0 = layer.temperature
+    assert layer.anneal(0.5) == pytest.approx(t0 / 2)
+
+
+def test_exposure_mosaic_multiplies_and_saturates_at_full_well():
+    x = torch.full((1, 1, 4, 4), 0.2)
+    y = P.ExposureMosaic((1.0, 2.0, 4.0, 8.0))(x)[0, 0]
+    assert torch.allclose(y[:2, :2], torch.tensor([[0.2, 0.4], [0.8, 1.0]]))  # 8 x 0.2 saturates
+
+
+# ---------------------------------------------------------------- illumination
+
+
+def test_full_pupil_with_normal_illumination_returns_the_object_intensity():
+    g = torch.Generator().manual_seed(0)
+    obj = torch.polar(torch.rand(2, 16, 16, generator=g), 6 * torch.rand(2, 16, 16, generator=g))
+    image = P.coherent_image(obj, torch.ones(16, 16), torch.zeros(1, 2))
+    assert torch.allclose(image[:, 0], obj.abs() ** 2, atol=1e-5)
+
+
+def test_pure_phase_object_is_invisible_in_focus_and_visible_with_a_small_pupil():
+    phase = 2 * rand(1, 16, 16)
+    obj = torch.polar(torch.ones(1, 16, 16), phase)
+    tilted = P.coherent_image(obj, torch.ones(16, 16), torch.tensor([[0.0, 0.0], [2.0, -3.0]]))
+    assert torch.allclose(tilted, torch.ones_like(tilted), atol=1e-5)  # |e^{i phi}|^2 = 1 under any tilt
+    low_pass = P.coherent_image(obj, P.circular_pupil(16, 16, 3.0), torch.zeros(1, 2))
+    assert low_pass.std() > 0.05
+
+
+def test_circular_pupil_passes_frequencies_up_to_the_cutoff():
+    pupil = P.circular_pupil(16, 16, 3.0)
+    assert pupil[0, 3] == 1 and pupil[0, 4] == 0 and pupil[2, 2] == 1 and pupil[3, 3] == 0
+    assert pupil[0, -3] == 1  # negative frequencies, FFT order
+
+
+def test_led_weighting_is_a_non_negative_convex_sum_of_led_images():
+    stack = rand(2, 9, 8, 8)
+    layer = P.LEDWeighting(9)
+    with torch.no_grad():
+        layer.logits.normal_()
+    w = layer.weights
+    assert w.min() >= 0 and torch.allclose(w.sum(1), torch.ones(1))
+    assert torch.allclose(layer(stack)[:, 0], (w[0, :, None, None] * stack).sum(1), atol=1e-6)
+
+
+def test_simulate_led_stack_makes_one_channel_per_led_with_the_same_labels():
+    data = simulate_blood_smear(2, size=32, seed=0)
+    stack = P.simulate_led_stack(data, led_grid=3, na=0.5)
+    assert isinstance(stack, ImageDataset) and stack.image_shape == (9, 32, 32)
+    assert torch.equal(stack.labels, data.labels)
+    assert not torch.allclose(stack.images[:, 4], stack.images[:, 0])  # bright field vs dark field
+
+
+# ---------------------------------------------------------------- noise
+
+
+def test_shot_noise_has_mean_and_variance_equal_to_the_photon_count():
+    photons, x = 50.0, 0.4
+    counts = (
+        P.shot_noise(torch.full((1, 1, 400, 500), x), photons, torch.Generator().manual_seed(0)) * photons
+    )
+    assert float(counts.mean()) == pytest.approx(photons * x, rel=0.01)
+    assert float(counts.var()) == pytest.approx(photons * x, rel=0.02)
+    assert torch.allclose(counts, counts.round(), atol=1e-4)  # whole photo-electrons
+
+
+def test_shot_noise_gradient_is_finite_and_follows_the_reparameterisation():
+    x = torch.tensor([0.0, 0.5, 1.0]).view(1, 1, 1, 3).requires_grad_()
+    P.shot_noise(x, 100.0, torch.Generator().manual_seed(0)).sum().backward()
+    assert torch.isfinite(x.grad).all() and (x.grad[..., 1:] > 0).all()
+
+
+def test_same_seed_gives_the_same_noise_and_another_seed_other_noise():
+    x = rand(2, 3, 16, 16)
+    a, b, c = (P.Sensor(20, read_noise=3, seed=s)(x) for s in (1, 1, 2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(P.ShotNoise(10, seed=4)(x), P.ShotNoise(10, seed=4)(x))
+
+
+def test_sensor_applies_saturation_before_quantization():
+    sensor = P.Sensor(photons=1e6, read_noise=0.0, full_well=5e5, bits=4, seed=0)
+    y = sensor(torch.tensor([0.1, 0.3, 0.6, 1.0]).view(1, 1, 1, 4))
+    # 1e6 photons x intensity, clipped at 5e5 electrons, over 5e5, on 15 steps (hand computation).
+    assert torch.allclose(y.flatten(), torch.tensor([3 / 15, 9 / 15, 1.0, 1.0]))
+
+
+def test_sensor_read_noise_adds_its_variance_in_electrons():
+    sensor = P.Sensor(photons=1000, read_noise=10.0, full_well=2000, bits=16, seed=0)
+    y = sensor.analog(torch.full((1, 1, 300, 300), 0.5)) * 2000
+    assert float(y.var()) == pytest.approx(500 + 100, rel=0.03)  # Poisson 500 + read 10**2
+
+
+@pytest.mark.parametrize("photons", [0, -5])
+def test_photon_counts_must_be_positive(photons):
+    with pytest.raises(ValueError, match=rf"photons must be greater than 0.*got {float(photons)}"):
+        P.Sensor(photons)
+    with pytest.raises(ValueError, match="photons must be greater than 0"):
+        P.shot_noise(rand(1, 1, 4, 4), photons)
+
+
+# ---------------------------------------------------------------- every layer, through the registry
+
+
+@pytest.mark.parametrize("name", list(VALUES))
+def test_every_registered_layer_maps_unit_images_to_unit_images(name):
+    shape = shape_for(name)
+    layer = P.make_layer(name, VALUES[name], shape)
+    for mode in (True, False):
+        y = layer.train(mode)(rand(3, *shape))
+        assert y.min() >= 0 and y.max() <= 1 and y.shape[0] == 3
+        assert tuple(y.shape[1:]) == P.output_shape(layer, shape)
+
+
+@pytest.mark.parametrize("name", [n for n in VALUES if n not in ("identity",)])
+def test_every_learnable_parameter_gets_a_gradient_through_layer_and_cnn(name):
+    shape = shape_for(name)
+    torch.manual_seed(0)
+    layer = P.make_layer(name, VALUES[name], shape)
+    model = PhysicalModel(layer, BasicCNN(P.output_shape(layer, shape)[0], 4))
+    x = rand(4, *shape)
+    torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 2, 3])).backward()
+    for pname, p in layer.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, pname
+
+
+@pytest.mark.parametrize("name", [n for n in VALUES if n != "identity"])
+def test_every_layer_refuses_images_outside_0_1(name):
+    shape = shape_for(name)
+    layer = P.make_layer(name, VALUES[name], shape)
+    with pytest.raises(ValueError, match=r"must have values in \[0, 1\]; got values in \[.*, 2\]"):
+        layer(rand(1, *shape) * 2)
+
+
+def test_make_layer_refuses_unknown_names_and_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown physical layer 'lens'; valid names: identity, quantize"):
+        P.make_layer("lens", 1)
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("quantize", 17, r"bits for layer 'quantize' must be int in \[1, 16\]; got 17"),
+        ("quantize", 2.5, r"bits .* got 2.5 \(not an integer\)"),
+        ("noise", 0, r"photons for layer 'noise' must be float in \(0, inf\); got 0"),
+        ("learned_psf", 4, r"psf_size .* odd; got 4 \(even\)"),
+        ("learned_psf", 65, r"psf_size .* \[1, 32\], odd; got 65"),
+        ("binning", 3, r"factor .* dividing the image height and width; got 3"),
+        ("sparse_mask", 0, r"fraction .* \(0, 1\]; got 0"),
+        ("gaussian_blur", -1, r"sigma .* \(0, 5.16667\]; got -1"),
+    ],
+)
+def test_make_layer_refuses_values_out_of_range_naming_parameter_range_and_value(name, value, message):
+    with pytest.raises(ValueError, match=message):
+        P.make_layer(name, value, (3, 32, 32))
+
+
+def test_make_layer_accepts_whole_floats_for_integer_parameters():
+    assert P.make_layer("quantize", 4.0).bits == 4
+    assert P.make_layer("quantize", np.int64(4)).bits == 4
+
+
+@pytest.mark.parametrize("name", list(P.LAYERS))
+def test_describe_layer_names_the_parameter_and_its_range(name):
+    spec = P.LAYERS[name]
+    text = P.describe_layer(name)
+    assert text.startswith(name) and spec.description in text
+    if spec.parameter:
+        assert spec.parameter in text and " in " in text
