@@ -322,3 +322,71 @@ def test_wrong_image_shape_or_channel_count_is_an_error(model, image):
 def test_unknown_layer_name_is_an_error_that_lists_the_layers(model, image):
     with pytest.raises(ValueError, match="unknown layer 'features.99'.*features.0 \\(Conv2d\\)"):
         grad_cam(model, image, "features.99")
+
+
+# ----------------------------------------------------------------------------- figures and explorer
+
+
+def test_attribution_overlay_centres_signed_maps_on_zero_and_checks_the_size(image):
+    from deepimaging.plots import attribution_figure, attribution_overlay
+
+    signed = torch.linspace(-1, 3, 30 * 34).reshape(30, 34)
+    ax = attribution_overlay(image, signed, title="occlusion")
+    assert ax.images[1].get_clim() == (-3.0, 3.0) and ax.get_title() == "occlusion"
+    ax = attribution_overlay(image, signed.abs())
+    assert ax.images[1].get_clim() == (0.0, 3.0)
+    with pytest.raises(ValueError, match="image's size"):
+        attribution_overlay(image, signed[:10])
+    fig = attribution_figure(image, {"a": signed, "b": signed.abs()}, title="two maps")
+    assert len(fig.axes) == 5  # image, two maps, two colorbars
+
+
+def test_heatmap_overlay_puts_each_cell_over_its_window_centre(image):
+    from deepimaging.plots import heatmap_overlay
+
+    ax = heatmap_overlay(image, torch.rand(3, 4), window=16, stride=6)
+    left, right, bottom, top = ax.images[1].get_extent()
+    # Cell (0, 0) is centred at the first window's centre (8, 8); cells are one stride wide.
+    assert (left, top) == (5.0, 5.0) and (right, bottom) == (8 + 3.5 * 6, 8 + 2.5 * 6)
+
+
+def test_detection_boxes_draws_one_rectangle_per_box(image):
+    from deepimaging.plots import detection_boxes
+
+    ax = detection_boxes(
+        image, torch.tensor([[1.0, 2, 10, 12]]), torch.tensor([[0.0, 0, 5, 5], [3, 3, 9, 9]])
+    )
+    assert len(ax.patches) == 3
+
+
+def test_occlusion_explorer_shows_the_map_of_the_chosen_image_patch_and_stride(model):
+    from deepimaging.data import ImageDataset
+    from deepimaging.widgets import OcclusionExplorer
+
+    images = torch.rand(3, 3, 24, 24, generator=torch.Generator().manual_seed(4))
+    data = ImageDataset(images, torch.tensor([0, 1, 2]), ["a", "b", "c", "d"])
+    explorer = OcclusionExplorer(model, data, patch_sizes=(4, 8))
+    assert "deepimaging-occlusion" in explorer.widget._dom_classes
+    assert explorer.image_slider.description == "image" and explorer.patch_slider.description == "patch size"
+    predicted = int(model(images[:1]).argmax())
+    torch.testing.assert_close(
+        explorer.occlusion(*explorer.setting),
+        occlusion_map(model, images[0], predicted, sliding_window_shapes=8, strides=4),
+    )
+    before = (explorer.picture.value, explorer.readout.value)
+    explorer.image_slider.value = 2
+    assert explorer.picture.value != before[0] and explorer.readout.value != before[1]
+    assert (2, 8, 4) in explorer.maps
+    explorer.patch_slider.value = 4  # the stride (4) still fits; its maximum follows the patch
+    assert explorer.stride_slider.max == 4 and explorer.setting == (2, 4, 4)
+    assert "4x4 patch" in explorer.readout.value
+    explorer.stride_slider.value = 2
+    assert explorer.setting == (2, 4, 2) and (2, 4, 2) in explorer.maps
+    assert "image/png" in explorer._repr_mimebundle_()
+
+
+def test_occlusion_explorer_rejects_patches_larger_than_the_images(model):
+    from deepimaging.widgets import OcclusionExplorer
+
+    with pytest.raises(ValueError, match="patch_sizes must be in \\[1, 24\\]"):
+        OcclusionExplorer(model, torch.rand(2, 3, 24, 24), patch_sizes=(8, 32))
