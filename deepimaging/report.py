@@ -130,6 +130,7 @@ def make_figures(
             options=first.options,
             labels=test.labels[picks],
             classes=test.classes,
+            parameter=config.parameter,
         )
         add(
             fig,

@@ -610,10 +610,20 @@ def _write_json_atomic(path, data) -> None:
     _write_text_atomic(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _write_text_atomic(path, text: str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are shared like any other file
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -642,7 +652,7 @@ def _read_point(path: Path, config_hash: str, key, action: str = "recomputing it
         valid = False
     if not valid:
         warnings.warn(
-            f"point file {path} is corrupt, truncated or from another configuration; recomputing it"
+            f"point file {path} is corrupt, truncated or from another configuration; {action}", stacklevel=3
         )
         return None
     return record
@@ -992,8 +1002,15 @@ def _config_from_args(args) -> StudyConfig:
         lr=args.lr,
         batch_size=args.batch_size,
         device=args.device,
-        parameter=args.layer,
+        parameter=_parameter_name(args.layer),
     )
+
+
+def _parameter_name(layer: str) -> str:
+    from .physics import LAYERS
+
+    spec = LAYERS.get(layer)
+    return spec.parameter if spec is not None and spec.parameter else layer
 
 
 def _run_study_cli(args) -> int:

@@ -69,47 +69,42 @@ def plot_accuracy_vs_parameter(results, ax=None, *, sweeps=None, chance: bool = 
     return ax
 
 
-def plot_study_confusion_matrices(results, sweep: str, values, *, normalize: bool = True):
+def plot_study_confusion_matrices(results, sweep: str, values):
     """Confusion matrices (summed over seeds) of one sweep at a few values, side by side.
 
-    Rows are the true class, columns the predicted class; with ``normalize``
-    each row is divided by its total, so the diagonal is each class's recall.
+    Each panel is :func:`deepimaging.plots.plot_confusion_matrix`: rows are the
+    true class in per cent of that class (the diagonal is each class's recall),
+    with the counts summed over all seeds.
 
     Returns
     -------
     matplotlib Figure
     """
+    from .metrics import plot_confusion_matrix
+
     values = list(values)
-    fig, axes = plt.subplots(1, len(values), figsize=(3.6 * len(values), 3.6), squeeze=False)
-    classes = results.classes
+    k = len(results.classes)
+    fig, axes = plt.subplots(
+        1, len(values), figsize=((1.6 + 0.9 * k) * len(values), 1.4 + 0.8 * k), squeeze=False
+    )
     for ax, value in zip(axes[0], values):
-        matrix = np.asarray(results.confusion_matrix(sweep, value), dtype=float)
-        shown = matrix / np.maximum(matrix.sum(1, keepdims=True), 1) if normalize else matrix
-        ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
-        for i in range(len(classes)):
-            for j in range(len(classes)):
-                text = f"{shown[i, j]:.2f}" if normalize else f"{int(shown[i, j])}"
-                ax.text(
-                    j,
-                    i,
-                    text,
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if shown[i, j] > 0.5 else "black",
-                )
-        ax.set_xticks(range(len(classes)), [c[:5] for c in classes], rotation=45, fontsize=7)
-        ax.set_yticks(range(len(classes)), [c[:5] for c in classes], fontsize=7)
-        ax.set_xlabel("predicted class")
-        ax.set_ylabel("true class")
+        matrix = np.asarray(results.confusion_matrix(sweep, value))
         accuracy = np.trace(matrix) / max(matrix.sum(), 1)
-        ax.set_title(f"{sweep.replace('_', ' ')} = {value}\naccuracy {accuracy:.2f}", fontsize=9)
-    fig.suptitle("Confusion matrices (all seeds, rows normalised)" if normalize else "Confusion matrices")
+        plot_confusion_matrix(
+            matrix,
+            classes=results.classes,
+            ax=ax,
+            colorbar=False,
+            title=f"{sweep.replace('_', ' ')} = {value}: accuracy {accuracy:.2f}",
+        )
+    fig.suptitle(f"Confusion matrices of {sweep.replace('_', ' ')}, summed over seeds")
     fig.tight_layout()
     return fig
 
 
-def plot_sensor_examples(images, layer: str, values, *, options=None, labels=None, classes=None):
+def plot_sensor_examples(
+    images, layer: str, values, *, options=None, labels=None, classes=None, parameter=None
+):
     """What the sensor records: a few scene images (rows) through the layer at each value (columns).
 
     Parameters
@@ -124,12 +119,14 @@ def plot_sensor_examples(images, layer: str, values, *, options=None, labels=Non
         Further layer options.
     labels, classes : optional
         Integer labels (N,) and class names to label the rows.
+    parameter : str, optional
+        Name of the parameter for the title (default: the layer's registered parameter).
 
     Returns
     -------
     matplotlib Figure
     """
-    from ..physics import make_layer
+    from ..physics import LAYERS, make_layer
 
     values = list(values)
     n = len(images)
@@ -142,7 +139,9 @@ def plot_sensor_examples(images, layer: str, values, *, options=None, labels=Non
                 imshow(axes[i, j], out[i], title=f"{value}" if i == 0 else None)
                 if j == 0 and labels is not None and classes is not None:
                     axes[i, j].set_ylabel(classes[int(labels[i])], fontsize=8)
-    fig.suptitle(f"Sensor images: {layer.replace('_', ' ')} at each value (columns)", fontsize=10)
+    if parameter is None:
+        parameter = getattr(LAYERS.get(layer), "parameter", None) or "value"
+    fig.suptitle(f"Sensor images: {layer.replace('_', ' ')}, {parameter} per column", fontsize=10)
     fig.tight_layout()
     return fig
 
