@@ -556,3 +556,85 @@ def test_bad_options_raise():
         metrics.confusion_matrix([], [])
     with pytest.raises(ValueError, match="bits"):
         metrics.data_range_from_bits(0)
+
+
+# ----------------------------------------------------------------------------
+# Figures and the threshold explorer
+# ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def close_figures():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    yield
+    plt.close("all")
+
+
+def test_plot_confusion_matrix_shows_row_percentages_and_counts(close_figures):
+    from deepimaging import plots
+
+    y_true, y_pred = [0, 0, 0, 0, 1, 1, 2], [0, 0, 0, 1, 1, 2, 2]
+    ax = plots.plot_confusion_matrix(y_true, y_pred, classes=["a", "b", "c"])
+    texts = {t.get_text() for t in ax.texts}
+    assert {"75%\n(3)", "25%\n(1)", "50%\n(1)", "100%\n(1)"} <= texts
+    np.testing.assert_allclose(ax.images[0].get_array()[0], [75, 25, 0])
+    same = plots.plot_confusion_matrix(skm.confusion_matrix(y_true, y_pred), classes=["a", "b", "c"])
+    assert {t.get_text() for t in same.texts} == texts
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="square"):
+        plots.plot_confusion_matrix(np.ones((2, 3)))
+
+
+def test_plot_roc_and_pr_put_sklearn_auc_and_ap_in_the_legend(close_figures):
+    from deepimaging import plots
+
+    y, scores = _random_binary(seed=10)
+    ax = plots.plot_roc_curve(y, scores, label="cnn")
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert f"cnn (AUC = {skm.roc_auc_score(y, scores):.3f})" in legend
+    assert any("chance" in text for text in legend)
+    ax = plots.plot_precision_recall_curve(y, scores)
+    assert f"PR (AP = {skm.average_precision_score(y, scores):.3f})" in [
+        t.get_text() for t in ax.get_legend().get_texts()
+    ]
+    iso = [line for line in ax.get_lines() if line.get_gid() == "iso-f1"]
+    r, p = iso[0].get_data()
+    np.testing.assert_allclose(2 * p * r / (p + r), 0.2, atol=1e-9)  # each contour has constant F1
+    ax = plots.plot_threshold_tradeoff(y, scores, threshold=0.5)
+    assert ax.get_xlabel().startswith("threshold")
+    y4, p4 = _softmax_like(100, 4, 11)
+    ax = plots.plot_roc_ovr(y4, p4, classes=list("abcd"))
+    assert f"{skm.roc_auc_score(y4, p4, multi_class='ovr'):.3f}" in ax.get_title()
+
+
+def test_threshold_explorer_counts_match_sklearn_and_a_move_updates_the_views(close_figures):
+    from deepimaging.widgets import ThresholdExplorer
+
+    y, scores = _random_binary(n=200, seed=12)
+    explorer = ThresholdExplorer(y, scores, threshold=0.0)
+    assert explorer.slider.description == "threshold"
+    before_image, before_text = explorer.image.value, explorer.readout.value
+    explorer.slider.value = 1.0
+    assert explorer.image.value != before_image and explorer.readout.value != before_text
+    for threshold in (explorer.slider.value, -10.0, 0.37, 10.0, float(scores[5])):
+        y_pred = (scores >= threshold).astype(int)
+        (tn, fp), (fn, tp) = skm.confusion_matrix(y, y_pred, labels=[0, 1])
+        assert explorer.counts(threshold) == {"TP": tp, "FP": fp, "FN": fn, "TN": tn}
+        rates = explorer.rates(threshold)
+        assert rates["f1"] == pytest.approx(skm.f1_score(y, y_pred, zero_division=0))
+        assert rates["precision"] == pytest.approx(skm.precision_score(y, y_pred, zero_division=0))
+    assert "TP" in explorer.readout.value and "specificity" in explorer.readout.value
+    bundle = explorer._repr_mimebundle_()
+    assert "image/png" in bundle and "application/vnd.jupyter.widget-view+json" in bundle
+    assert "deepimaging-threshold" in explorer.widget._dom_classes
+
+
+def test_threshold_explorer_rejects_a_single_class():
+    from deepimaging.widgets import ThresholdExplorer
+
+    with pytest.raises(ValueError, match="both classes"):
+        ThresholdExplorer([1, 1, 1], [0.2, 0.5, 0.9])
