@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .study import StudyConfig, Sweep, load_results, run_study
+from .study import StudyConfig, Sweep, _write_text_atomic, load_results, run_study
 
 try:
     import tomllib
@@ -422,12 +422,12 @@ def report_project(path, *, smoke: bool | None = None) -> dict:
     generated = Path(path) / "paper" / "generated"
     generated.mkdir(parents=True, exist_ok=True)
     authors = r" \and ".join(latex_escape(a) for a in project.authors)
-    _write_atomic(
+    _write_text_atomic(
         generated / "metadata.tex",
         f"\\newcommand{{\\projecttitle}}{{{latex_escape(project.title)}}}\n"
         f"\\newcommand{{\\projectauthors}}{{{authors}}}\n",
     )
-    _write_atomic(generated / "results_table.tex", results_table_latex(results))
+    _write_text_atomic(generated / "results_table.tex", results_table_latex(results))
     figures = _paper_figures(Path(path) / "report", generated)
     return {"page": page, "table": generated / "results_table.tex", **figures}
 
@@ -460,17 +460,6 @@ def _paper_figures(report_dir: Path, folder: Path) -> dict:
             shutil.copyfile(source, folder / source.name)
             copied[name] = folder / source.name
     return copied
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 _LATEX_SPECIAL = {
