@@ -97,7 +97,7 @@ def test_second_load_reads_the_memory_mapped_cache_without_decoding(folder, cach
     monkeypatch.setattr(folder_module, "decode_image", fail)
     images, labels, classes = read_image_folder(root, size=SIZE, cache_dir=cache)
     assert isinstance(images, np.memmap) and images.dtype == np.uint8
-    assert images.shape == (3 * N_PER_CLASS, SIZE, SIZE, 3)
+    assert images.shape == (3 * N_PER_CLASS, 3, SIZE, SIZE)
     second = load_image_folder(root, size=SIZE, cache_dir=cache)
     assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
 

@@ -36,6 +36,7 @@ from .._checks import check_choice, check_int
 from .cache import cached_array, data_dir, fingerprint
 from .dataset import ImageDataset
 from .download import fetch_archive
+from .folder import to_dataset
 
 __all__ = [
     "BCCD_CLASSES",
@@ -167,7 +168,7 @@ def load_bccd_crops(
     size = check_int(size, "size", 1)
     photos = load_bccd_images(root, split)
     xml_files = [Path(f).parent.parent / "Annotations" / (Path(f).stem + ".xml") for f in photos.files]
-    key = fingerprint(list(photos.files) + xml_files, root=find_bccd(root), size=size, kind="bccd-crops-1")
+    key = fingerprint(list(photos.files) + xml_files, root=find_bccd(root), size=size, kind="bccd-crops-2")
 
     def build():
         def crops_of(index):
@@ -175,13 +176,12 @@ def load_bccd_crops(
 
         with ThreadPoolExecutor(max_workers=n_jobs or os.cpu_count() or 1) as pool:
             crops = list(pool.map(crops_of, range(len(photos))))
-        images = np.concatenate(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
+        images = np.concatenate(crops) if crops else np.zeros((0, 3, size, size), np.uint8)
         labels = torch.cat(photos.labels).tolist() if len(photos) else []
         return images, {"labels": labels}
 
     images, meta = cached_array(data_dir(cache_dir, "decoded"), f"bccd-{key}", build)
-    tensor = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float().div_(255)
-    return ImageDataset(tensor, torch.tensor(meta["labels"], dtype=torch.long), list(BCCD_CLASSES))
+    return to_dataset(images, meta["labels"], BCCD_CLASSES)
 
 
 def download_bccd(known_hash: str | None = BCCD_SHA256, path=None) -> Path:
@@ -237,13 +237,13 @@ def _read_annotation(root: Path, image_id: str):
 
 
 def _crop_boxes(file, boxes: torch.Tensor, size: int) -> np.ndarray:
-    """Square crops around ``boxes`` from one photo, resized: uint8 (K, size, size, 3)."""
+    """Square crops around ``boxes`` from one photo, resized: uint8 (K, 3, size, size)."""
     from PIL import Image
 
     with Image.open(file) as photo:
         photo = photo.convert("RGB")
         width, height = photo.size
-        out = np.empty((len(boxes), size, size, 3), dtype=np.uint8)
+        out = np.empty((len(boxes), 3, size, size), dtype=np.uint8)
         for k, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
             side = min(max(x1 - x0, y1 - y0), width, height)
             # Centre the square on the box, then shift it back inside the photo.
@@ -252,5 +252,5 @@ def _crop_boxes(file, boxes: torch.Tensor, size: int) -> np.ndarray:
             crop = photo.resize(
                 (size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side)
             )
-            out[k] = np.asarray(crop)
+            out[k] = np.asarray(crop).transpose(2, 0, 1)
     return out
