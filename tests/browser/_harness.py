@@ -393,7 +393,8 @@ class ExplorerCase:
 
     ``move(root, page)`` moves the control and returns a short description of the move;
     ``check(run, root, before, after)`` may assert more than "the image changed" (e.g. that
-    a readout shows an independently computed value) and returns problems as strings.
+    a readout shows an independently computed value) and returns problems as strings; it is
+    called again until it returns none or time is up, so it must be repeatable.
     """
 
     notebook: str
@@ -479,18 +480,26 @@ def check_explorer(run: NotebookRun, case: ExplorerCase, artifacts: Path) -> dic
         readout = state["readouts"] != before["readouts"]
         return {"image": image, "readout": readout, "either": image or readout}[case.must_change]
 
-    # Poll until the output has changed and any extra check holds (a readout may arrive
-    # after the image, and three key presses send three updates), an exception is logged,
-    # or the time is up.
+    # Poll until the output has changed (an exception logged by the kernel ends the wait), then
+    # until any extra check holds: a readout may arrive after the image, and three key
+    # presses send three updates.
     deadline = time.monotonic() + case.timeout
-    while True:
-        after = root.evaluate(_EXPLORER_STATE)
-        late = (case.check(run, root, before, after) or []) if case.check is not None else []
-        if changed(after) and not late:
-            break
-        if time.monotonic() > deadline or len(run.kernel_errors()) > errors_before:
-            break
+
+    def failed_or_late():
+        return time.monotonic() > deadline or len(run.kernel_errors()) > errors_before
+
+    after = root.evaluate(_EXPLORER_STATE)
+    while not changed(after) and not failed_or_late():
         page.wait_for_timeout(250)
+        after = root.evaluate(_EXPLORER_STATE)
+    late = []
+    if case.check is not None:
+        while True:
+            late = case.check(run, root, before, after) or []
+            if not late or failed_or_late():
+                break
+            page.wait_for_timeout(500)
+            after = root.evaluate(_EXPLORER_STATE)
     run._mark(f"{case.id}: output followed the control")
     root.screenshot(path=str(artifacts / f"{stem}-after.png"))
     if not changed(after):
@@ -598,7 +607,86 @@ def select_option(description: str | None = None, index: int | None = None):
     return move
 
 
+def readout_text(root, contains: str) -> str:
+    """The text of the explorer's HTML readout that contains ``contains`` ('' when none does)."""
+    for text in root.locator(".widget-html-content").all_text_contents():
+        if contains in text:
+            return " ".join(text.split())
+    return ""
+
+
 def slider_value(root, description: str | None = None) -> float:
     """The value a slider shows in the page (its readout), as a float."""
     text = _control(root, "slider", description).locator(".widget-readout").first.text_content()
     return float(text.strip())
+
+
+def click_toggle(description: str | None = None, index: int | None = None):
+    """Click another button of a ToggleButtons control (the next one, or ``index``)."""
+
+    def move(root, page):
+        buttons = _control(root, "toggle", description).locator("button")
+        labels = buttons.all_text_contents()
+        active = [
+            i for i in range(buttons.count()) if "mod-active" in (buttons.nth(i).get_attribute("class") or "")
+        ]
+        current = active[0] if active else 0
+        target = index if index is not None else (current + 1) % len(labels)
+        buttons.nth(target).click()
+        return (
+            f"clicking {labels[target]!r} in toggle buttons {description or ''!r} (was {labels[current]!r})"
+        )
+
+    return move
+
+
+def first_control():
+    """Move whatever control the explorer shows first: a slider, else a dropdown, else toggle buttons."""
+
+    def move(root, page):
+        if root.locator(".widget-slider").count():
+            return press_slider()(root, page)
+        if root.locator(".widget-dropdown").count():
+            return select_option()(root, page)
+        if root.locator(".widget-toggle-buttons").count():
+            return click_toggle()(root, page)
+        raise ExplorerCheckError("the explorer has no slider, dropdown or toggle buttons to move")
+
+    return move
+
+
+_MODEL_ID = """
+(root) => {
+  const panel = window.__deepimagingPanel;
+  for (const cell of panel.content.widgets) {
+    const area = cell.outputArea;
+    if (!area) continue;
+    for (let i = 0; i < area.model.length; i++) {
+      const view = area.widgets[i];
+      if (view && view.node.contains(root)) {
+        const data = area.model.get(i).data['application/vnd.jupyter.widget-view+json'];
+        if (data) return data.model_id;
+      }
+    }
+  }
+  return null;
+}
+"""
+
+
+def bind_explorer(run: NotebookRun, root) -> None:
+    """Bind the kernel variable ``_explorer`` to the explorer object shown by ``root`` in the page.
+
+    Explorers are often displayed without a name; the page knows the model id of the
+    root widget it shows, and the kernel knows which explorer owns that widget.
+    """
+    model_id = root.evaluate(_MODEL_ID)
+    if model_id is None:
+        raise ExplorerCheckError("could not find the widget model id of the explorer in the page")
+    run.kernel_exec(
+        "import gc as _gc\n"
+        "import ipywidgets as _ipw\n"
+        "from deepimaging.widgets import Explorer as _Explorer\n"
+        f"_root = _ipw.Widget.widgets[{model_id!r}]\n"
+        "_explorer = next(o for o in _gc.get_objects() if isinstance(o, _Explorer) and o.widget is _root)\n"
+    )

@@ -31,7 +31,7 @@ from _harness import (  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-NOTEBOOKS = REPO / "notebooks"
+NOTEBOOKS = Path(os.environ.get("DEEPIMAGING_BROWSER_NOTEBOOKS", REPO / "notebooks"))
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 
 # Fixture notebooks built here (not committed as .ipynb, so nbval does not collect them).

@@ -11,6 +11,7 @@ import pytest
 from _harness import (
     ExplorerCase,
     ExplorerCheckError,
+    bind_explorer,
     check_explorer,
     drag_slider,
     press_slider,
@@ -40,6 +41,10 @@ def test_harness_passes_a_working_explorer_moved_by_keyboard(notebook_run, artif
     result = check_explorer(notebook_run, case, artifacts)
     assert result["before"]["images"] != result["after"]["images"]
     assert (artifacts / "fixture_ok-keys-after.png").stat().st_size > 0
+    # The kernel's explorer (found from the page's widget) holds the value the page shows.
+    root = notebook_run.page.locator(".deepimaging-fixture").first
+    bind_explorer(notebook_run, root)
+    assert float(notebook_run.kernel_exec("print(_explorer.slider.value)")) == slider_value(root, "level")
 
 
 @pytest.mark.notebook("fixture_ok.ipynb")
