@@ -315,8 +315,8 @@ def bit_depth_config(smoke: bool | None = None, **overrides) -> StudyConfig:
         settings = dict(
             sweeps=[
                 Sweep("quantize", list(range(1, 9))),
-                Sweep("learned_discretization", [1, 2, 3, 4]),
-                Sweep("bit_allocation", [1, 2]),
+                Sweep("learned_discretization", [1, 2, 3]),
+                Sweep("bit_allocation", [2]),
             ],
             seeds=[0, 1, 2],
             parameter="bits per pixel",
@@ -437,9 +437,10 @@ def run_point(
         The point record: ``sweep``, ``layer``, ``value``, ``seed``, ``accuracy``,
         ``macro_auc``, ``confusion_matrix`` (K x K list, rows = true class),
         ``per_class`` ({class: precision, recall, f1-score, specificity, support}), ``classes``,
-        ``train_accuracy``, ``val_accuracy`` (list per epoch, empty without val),
+        ``train_loss`` and ``train_accuracy`` of the last epoch, ``val_accuracy`` (list per epoch, empty without val),
         ``seconds``, ``config_hash`` and, for layers with a ``bits_map()``,
-        ``bits_map`` (H x W list).
+        ``bits_map`` (H x W list; the learned fractional bits per pixel, before the
+        sensor rounds them to integers in eval mode).
     """
     if not isinstance(config, StudyConfig):
         raise TypeError(f"config must be a StudyConfig; got {type(config).__name__}")
@@ -492,14 +493,20 @@ def _train_point(config: StudyConfig, sweep: Sweep, value, seed: int, progress: 
         "seed": seed,
         "classes": list(test.classes),
         **_classification_metrics(result.labels, result.predicted, result.probabilities, test.classes),
+        "train_loss": history.train_loss[-1],
         "train_accuracy": history.train_accuracy[-1],
         "val_accuracy": list(history.val_accuracy),
         "seconds": round(time.perf_counter() - start, 3),
     }
     physics = model.physics.cpu()
     if hasattr(physics, "bits_map"):
+        # The fractional map is the learned preference; the integer map (eval) can round it flat.
         with torch.no_grad():
-            record["bits_map"] = np.round(physics.bits_map().detach().cpu().numpy().astype(float), 4).tolist()
+            try:
+                bits_map = physics.bits_map(integer=False)
+            except TypeError:
+                bits_map = physics.bits_map()
+        record["bits_map"] = np.round(bits_map.detach().cpu().numpy().astype(float), 4).tolist()
     return record
 
 
@@ -879,7 +886,17 @@ class StudyResults:
         return _csv(self.summary())
 
     def points_csv(self) -> str:
-        keys = ["sweep", "layer", "value", "seed", "accuracy", "macro_auc", "train_accuracy", "seconds"]
+        keys = [
+            "sweep",
+            "layer",
+            "value",
+            "seed",
+            "accuracy",
+            "macro_auc",
+            "train_loss",
+            "train_accuracy",
+            "seconds",
+        ]
         return _csv([{k: p.get(k) for k in keys} for p in self.points])
 
     def save(self, out_dir) -> None:

@@ -1,0 +1,129 @@
+"""Benchmark of the study engine: time per point, scaling with points and jobs, the physical layer's share.
+
+Run:  /work/venv/bin/python benchmarks/bench_study.py [--quick]
+
+Prints, each against a baseline measured in the same run:
+
+1. time per point of ``run_study`` vs a bare ``fit`` + ``predict`` of the same model (the engine's overhead);
+2. a sweep of 2N points vs N points, jobs=1 (linear scaling gives 2.00x);
+3. the same points with jobs=2 vs jobs=1 (the speed-up of parallel points; at most the number of free cores);
+4. the physical layer's share of a training step (forward + backward + Adam step) of
+   ``PhysicalModel(layer, BasicCNN)`` on a batch of 128 images of 3x64x64, vs the CNN alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+
+from deepimaging import study
+from deepimaging.data import simulate_blood_smear
+from deepimaging.models import BasicCNN, PhysicalModel
+from deepimaging.physics import make_layer
+from deepimaging.study import StudyConfig, Sweep
+from deepimaging.train import fit, predict, seed_everything
+
+
+def config(values, quick):
+    return StudyConfig(
+        sweeps=[Sweep("quantize", values)],
+        seeds=[0],
+        size=32,
+        n_per_class=60 if quick else 150,
+        epochs=2,
+    )
+
+
+def timed(function):
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def bare_point(cfg):
+    """The same work as one point, written directly: build, fit, predict."""
+    train, test, _ = study.load_data(cfg)
+    torch.set_num_threads(1)
+    seed_everything(0)
+    model = PhysicalModel(make_layer("quantize", 4, train.image_shape), BasicCNN(3, 4))
+    fit(model, train, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, device="cpu", progress=False)
+    predict(model, test, device="cpu")
+
+
+def step_time(model, images, labels, repeats):
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        optimizer.zero_grad()
+        loss_fn(model(images), labels).backward()
+        optimizer.step()
+
+    step()  # warm-up
+    return min(timed(step) for _ in range(repeats))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (about 20 s)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    # 1. engine overhead per point
+    cfg = config([4], args.quick)
+    study.load_data(cfg)  # simulate once, outside the timings
+    bare = min(timed(lambda: bare_point(cfg)) for _ in range(2))
+    with tempfile.TemporaryDirectory() as out:
+        engine = timed(lambda: study.run_study(cfg, out, progress=False))
+    print(
+        f"time per point: {engine:.2f} s; run_study: {engine / bare:.2f}x a bare fit+predict ({bare:.2f} s)"
+    )
+
+    # 2. scaling with the number of points (jobs=1)
+    n = 2 if args.quick else 4
+    small, large = config(list(range(1, n + 1)), args.quick), config(list(range(1, 2 * n + 1)), args.quick)
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        t_small = timed(lambda: study.run_study(small, a, progress=False))
+        t_large = timed(lambda: study.run_study(large, b, progress=False))
+    print(
+        f"points: {2 * n} points take {t_large / t_small:.2f}x the time of {n} points (linear: 2.00x); "
+        f"{t_large / (2 * n):.2f} s per point"
+    )
+
+    # 3. scaling with jobs
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        t_one = timed(lambda: study.run_study(large, a, jobs=1, progress=False))
+        t_two = timed(lambda: study.run_study(large, b, jobs=2, progress=False))
+    print(
+        f"jobs: --jobs 2 is {t_one / t_two:.2f}x faster than --jobs 1 on {2 * n} points "
+        f"({t_two:.1f} s vs {t_one:.1f} s; includes starting the worker processes)"
+    )
+
+    # 4. the physical layer's share of a training step
+    data = simulate_blood_smear(32, 64, 0)
+    images, labels = data.images[:128], data.labels[:128]
+    repeats = 3 if args.quick else 5
+    seed_everything(0)
+    cnn = BasicCNN(3, 4)
+    t_cnn = step_time(cnn, images, labels, repeats)
+    for name, value in [
+        ("quantize", 2),
+        ("learned_discretization", 2),
+        ("bit_allocation", 2),
+        ("binning", 2),
+    ]:
+        seed_everything(0)
+        model = PhysicalModel(make_layer(name, value, (3, 64, 64)), BasicCNN(3, 4))
+        t_full = step_time(model, images, labels, repeats)
+        share = max(t_full - t_cnn, 0.0) / t_full
+        print(
+            f"layer share: {name}({value}) is {100 * share:.1f}% of a training step ({t_full * 1e3:.0f} ms vs "
+            f"{t_cnn * 1e3:.0f} ms for the CNN alone; batch 128 of 3x64x64)"
+        )
+
+
+if __name__ == "__main__":
+    main()

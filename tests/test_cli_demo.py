@@ -1,0 +1,94 @@
+"""The command line: `deepimaging demo` writes the whole results folder; `deepimaging study` sweeps any layer."""
+
+import json
+
+import pytest
+
+from deepimaging.cli import main
+from deepimaging.study import load_results
+
+TINY = ["--size", "16", "--n-per-class", "8", "--epochs", "1", "--no-progress"]
+
+
+def test_demo_smoke_writes_results_figures_and_a_page(tmp_path, capsys):
+    out = tmp_path / "demo"
+    title = "<script>alert(1)</script>"
+    assert main(["demo", "--smoke", "--out", str(out), "--jobs", "1", "--no-progress", "--title", title]) == 0
+    assert str(out / "index.html") in capsys.readouterr().out
+
+    results = json.loads((out / "results.json").read_text())
+    sweeps = {row["sweep"] for row in results["summary"]}
+    assert sweeps == {"quantize", "learned_discretization", "bit_allocation"}
+    assert all(row["n_seeds"] >= 3 for row in results["summary"])
+    assert (out / "results.csv").read_text().startswith("sweep,layer,value")
+    for name in [
+        "accuracy_vs_parameter",
+        "confusion_matrices",
+        "sensor_examples",
+        "bits_map_bit_allocation",
+    ]:
+        assert (out / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+        assert (out / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+    page = (out / "index.html").read_text()
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert page.count("data:image/png;base64,") == 4
+    assert "results.json" in page and "results table" in page.lower()
+
+
+def test_demo_rerun_resumes_and_changes_no_point(tmp_path):
+    out = tmp_path / "demo"
+    args = ["demo", "--smoke", "--out", str(out), "--jobs", "1", "--no-progress"]
+    assert main(args) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "points").glob("*.json")}
+    assert main(args) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "points").glob("*.json")} == before
+
+
+def test_study_command_sweeps_binning(tmp_path, capsys):
+    out = tmp_path / "binning"
+    argv = ["study", "--layer", "binning", "--values", "1,2,4,8", "--seeds", "0", "--out", str(out), *TINY]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "binning=8: accuracy" in printed
+    results = load_results(out)
+    assert [row["value"] for row in results.summary()] == [1, 2, 4, 8]
+    assert results.config.parameter == "factor"
+
+
+def test_study_command_runs_one_point_by_index_like_an_array_job(tmp_path, capsys):
+    out = tmp_path / "array"
+    base = ["study", "--layer", "quantize", "--values", "1,4", "--seeds", "0,1", "--out", str(out), *TINY]
+    assert main([*base, "--list-points"]) == 0
+    listing = capsys.readouterr().out.strip().splitlines()
+    assert len(listing) == 4 and listing[3].split("\t")[:3] == ["3", "quantize", "4"]
+    for k in range(4):
+        assert main([*base, "--point", str(k)]) == 0
+    assert load_results(out).complete
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--layer", "warp_drive", "--values", "1"], "unknown physical layer 'warp_drive'"),
+        (["--layer", "quantize", "--values", "0"], "bits for layer 'quantize' must be int in [1, 16]; got 0"),
+        (["--layer", "quantize", "--values", "17"], "got 17"),
+        (["--layer", "quantize", "--values", "1,x"], "--values must be comma-separated numbers"),
+        (["--layer", "quantize", "--values", "1", "--option", "brightness=2"], "brightness"),
+        (["--layer", "quantize"], "needs --layer and --values"),
+        (["--layer", "quantize", "--values", "1", "--point", "5"], "--point must be in [0, 2]"),
+    ],
+)
+def test_study_command_bad_input_is_one_clear_line(tmp_path, capsys, extra, message):
+    code = main(["study", *extra, "--out", str(tmp_path / "o"), *TINY])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deepimaging study: error:") and message in err
+    assert "Traceback" not in err
+
+
+def test_study_command_refuses_a_folder_of_another_configuration(tmp_path, capsys):
+    out = tmp_path / "o"
+    argv = ["study", "--layer", "quantize", "--values", "1", "--seeds", "0", "--out", str(out), *TINY]
+    assert main(argv) == 0
+    assert main([*argv, "--epochs", "2"]) == 2
+    assert "different study configuration" in capsys.readouterr().err
