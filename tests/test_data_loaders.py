@@ -382,3 +382,11 @@ def test_split_of_a_real_dataset_keeps_each_class_share():
     for part in (train, val, test):
         share = torch.bincount(part.labels, minlength=10).float() / len(part)
         assert (share - whole).abs().max() < 0.01
+
+
+def test_bad_size_or_thread_count_is_an_error_naming_the_argument(folder, cache):
+    root, _ = folder
+    with pytest.raises(ValueError, match=r"size must be in \[1, inf\]; got 0"):
+        load_image_folder(root, size=0, cache_dir=cache)
+    with pytest.raises(ValueError, match=r"n_jobs must be in \[1, inf\]; got 0"):
+        load_image_folder(root, size=SIZE, cache_dir=cache, n_jobs=0)

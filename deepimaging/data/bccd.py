@@ -36,7 +36,7 @@ from .._checks import check_choice, check_int
 from .cache import cached_array, data_dir, fingerprint
 from .dataset import ImageDataset
 from .download import fetch_archive
-from .folder import to_dataset
+from .folder import _threads, to_dataset
 
 __all__ = [
     "BCCD_CLASSES",
@@ -174,7 +174,7 @@ def load_bccd_crops(
         def crops_of(index):
             return _crop_boxes(photos.files[index], photos.boxes[index], size)
 
-        with ThreadPoolExecutor(max_workers=n_jobs or os.cpu_count() or 1) as pool:
+        with ThreadPoolExecutor(max_workers=_threads(n_jobs)) as pool:
             crops = list(pool.map(crops_of, range(len(photos))))
         images = np.concatenate(crops) if crops else np.zeros((0, 3, size, size), np.uint8)
         labels = torch.cat(photos.labels).tolist() if len(photos) else []

@@ -196,7 +196,7 @@ def _decode_all(files, size, grayscale, n_jobs):
         except (OSError, ValueError, SyntaxError):  # what PIL raises for unreadable files
             return False
 
-    n_jobs = n_jobs or os.cpu_count() or 1
+    n_jobs = _threads(n_jobs)
     if n_jobs == 1:
         ok = [decode(i) for i in range(len(files))]
     else:
@@ -212,6 +212,13 @@ def _decode_all(files, size, grayscale, n_jobs):
             images[target] = images[source]
         images = images[: len(keep)]
     return images, keep, skipped
+
+
+def _threads(n_jobs) -> int:
+    """Decoding threads: ``n_jobs``, or one per core (at most 32) when None."""
+    if n_jobs is None:
+        return min(os.cpu_count() or 1, 32)
+    return check_int(n_jobs, "n_jobs", 1)
 
 
 def _warn_skipped(root, skipped):
