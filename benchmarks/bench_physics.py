@@ -1,0 +1,131 @@
+"""Cost of each physical layer inside a training step of PhysicalModel(layer, BasicCNN).
+
+Run:  python benchmarks/bench_physics.py [--device cpu|cuda] [--batch 128] [--repeats 5]
+
+Prints, for every layer of deepimaging.physics.LAYERS, the layer's forward +
+backward time as a share of one full training step (forward, backward, Adam
+step) of PhysicalModel(layer, BasicCNN) on a batch of 128 images of 3x64x64,
+measured in the same run. Target: <= 20% for every layer except the coherent
+microscope. First it times direct against FFT convolution for PSF sizes 3 to
+31 (the crossover sets deepimaging.physics.optics.FFT_FROM_SIZE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import deepimaging.physics as P
+from deepimaging.models import BasicCNN, PhysicalModel
+
+VALUES = {
+    "identity": None,
+    "quantize": 4,
+    "learned_discretization": 4,
+    "bit_allocation": 3.0,
+    "gaussian_blur": 2.0,
+    "defocus_blur": 3.0,
+    "airy_blur": 2.0,
+    "learned_psf": 9,
+    "shift_variant_blur": 2,
+    "binning": 4,
+    "variable_pixels": 4,
+    "noise": 100.0,
+    "sensor": 100.0,
+    "bayer": None,
+    "learned_cfa": 2,
+    "exposure_mosaic": 8.0,
+    "sparse_mask": 0.25,
+    "led_weighting": None,
+    "microscope": 0.5,
+}
+
+
+def timed(fn, device, repeats):
+    """Median wall time of fn() over repeats, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_convolution(x, device, repeats):
+    print("PSF size | direct (ms) | FFT (ms) | FFT / direct   (forward + backward, learnable PSF)")
+    for k in (3, 5, 9, 15, 21, 31):
+        psf = P.gaussian_psf(k, k / 6).to(device).requires_grad_()
+        result = {}
+        for method in ("direct", "fft"):
+
+            def step(method=method):
+                P.blur(x, psf, method).sum().backward()
+
+            result[method] = timed(step, device, repeats)
+        print(
+            f"{k:8d} | {1e3 * result['direct']:11.1f} | {1e3 * result['fft']:8.1f} | {result['fft'] / result['direct']:.2f}x"
+        )
+
+
+def bench_layers(x, labels, device, repeats):
+    print("\nlayer                  | layer fwd+bwd (ms) | training step (ms) | share of step")
+    loss_fn = torch.nn.CrossEntropyLoss()
+    for name, value in VALUES.items():
+        shape = (9, *x.shape[-2:]) if name == "led_weighting" else tuple(x.shape[1:])
+        scene = torch.rand(len(x), *shape, device=device) if name == "led_weighting" else x
+        torch.manual_seed(0)
+        layer = P.make_layer(name, value, shape).to(device)
+        channels = P.output_shape(layer.cpu(), shape)[0]
+        layer.to(device)
+        model = PhysicalModel(layer, BasicCNN(channels, 4)).to(device).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        params = [p for p in layer.parameters() if p.requires_grad]
+
+        def train_step():
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(scene), labels).backward()
+            optimizer.step()
+
+        def layer_step():
+            out = layer(scene)
+            if params:  # in a training step the layer's backward only reaches its own parameters
+                grads = torch.autograd.grad(out, params, torch.ones_like(out))
+                del grads
+
+        t_layer = timed(layer_step, device, repeats)
+        t_step = timed(train_step, device, repeats)
+        share = t_layer / t_step
+        flag = "" if share <= 0.2 or name == "microscope" else "  <-- above 20%"
+        print(f"{name:22s} | {1e3 * t_layer:18.1f} | {1e3 * t_step:18.1f} | {100 * share:11.1f}%{flag}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--skip-convolution", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(args.batch, 3, args.size, args.size, generator=generator).to(device)
+    labels = torch.randint(0, 4, (args.batch,), generator=generator).to(device)
+    print(
+        f"device {device}, {torch.get_num_threads()} threads, batch {tuple(x.shape)}, torch {torch.__version__}\n"
+    )
+    if not args.skip_convolution:
+        bench_convolution(x, device, args.repeats)
+    bench_layers(x, labels, device, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
