@@ -29,10 +29,10 @@ __all__ = [
     "shift_variant_blur",
 ]
 
-# Kernel size from which "auto" convolves through the FFT. Measured with
-# benchmarks/bench_physics.py (forward + backward, 128 x 3 x 64 x 64, CPU): direct
-# depthwise convolution wins for small PSFs, the FFT for large ones.
-FFT_FROM_SIZE = 15
+# When "auto" convolves through the FFT. Measured with benchmarks/bench_physics.py (128 x 3 x 64 x 64,
+# CPU): PyTorch's depthwise conv2d is fast forward for small kernels, but its kernel gradient is slow,
+# so a PSF that learns always goes through the FFT; a fixed one from this size on.
+FFT_FROM_SIZE = 9
 _ZERO_J1 = 3.8317059702075125  # first zero of the Bessel function J1
 
 
@@ -128,7 +128,8 @@ def blur(images: torch.Tensor, psf: torch.Tensor, method: str = "auto") -> torch
     method : {"auto", "direct", "fft"}
         "direct" uses a depthwise ``conv2d`` (with the kernel flipped: conv2d
         correlates); "fft" multiplies spectra of the padded image. Both give the
-        same result; "auto" picks direct below ``FFT_FROM_SIZE`` pixels.
+        same result; "auto" picks direct for fixed PSFs below ``FFT_FROM_SIZE``
+        pixels and the FFT otherwise (see the benchmark).
 
     Returns
     -------
@@ -149,15 +150,26 @@ def blur(images: torch.Tensor, psf: torch.Tensor, method: str = "auto") -> torch
     kernels = psf.expand(c, k, k) if psf.ndim == 2 else psf
     pad = k // 2
     padded = F.pad(images, (pad, pad, pad, pad), mode="reflect") if pad else images
-    if method == "direct" or (method == "auto" and k < FFT_FROM_SIZE):
+    if method == "direct" or (method == "auto" and k < FFT_FROM_SIZE and not psf.requires_grad):
         return F.conv2d(padded, kernels.flip(-2, -1)[:, None].to(images.dtype), groups=c)
-    # Circular convolution of the padded image: wrap-around only touches the pad, which is cropped.
+    return _fft_convolve(padded, kernels, pad)[..., :h, :w]
+
+
+def _fft_convolve(padded: torch.Tensor, kernels: torch.Tensor, pad: int) -> torch.Tensor:
+    """Circular convolution of padded images (N, C, Hp, Wp) with kernels (..., k, k) through the FFT.
+
+    Wrap-around only reaches the ``pad`` border, so the valid image starts at
+    ``[pad, pad]`` of the result (returned from there on). Kernels broadcast
+    against the trailing image dimensions, e.g. (C, k, k) or (C, Z, k, k) with
+    the images viewed as (N, C, 1, Hp, Wp).
+    """
     size = padded.shape[-2:]
-    kernel = torch.zeros(c, *size, dtype=images.dtype, device=images.device)
-    kernel[:, :k, :k] = kernels
+    k = kernels.shape[-1]
+    kernel = kernels.new_zeros(*kernels.shape[:-2], *size)
+    kernel[..., :k, :k] = kernels
     kernel = torch.roll(kernel, shifts=(-pad, -pad), dims=(-2, -1))  # centre pixel at the origin
     out = torch.fft.irfft2(torch.fft.rfft2(padded) * torch.fft.rfft2(kernel), s=size)
-    return out[..., pad : pad + h, pad : pad + w]
+    return out[..., pad:, pad:]
 
 
 class Blur(nn.Module):
@@ -268,9 +280,8 @@ def shift_variant_blur(images: torch.Tensor, psfs: torch.Tensor) -> torch.Tensor
     zones = gy * gx
     pad = k // 2
     padded = F.pad(images, (pad, pad, pad, pad), mode="reflect") if pad else images
-    # One grouped convolution makes all zone-blurred copies: output channel c * zones + z is h_z * x_c.
-    kernels = psfs.reshape(zones, 1, k, k).flip(-2, -1).repeat(c, 1, 1, 1)
-    blurred = F.conv2d(padded, kernels, groups=c).view(n, c, zones, h, w)
+    # All zone-blurred copies at once: (N, C, 1, Hp, Wp) against (Z, k, k) gives (N, C, Z, H, W).
+    blurred = _fft_convolve(padded[:, :, None], psfs.reshape(zones, k, k).to(images.dtype), pad)[..., :h, :w]
     weights = (
         _zone_weights(gy, h, images.device)[:, None, :, None]
         * _zone_weights(gx, w, images.device)[None, :, None, :]
