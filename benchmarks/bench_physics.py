@@ -60,48 +60,57 @@ def timed(fn, device, repeats):
 
 
 def bench_convolution(x, device, repeats):
-    print("PSF size | direct (ms) | FFT (ms) | FFT / direct   (forward + backward, learnable PSF)")
-    for k in (3, 5, 9, 15, 21, 31):
-        psf = P.gaussian_psf(k, k / 6).to(device).requires_grad_()
-        result = {}
-        for method in ("direct", "fft"):
+    print("PSF size | fixed PSF, forward (ms)     | learnable PSF, forward + backward (ms)")
+    print("         | direct    FFT   FFT/direct | direct    FFT   FFT/direct")
+    for k in (3, 5, 7, 9, 15, 31):
+        fixed = P.gaussian_psf(k, k / 6).to(device)
+        learned = fixed.clone().requires_grad_()
+        row = []
+        for psf in (fixed, learned):
+            result = {}
+            for method in ("direct", "fft"):
 
-            def step(method=method):
-                P.blur(x, psf, method).sum().backward()
+                def step(method=method, psf=psf):
+                    out = P.blur(x, psf, method)
+                    if psf.requires_grad:
+                        torch.autograd.grad(out, psf, torch.ones_like(out))
 
-            result[method] = timed(step, device, repeats)
-        print(
-            f"{k:8d} | {1e3 * result['direct']:11.1f} | {1e3 * result['fft']:8.1f} | {result['fft'] / result['direct']:.2f}x"
-        )
+                result[method] = timed(step, device, repeats)
+            row.append(
+                f"{1e3 * result['direct']:6.1f} {1e3 * result['fft']:6.1f} {result['fft'] / result['direct']:8.2f}x"
+            )
+        print(f"{k:8d} | {row[0]}   | {row[1]}")
+
+
+def measure_layer(name, value, x, labels, device, repeats):
+    """(layer forward + backward, full training step) median seconds for one registered layer."""
+    shape = (9, *x.shape[-2:]) if name == "led_weighting" else tuple(x.shape[1:])
+    scene = torch.rand(len(x), *shape, device=device) if name == "led_weighting" else x
+    torch.manual_seed(0)
+    layer = P.make_layer(name, value, shape)
+    channels = P.output_shape(layer, shape)[0]
+    model = PhysicalModel(layer, BasicCNN(channels, 4)).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    params = [p for p in layer.parameters() if p.requires_grad]
+
+    def train_step():
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(scene), labels).backward()
+        optimizer.step()
+
+    def layer_step():
+        out = layer(scene)
+        if params:  # in a training step the layer's backward only reaches its own parameters
+            torch.autograd.grad(out, params, torch.ones_like(out))
+
+    return timed(layer_step, device, repeats), timed(train_step, device, repeats)
 
 
 def bench_layers(x, labels, device, repeats):
     print("\nlayer                  | layer fwd+bwd (ms) | training step (ms) | share of step")
-    loss_fn = torch.nn.CrossEntropyLoss()
     for name, value in VALUES.items():
-        shape = (9, *x.shape[-2:]) if name == "led_weighting" else tuple(x.shape[1:])
-        scene = torch.rand(len(x), *shape, device=device) if name == "led_weighting" else x
-        torch.manual_seed(0)
-        layer = P.make_layer(name, value, shape).to(device)
-        channels = P.output_shape(layer.cpu(), shape)[0]
-        layer.to(device)
-        model = PhysicalModel(layer, BasicCNN(channels, 4)).to(device).train()
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        params = [p for p in layer.parameters() if p.requires_grad]
-
-        def train_step():
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(model(scene), labels).backward()
-            optimizer.step()
-
-        def layer_step():
-            out = layer(scene)
-            if params:  # in a training step the layer's backward only reaches its own parameters
-                grads = torch.autograd.grad(out, params, torch.ones_like(out))
-                del grads
-
-        t_layer = timed(layer_step, device, repeats)
-        t_step = timed(train_step, device, repeats)
+        t_layer, t_step = measure_layer(name, value, x, labels, device, repeats)
         share = t_layer / t_step
         flag = "" if share <= 0.2 or name == "microscope" else "  <-- above 20%"
         print(f"{name:22s} | {1e3 * t_layer:18.1f} | {1e3 * t_step:18.1f} | {100 * share:11.1f}%{flag}")
@@ -113,8 +122,11 @@ def main():
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--skip-convolution", action="store_true")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, 3, args.size, args.size, generator=generator).to(device)
