@@ -541,23 +541,29 @@ def _control(root, kind: str, description: str | None):
     return controls.first
 
 
-def press_slider(description: str | None = None, presses: int = 3):
-    """Move a slider with the keyboard: focus its handle, press the arrow keys (as a student would)."""
+def press_slider(description: str | None = None, presses: int = 3, jump: bool = False):
+    """Move a slider with the keyboard: focus its handle, press keys (as a student would).
+
+    Arrow keys move by one step each (away from the end the slider is at); ``jump=True``
+    presses Home or End instead, for sliders whose step is too fine for a few presses to
+    change what is shown.
+    """
 
     def move(root, page):
         slider = _control(root, "slider", description)
         handle = slider.locator(".noUi-handle").first
         handle.focus()
-        value = handle.get_attribute("aria-valuenow")
-        top = handle.get_attribute("aria-valuemax")
-        key = (
-            "ArrowLeft"
-            if value is not None and top is not None and float(value) >= float(top)
-            else "ArrowRight"
-        )
-        for _ in range(presses):
+        readout = slider.locator(".widget-readout")
+        shown = readout.first.text_content().strip() if readout.count() else None
+        value, top = handle.get_attribute("aria-valuenow"), handle.get_attribute("aria-valuemax")
+        at_top = value is not None and top is not None and float(value) >= float(top)
+        if jump:
+            key, count = ("Home" if at_top else "End"), 1
+        else:
+            key, count = ("ArrowLeft" if at_top else "ArrowRight"), presses
+        for _ in range(count):
             page.keyboard.press(key)
-        return f"pressing {key} x{presses} on slider {description or ''!r} (was {value})"
+        return f"pressing {key} x{count} on slider {description or ''!r} (was {shown if shown is not None else value})"
 
     return move
 

@@ -214,7 +214,7 @@ CASES = [
     ExplorerCase(
         "03_metrics.ipynb",
         "threshold",
-        press_slider("threshold", 5),
+        press_slider("threshold", jump=True),
         threshold_readout_is_right,
         id="threshold-keys",
     ),
