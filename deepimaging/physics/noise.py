@@ -49,6 +49,7 @@ def shot_noise(
 
 
 def _shot(mean_electrons: torch.Tensor, generator) -> torch.Tensor:
+    # torch.poisson is exact; on the CPU it draws serially (the costliest step of Sensor, see the benchmark).
     counts = torch.poisson(mean_electrons.detach(), generator=generator)
     # Clamp keeps sqrt's gradient finite at lambda = 0, where the standardised noise is exactly 0.
     std = mean_electrons.clamp_min(1e-8).sqrt()

@@ -29,10 +29,11 @@ __all__ = [
     "shift_variant_blur",
 ]
 
-# When "auto" convolves through the FFT. Measured with benchmarks/bench_physics.py (128 x 3 x 64 x 64,
-# CPU): PyTorch's depthwise conv2d is fast forward for small kernels, but its kernel gradient is slow,
-# so a PSF that learns always goes through the FFT; a fixed one from this size on.
-FFT_FROM_SIZE = 9
+# When "auto" convolves through the FFT, measured with benchmarks/bench_physics.py (128 x 3 x 64 x 64,
+# forward + backward). On the CPU (4 threads) the FFT was faster at every PSF size from 3 to 31, for fixed
+# PSFs (0.5-0.7x the time of conv2d) and far more for learnable ones (conv2d's kernel gradient is slow:
+# 0.07-0.5x). On a GPU (H100) cuDNN's direct convolution was faster up to 15 pixels and the FFT at 31.
+FFT_FROM_SIZE_GPU = 25
 _ZERO_J1 = 3.8317059702075125  # first zero of the Bessel function J1
 
 
@@ -128,8 +129,8 @@ def blur(images: torch.Tensor, psf: torch.Tensor, method: str = "auto") -> torch
     method : {"auto", "direct", "fft"}
         "direct" uses a depthwise ``conv2d`` (with the kernel flipped: conv2d
         correlates); "fft" multiplies spectra of the padded image. Both give the
-        same result; "auto" picks direct for fixed PSFs below ``FFT_FROM_SIZE``
-        pixels and the FFT otherwise (see the benchmark).
+        same result; "auto" picks whichever was faster in the benchmark: the
+        FFT on the CPU, direct on a GPU below ``FFT_FROM_SIZE_GPU`` pixels.
 
     Returns
     -------
@@ -150,9 +151,27 @@ def blur(images: torch.Tensor, psf: torch.Tensor, method: str = "auto") -> torch
     kernels = psf.expand(c, k, k) if psf.ndim == 2 else psf
     pad = k // 2
     padded = F.pad(images, (pad, pad, pad, pad), mode="reflect") if pad else images
-    if method == "direct" or (method == "auto" and k < FFT_FROM_SIZE and not psf.requires_grad):
+    if not _use_fft(method, k, images.device):
         return F.conv2d(padded, kernels.flip(-2, -1)[:, None].to(images.dtype), groups=c)
     return _fft_convolve(padded, kernels, pad)[..., :h, :w]
+
+
+def _use_fft(method: str, k: int, device) -> bool:
+    if method == "auto":
+        return device.type == "cpu" or k >= FFT_FROM_SIZE_GPU
+    return method == "fft"
+
+
+def _fast_fft_size(n: int) -> int:
+    """Smallest 2^a 3^b 5^c >= n: FFTs of such sizes are fast (68 = 4 x 17 is not)."""
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
 
 
 def _fft_convolve(padded: torch.Tensor, kernels: torch.Tensor, pad: int) -> torch.Tensor:
@@ -163,12 +182,13 @@ def _fft_convolve(padded: torch.Tensor, kernels: torch.Tensor, pad: int) -> torc
     against the trailing image dimensions, e.g. (C, k, k) or (C, Z, k, k) with
     the images viewed as (N, C, 1, Hp, Wp).
     """
-    size = padded.shape[-2:]
+    # Zero-padding up to a fast FFT size changes nothing inside the valid region.
+    size = tuple(_fast_fft_size(n) for n in padded.shape[-2:])
     k = kernels.shape[-1]
     kernel = kernels.new_zeros(*kernels.shape[:-2], *size)
     kernel[..., :k, :k] = kernels
     kernel = torch.roll(kernel, shifts=(-pad, -pad), dims=(-2, -1))  # centre pixel at the origin
-    out = torch.fft.irfft2(torch.fft.rfft2(padded) * torch.fft.rfft2(kernel), s=size)
+    out = torch.fft.irfft2(torch.fft.rfft2(padded, s=size) * torch.fft.rfft2(kernel), s=size)
     return out[..., pad:, pad:]
 
 
@@ -280,8 +300,14 @@ def shift_variant_blur(images: torch.Tensor, psfs: torch.Tensor) -> torch.Tensor
     zones = gy * gx
     pad = k // 2
     padded = F.pad(images, (pad, pad, pad, pad), mode="reflect") if pad else images
-    # All zone-blurred copies at once: (N, C, 1, Hp, Wp) against (Z, k, k) gives (N, C, Z, H, W).
-    blurred = _fft_convolve(padded[:, :, None], psfs.reshape(zones, k, k).to(images.dtype), pad)[..., :h, :w]
+    kernels = psfs.reshape(zones, k, k).to(images.dtype)
+    if _use_fft("auto", k, images.device):
+        # All zone-blurred copies at once: (N, C, 1, Hp, Wp) against (Z, k, k) gives (N, C, Z, H, W).
+        blurred = _fft_convolve(padded[:, :, None], kernels, pad)[..., :h, :w]
+    else:
+        # One grouped convolution: output channel c * Z + z is h_z * x_c.
+        weight = kernels.flip(-2, -1)[:, None].repeat(c, 1, 1, 1)
+        blurred = F.conv2d(padded, weight, groups=c).view(n, c, zones, h, w)
     weights = (
         _zone_weights(gy, h, images.device)[:, None, :, None]
         * _zone_weights(gx, w, images.device)[None, :, None, :]

@@ -91,9 +91,15 @@ def variable_pixels(images: torch.Tensor, pixel_sizes: torch.Tensor) -> torch.Te
     """
     check_images(images)
     _check_pixel_sizes(pixel_sizes, images.shape[-2:])
+    sizes = [int(f) for f in pixel_sizes.unique().tolist()]
+    return _variable_pixels(images, sizes, torch.stack([pixel_sizes == f for f in sizes]))
+
+
+def _variable_pixels(images, sizes, masks):
     out = torch.zeros_like(images)
-    for f in pixel_sizes.unique().tolist():
-        out = out + (pixel_sizes == f).to(images.dtype) * bin_pixels(images, int(f))
+    for f, mask in zip(sizes, masks):
+        small = F.avg_pool2d(images, f)
+        out = out + mask.to(images.dtype) * small.repeat_interleave(f, -2).repeat_interleave(f, -1)
     return out
 
 
@@ -151,9 +157,14 @@ class VariablePixelSensor(nn.Module):
             pixel_sizes = foveated_pixel_sizes(h, w, sizes)
         _check_pixel_sizes(pixel_sizes, (h, w))
         self.register_buffer("pixel_sizes", pixel_sizes.clone())
+        # Checked once here; the masks of each pixel size are kept so forward only bins and blends.
+        self.sizes = [int(f) for f in pixel_sizes.unique().tolist()]
+        self.register_buffer("masks", torch.stack([pixel_sizes == f for f in self.sizes]), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return variable_pixels(images, self.pixel_sizes)
+        check_images(images)
+        check_size_matches(images, *self.pixel_sizes.shape, "VariablePixelSensor")
+        return _variable_pixels(images, self.sizes, self.masks)
 
 
 class SparseMask(nn.Module):
