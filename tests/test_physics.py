@@ -213,7 +213,9 @@ def test_shift_variant_blur_keeps_the_sharp_zone_sharp():
     psfs = torch.stack([delta, P.gaussian_psf(5, 2.0)]).view(1, 2, 5, 5)  # left sharp, right blurred
     x = rand(1, 1, 16, 16)
     y = P.shift_variant_blur(x, psfs)
-    assert torch.allclose(y[..., :4], x[..., :4], atol=1e-5)  # left of the left zone's centre: weight 1 on the delta
+    assert torch.allclose(
+        y[..., :4], x[..., :4], atol=1e-5
+    )  # left of the left zone's centre: weight 1 on the delta
     assert not torch.allclose(y[..., -4:], x[..., -4:])
 
 
@@ -480,3 +482,55 @@ def test_describe_layer_names_the_parameter_and_its_range(name):
     assert text.startswith(name) and spec.description in text
     if spec.parameter:
         assert spec.parameter in text and " in " in text
+
+
+# ---------------------------------------------------------------- figures and explorer
+
+
+def test_physics_gallery_has_a_column_per_layer_and_a_row_per_image():
+    from deepimaging.plots import physics_gallery
+
+    fig = physics_gallery(
+        rand(2, 3, 16, 16), {"4 bits": P.Quantize(4), "raw Bayer": P.BayerMosaic(output="raw")}
+    )
+    assert len(fig.axes) == 2 * 3
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["scene", "4 bits", "raw Bayer"]
+
+
+def test_physics_figures_return_their_axes_with_labels():
+    import matplotlib.figure
+
+    from deepimaging.plots import plot_filter_tile, plot_psf, plot_pupil, plot_sensor_mask
+
+    assert plot_psf(P.gaussian_psf(7, 1.0)).get_xlabel() == "x offset (pixels)"
+    assert "of 256" in plot_sensor_mask(P.SparseMask(0.25, (1, 16, 16))).get_title()
+    assert plot_filter_tile(P.bayer_tile()).get_title() == "filter tile"
+    assert isinstance(plot_pupil(P.FourierMicroscope((1, 16, 16))), matplotlib.figure.Figure)
+    with pytest.raises(ValueError, match="tile must have shape"):
+        plot_filter_tile(torch.ones(4, 2, 2))
+
+
+def test_physics_explorer_sliders_change_the_sensor_image_and_recompute_only_their_stage():
+    from deepimaging.widgets import PhysicsExplorer
+
+    explorer = PhysicsExplorer(rand(1, 3, 32, 32), bits=8, photons=100.0)
+    assert "deepimaging-physics" in explorer.widget._dom_classes
+    first, before = explorer.image.value, explorer.simulate().clone()
+    explorer.bits.value = 2
+    assert explorer.image.value != first and "2 bits" in explorer.readout.value
+    assert len([k for k in explorer._cache if k[0] == "sensor"]) == 1  # the noise was not redrawn
+    after = explorer.simulate()
+    assert after.unique().numel() <= 4 and not torch.equal(after, before)
+    explorer.binning.value = 4
+    explorer.blur.value = 1.0
+    explorer.photons.value = 10.0
+    assert "binning 4" in explorer.readout.value and explorer.static_figure() is not None
+
+
+def test_physics_explorer_refuses_images_it_cannot_show():
+    from deepimaging.widgets import PhysicsExplorer
+
+    with pytest.raises(ValueError, match="1 or 3 channels"):
+        PhysicsExplorer(rand(1, 9, 16, 16))
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+        PhysicsExplorer(rand(1, 3, 16, 16) + 1)
