@@ -323,7 +323,8 @@ def nearest_neighbors(
         scores = torch.addmm(database_sq.to(a.dtype), a, database.T, alpha=-2.0)
         if own is not None:
             # An infinite score keeps each query out of its own top k.
-            scores[torch.arange(len(a)), own[start : start + chunk_size]] = float("inf")
+            rows = torch.arange(len(a), device=scores.device)
+            scores[rows, own[start : start + chunk_size].to(scores.device)] = float("inf")
         nearest = scores.topk(k, dim=1, largest=False, sorted=True)
         if metric == "l2":
             d = (nearest.values + (a * a).sum(1, keepdim=True)).clamp_min_(0.0).sqrt_()
