@@ -326,7 +326,9 @@ def ssim(
       when not given, reflect-pads the images and (in recent versions) averages the
       map over the whole image including the border, clamps negative variances to
       0, and averages over the batch by default (``reduction="elementwise_mean"``).
-      Numbers therefore differ slightly, most at the border of small images.
+      Numbers therefore differ, most for small images: on four smooth, slightly noisy
+      64 x 64 RGB images, torchmetrics 1.9 gave 0.689 (``data_range=1.0``) and 0.669
+      (``data_range`` inferred) where scikit-image and this function give 0.639.
 
     References
     ----------
