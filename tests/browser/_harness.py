@@ -363,7 +363,8 @@ class NotebookRun:
                 "() => window.__deepimagingDone", timeout=timeout * 1000, polling=250
             )
             self.result = handle.json_value()
-            self._mark("all cells ran")
+            self._mark("test saw all cells ran")
+            self.timings["all cells ran (s, in the page)"] = round(self.result.get("seconds", -1), 2)
         return self.result
 
     def cell_errors(self) -> list[str]:
@@ -437,8 +438,10 @@ def check_explorer(run: NotebookRun, case: ExplorerCase, artifacts: Path) -> dic
     _dismiss_dialogs(page)
     root_all = page.locator(f".deepimaging-{case.name}")
     # Widgets render once their models arrive: wait for any explorer, then for this one.
+    # (Not long when the notebook failed: the explorer's cell may never have run.)
     with contextlib.suppress(Exception):
-        page.locator(".deepimaging-explorer").first.wait_for(state="attached", timeout=60_000)
+        wait_ms = 60_000 if result.get("ok") else 3_000
+        page.locator(".deepimaging-explorer").first.wait_for(state="attached", timeout=wait_ms)
     with contextlib.suppress(Exception):
         root_all.first.wait_for(state="attached", timeout=5_000)
     broken = page.get_by_text(re.compile("Error displaying widget"))
