@@ -117,6 +117,8 @@ def test_first_layer_is_colour_and_higher_layers_are_grey_tiles_per_input_channe
         filter_grid(model, "classifier")
     with pytest.raises(ValueError, match=r"shape \(out_channels, in_channels, kH, kW\)"):
         filter_grid(torch.zeros(3, 3, 3))
+    with pytest.raises(ValueError, match="colour=True needs filters with 3 input channels; got 8"):
+        filter_grid(model, "features.4", colour=True)
 
 
 # --- activations and features ----------------------------------------------------------------
@@ -305,6 +307,8 @@ def test_tsne_rejects_bad_input():
         tsne(torch.rand(10, 3), perplexity=30)
     with pytest.raises(ValueError, match="method must be one of"):
         tsne(torch.rand(10, 3), perplexity=2, method="umap")
+    with pytest.raises(ValueError, match=r"n_jobs must be in \[1, inf\]"):
+        tsne(torch.rand(10, 3), perplexity=2, n_jobs=0)
     with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
         tsne_scatter(torch.rand(5, 3))
     with pytest.raises(ValueError, match="needs the images"):

@@ -287,6 +287,17 @@ def nearest_neighbors(
     Neighbors
         ``distances`` (Nq, k) ascending and ``indices`` (Nq, k), like
         scikit-learn's ``NearestNeighbors(algorithm="brute").kneighbors``.
+        On the device of the inputs (a GPU runs it as one matrix product per chunk).
+
+    Notes
+    -----
+    Brute force, as the lecture: every query against every database row. With
+    the expansion of :func:`distance_matrix`, ``||a||^2`` is the same for all
+    rows of one query, so the ranking needs only ``||b||^2 - 2 a.b`` (one
+    ``addmm``); ``||a||^2`` is added back to the k winners before the square
+    root. Cosine distance ranks unit vectors by ``-a.b``. Ties are broken as
+    ``torch.topk`` breaks them, which may differ from scikit-learn for exactly
+    equal distances.
 
     Examples
     --------
