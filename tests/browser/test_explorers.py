@@ -26,7 +26,6 @@ from _harness import (
     check_explorer,
     click_toggle,
     drag_slider,
-    first_control,
     press_slider,
     readout_text,
     select_option,
@@ -57,6 +56,33 @@ def _close(a, b, digits=3):
 
 
 # --- oracles --------------------------------------------------------------------------------
+
+
+def physics_readout_is_right(run, root, before, after):
+    """Levels = 2**bits for the bits the page shows; PSNR recomputed with scikit-image."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    data = _kernel_json(
+        run,
+        root,
+        "print(json.dumps({'bits': int(_explorer.bits.value), 'scene': _explorer.scene.tolist(),"
+        " 'sensor': _explorer.simulate().tolist()}))",
+    )
+    bits = int(slider_value(root, "bits"))
+    scene, sensor = np.asarray(data["scene"], dtype=np.float64), np.asarray(data["sensor"], dtype=np.float64)
+    text = readout_text(root, "PSNR")
+    problems = []
+    if data["bits"] != bits:
+        problems.append(f"the page shows {bits} bits, the kernel holds {data['bits']}")
+    if len(np.unique(sensor)) > 2**bits:
+        problems.append(f"the sensor image has {len(np.unique(sensor))} levels, more than 2**{bits}")
+    if f"levels: {2**bits};" not in text:
+        problems.append(f"the readout should say 'levels: {2**bits}' for {bits} bits; it says {text!r}")
+    psnr = peak_signal_noise_ratio(scene, sensor, data_range=1.0)
+    shown = _numbers(r"PSNR against the scene: ([-\d.]+) dB", text)
+    if shown is None or abs(shown[0] - psnr) > 0.051:
+        problems.append(f"PSNR should be {psnr:.1f} dB (scikit-image); the readout says {text!r}")
+    return problems
 
 
 def threshold_readout_is_right(run, root, before, after):
@@ -203,7 +229,14 @@ def filters_readout_is_right(run, root, before, after):
 # --- the cases: every explorer of every notebook ---------------------------------------------
 
 CASES = [
-    ExplorerCase("01_physical_layers.ipynb", "physics", first_control(), id="physics-slider"),
+    ExplorerCase(
+        "01_physical_layers.ipynb",
+        "physics",
+        press_slider("bits", 3),
+        physics_readout_is_right,
+        id="physics-bits",
+    ),
+    ExplorerCase("01_physical_layers.ipynb", "physics", drag_slider("blur", 0.9), id="physics-blur"),
     ExplorerCase(
         "03_metrics.ipynb",
         "threshold",
