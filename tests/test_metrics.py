@@ -13,7 +13,7 @@ from sklearn.preprocessing import label_binarize
 
 from deepimaging import metrics
 
-FAST = settings(max_examples=60, deadline=None)
+FAST = settings(max_examples=60, deadline=None, database=None)
 
 
 @pytest.fixture(autouse=True)
