@@ -403,7 +403,8 @@ def tsne(
     Parameters
     ----------
     features : torch.Tensor
-        (N, D).
+        (N, D) feature vectors, or images (N, C, H, W), which are flattened
+        (a t-SNE map of pixel space, for contrast).
     perplexity : float
         Roughly the number of neighbours each point keeps; must be below N.
     seed : int
