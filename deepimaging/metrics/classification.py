@@ -90,8 +90,16 @@ def _check_label_pair(y_true, y_pred, num_classes=None, binary=False):
         num_classes = check_int(num_classes, "num_classes", 2)
     if binary:
         num_classes = 2
-    y_true = _check_labels(y_true, "y_true", num_classes)
-    y_pred = _check_labels(y_pred, "y_pred", num_classes)
+    try:
+        y_true = _check_labels(y_true, "y_true", num_classes)
+        y_pred = _check_labels(y_pred, "y_pred", num_classes)
+    except ValueError as err:
+        if not binary:
+            raise
+        raise ValueError(
+            f"{err}; average='binary' needs labels 0 and 1 "
+            "(for several classes pass average='macro', 'weighted', 'micro' or None)"
+        ) from None
     _check_same_length(y_true, y_pred, "y_true", "y_pred")
     if num_classes is None:
         num_classes = max(int(y_true.max()), int(y_pred.max())) + 1
@@ -322,6 +330,7 @@ def f1_score(y_true, y_pred, *, average="binary", num_classes=None, zero_divisio
     return _rate(2 * tp, 2 * tp + fp + fn, tp + fn, average, zero_division)
 
 
+# The parameters are the same for every rate: written once (_AVERAGE_DOC), filled in at {doc}.
 for _f in (sensitivity, recall, specificity, false_positive_rate, false_negative_rate, precision, f1_score):
     _f.__doc__ = _f.__doc__.replace("{doc}", _AVERAGE_DOC)
 
