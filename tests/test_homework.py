@@ -1,0 +1,468 @@
+"""Homework: otter-grader masters release, hide solutions and hidden tests, and grade robustly.
+
+Everything expensive happens once per session in two module fixtures: ``released`` runs
+``homework/release.py`` on every master into a temporary folder, and ``grading`` grades a set
+of prepared submissions (solutions, blank student versions, broken variants) with
+``homework/grade.py`` in parallel. The tests then read the results.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import importlib.util
+import json
+import shutil
+import sys
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+import pytest
+
+pytest.importorskip("otter", reason="otter-grader (dev extra) grades the homework")
+
+ROOT = Path(__file__).resolve().parents[1]
+HOMEWORK = ROOT / "homework"
+NAMES = ("hw1", "hw2", "hw3")
+LOOP_TIMEOUT = 30  # s: the time limit in the folder with the endless loop
+TIMEOUT = 400
+
+pytestmark = pytest.mark.slow
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"homework_{name}", HOMEWORK / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+release = _load("release")
+grade = _load("grade")
+
+
+# ---------------------------------------------------------------- reading the masters
+
+
+def _source(cell) -> str:
+    return cell.source if isinstance(cell.source, str) else "".join(cell.source)
+
+
+def _master_parts(path):
+    """Split a master into solution lines, hidden-test cells, public-test cells and the rest."""
+    nb = nbformat.read(path, as_version=4)
+    solution, hidden, public, visible = [], [], [], []
+    block = []
+    for cell in nb.cells:
+        text = _source(cell).strip()
+        if cell.cell_type == "raw":
+            first = text.splitlines()[0].strip().upper() if text else ""
+            for kind in ("QUESTION", "SOLUTION", "TESTS"):
+                if first == f"# BEGIN {kind}":
+                    block.append(kind)
+                elif first == f"# END {kind}":
+                    assert block and block.pop() == kind, f"unbalanced {kind} block in {path.name}"
+            continue
+        if block and block[-1] == "TESTS":
+            (hidden if text.startswith("# HIDDEN") else public).append(text)
+        elif block and block[-1] == "SOLUTION":
+            inside = False
+            for line in text.splitlines():
+                marker = line.strip().upper()
+                if marker == "# BEGIN SOLUTION":
+                    inside = True
+                elif marker == "# END SOLUTION":
+                    inside = False
+                elif inside or cell.cell_type == "markdown":
+                    solution.append(line)
+                else:
+                    visible.append(line)
+        else:
+            visible.extend(text.splitlines())
+    assert not block, f"unclosed blocks {block} in {path.name}"
+    return nb, solution, hidden, public, visible
+
+
+def _significant(lines, shown):
+    """Lines worth scanning for: long enough to be specific, and not part of a line students see."""
+    shown = [line.strip() for line in shown]
+    out = set()
+    for line in lines:
+        stripped = line.strip()
+        if (
+            len(stripped) >= 12
+            and not stripped.startswith("# HIDDEN")
+            and not any(stripped in s for s in shown)
+        ):
+            out.add(stripped)
+    return out
+
+
+def _statements(cells):
+    """Each top-level statement of the cells, as ``ast.unparse`` writes it (as otter's test files do)."""
+    return {ast.unparse(node) for cell in cells for node in ast.parse(cell).body}
+
+
+def _notebook_text(nb) -> str:
+    parts = [_source(cell) for cell in nb.cells]
+    parts += [json.dumps(cell.get("outputs", [])) for cell in nb.cells]
+    return "\n".join(parts) + json.dumps(nb.metadata)
+
+
+def _test_cases(test_file: Path):
+    """The OK-format test dict of an otter test file, read without executing it."""
+    tree = ast.parse(test_file.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "test":
+            test = ast.literal_eval(node.value)
+            return [case for suite in test["suites"] for case in suite["cases"]]
+    raise AssertionError(f"{test_file} has no `test` dict")
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    """Release every assignment once, in parallel (otter assign with --no-run-tests: the solutions
+    are checked by grading them below, public and hidden tests together)."""
+    out = tmp_path_factory.mktemp("dist")
+    with ThreadPoolExecutor(len(NAMES)) as pool:
+        paths = pool.map(lambda name: release.release(name, out, run_tests=False), NAMES)
+        return dict(zip(NAMES, paths))
+
+
+def _index(nb, predicate, what):
+    hits = [i for i, cell in enumerate(nb.cells) if predicate(cell)]
+    assert hits, f"no cell with {what}"
+    return hits[0]
+
+
+def _answer_cell(nb, defines):
+    return _index(nb, lambda c: c.cell_type == "code" and f"def {defines}(" in _source(c), f"def {defines}")
+
+
+def _check_cell(nb, question):
+    return _index(nb, lambda c: _source(c).strip() == f'grader.check("{question}")', f"check {question}")
+
+
+def _write(nb, path):
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def submissions(released, tmp_path_factory):
+    """Prepared submissions {key: (path, assignment)}, and a folder for grade_folder."""
+    root = tmp_path_factory.mktemp("submissions")
+    made = {}
+    for name in NAMES:
+        made[f"{name}_blank"] = (shutil.copy(released[name]["student"], root / f"{name}_blank.ipynb"), name)
+        made[f"{name}_solution"] = (
+            shutil.copy(released[name]["solution"], root / f"{name}_solution.ipynb"),
+            name,
+        )
+
+    solution = released["hw1"]["solution"]
+
+    nb = nbformat.read(solution, as_version=4)  # q2's answer raises: q2 gets 0, the rest full marks
+    cell = nb.cells[_answer_cell(nb, "binary_rates")]
+    cell.source = 'raise RuntimeError("a bug in my answer")\n' + _source(cell)
+    made["hw1_raises_q2"] = (_write(nb, root / "hw1_raises_q2.ipynb"), "hw1")
+
+    nb = nbformat.read(solution, as_version=4)  # q5's answer and q3's check cell deleted
+    del nb.cells[_answer_cell(nb, "ssim")]
+    del nb.cells[_check_cell(nb, "q3")]
+    del nb.cells[0]  # the title cell: deleting markdown changes nothing
+    made["hw1_deleted_cells"] = (_write(nb, root / "hw1_deleted_cells.ipynb"), "hw1")
+
+    nb = nbformat.read(solution, as_version=4)  # q1's answer moved below its check cell
+    cell = nb.cells.pop(_answer_cell(nb, "confusion_matrix"))
+    nb.cells.insert(_check_cell(nb, "q1") + 1, cell)
+    nb.cells[0], nb.cells[1] = nb.cells[1], nb.cells[0]
+    made["hw1_reordered"] = (_write(nb, root / "hw1_reordered.ipynb"), "hw1")
+
+    # The folder for grade_folder, graded one at a time in name order: bad files, an endless loop,
+    # then a notebook that otter itself refuses, so we see grading go on after the timeout.
+    folder = tmp_path_factory.mktemp("hw1_folder")
+    nb = nbformat.read(solution, as_version=4)
+    loop = nbformat.v4.new_code_cell("import time\n\nwhile True:  # never ends\n    time.sleep(0.2)")
+    nb.cells.insert(_answer_cell(nb, "confusion_matrix"), loop)
+    _write(nb, folder / "endless_loop.ipynb")
+    shutil.copy(released["hw2"]["student"], folder / "hw2_for_hw1.ipynb")
+    text = Path(solution).read_text()
+    (folder / "corrupt.ipynb").write_text(text[: len(text) // 2])
+    (folder / "notes.txt").write_text("I did the homework on paper.\n")
+    (folder / "answers.py").write_text("def confusion_matrix(*args):\n    return None\n")
+    return made, folder
+
+
+@pytest.fixture(scope="module")
+def grading(released, submissions, tmp_path_factory):
+    """Grade everything at once: the hw1 folder (one job) beside a pool of 2 for the rest."""
+    made, folder = submissions
+    csv_path = tmp_path_factory.mktemp("scores") / "hw1.csv"
+    autograder = released["hw1"]["autograder_zip"]
+    with ThreadPoolExecutor(1) as outer:
+        folder_rows = outer.submit(
+            grade.grade_folder, autograder, folder, csv_path, timeout=LOOP_TIMEOUT, jobs=1
+        )
+        with ThreadPoolExecutor(2) as pool:
+            futures = {
+                key: pool.submit(
+                    grade.grade_submission, path, released[hw]["autograder_zip"], timeout=TIMEOUT
+                )
+                for key, (path, hw) in made.items()
+            }
+            rows = {key: future.result() for key, future in futures.items()}
+        rows["folder"] = {row["submission"]: row for row in folder_rows.result()}
+    rows["csv"] = csv_path
+    rows["csv_all"] = csv_path.with_name("all.csv")
+    grade.write_csv([rows[key] for key in sorted(made)], rows["csv_all"])
+    return rows
+
+
+def _autograded(released, name):
+    return {p.stem: _test_cases(p) for p in sorted(released[name]["autograder_tests"].glob("q*.py"))}
+
+
+def _assert_full(row, questions):
+    assert row["status"] == "graded", row
+    for q in questions:
+        assert row["questions"][q] > 0, (q, row)
+
+
+# ---------------------------------------------------------------- releasing
+
+
+def test_every_master_is_found_and_has_a_python3_kernelspec_and_no_outputs():
+    found = release.masters()
+    assert sorted(found) == list(NAMES)
+    for path in found.values():
+        nb = nbformat.read(path, as_version=4)
+        assert nb.metadata["kernelspec"]["name"] == "python3"
+        assert all(
+            not c.get("outputs") and c.get("execution_count") is None
+            for c in nb.cells
+            if c.cell_type == "code"
+        )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_release_writes_student_notebook_tests_and_autograder_zip(released, name):
+    paths = released[name]
+    for key in ("student", "solution", "student_zip", "autograder_zip"):
+        assert paths[key].is_file(), key
+    with zipfile.ZipFile(paths["autograder_zip"]) as archive:
+        names = archive.namelist()
+    assert "otter_config.json" in names and any(n.startswith("tests/q1") for n in names)
+    with zipfile.ZipFile(paths["student_zip"]) as archive:
+        assert f"{name}.ipynb" in archive.namelist() and "tests/q1.py" in archive.namelist()
+
+
+def test_release_rejects_an_unknown_assignment(tmp_path):
+    with pytest.raises(ValueError, match="unknown assignment 'hw9'.*hw1"):
+        release.release("hw9", tmp_path)
+    assert not any(tmp_path.iterdir()), "a failed release must not leave files behind"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_autograded_question_has_public_and_hidden_tests(released, name):
+    questions = _autograded(released, name)
+    assert len(questions) >= 3
+    for question, cases in questions.items():
+        assert any(c["hidden"] for c in cases), f"{name} {question} has no hidden test"
+        assert any(not c["hidden"] for c in cases), f"{name} {question} has no public test"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_student_version_contains_no_solution_and_no_hidden_test(released, name):
+    master, solution, hidden, public, visible = _master_parts(release.masters()[name])
+    student = nbformat.read(released[name]["student"], as_version=4)
+    text = _notebook_text(student)
+    text += "".join(p.read_text() for p in released[name]["student_tests"].glob("*.py"))
+    with zipfile.ZipFile(released[name]["student_zip"]) as archive:
+        text += "".join(archive.read(n).decode() for n in archive.namelist())
+    shown = visible + [line for cell in public for line in cell.splitlines()]
+    secret = _significant(solution, shown) | _significant(
+        [ln for c in hidden for ln in c.splitlines()], shown
+    )
+    assert len(secret) >= 10, "the scan found too few lines to be meaningful"
+    secret |= _statements(hidden) - _statements(public)  # hidden tests as otter's test files spell them
+    leaked = sorted(line for line in secret if line in text)
+    assert not leaked, f"{name}: student files contain solution or hidden-test lines: {leaked[:5]}"
+    # The hidden tests are also gone from the student's test files, counted case by case.
+    for test_file in released[name]["student_tests"].glob("q*.py"):
+        cases = _test_cases(test_file)
+        assert cases and not any(c["hidden"] for c in cases), test_file.name
+    # The answer cells are blanked to `...`.
+    assert sum("    ..." in _source(c) or _source(c).startswith("...") for c in student.cells) >= 3
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_student_version_runs_on_colab_and_jupyterlab(released, name):
+    student = nbformat.read(released[name]["student"], as_version=4)
+    assert student.metadata["kernelspec"]["name"] == "python3"
+    sources = [_source(c) for c in student.cells if c.cell_type == "code"]
+    install = [s for s in sources if "pip install" in s]
+    assert len(install) == 1 and 'if "google.colab" in sys.modules:' in install[0]
+    assert "otter-grader" in install[0]
+    assert any(f'otter.Notebook("{name}.ipynb")' in s for s in sources)
+    assert sources.index(install[0]) < next(i for i, s in enumerate(sources) if "import otter" in s)
+
+
+def test_release_pip_spec_reaches_the_colab_cell(tmp_path):
+    # otter assign itself is the expensive part and is covered by `released`; here check the edit.
+    master = release.masters()["hw1"]
+    copy = tmp_path / master.name
+    shutil.copy(master, copy)
+    release._set_pip_spec(copy, "deepimaging @ git+https://example.org/deepimaging")
+    cell = next(c for c in nbformat.read(copy, as_version=4).cells if "pip install" in _source(c))
+    assert 'DEEPIMAGING = "deepimaging @ git+https://example.org/deepimaging"' in _source(cell)
+
+
+def test_deepimaging_does_not_depend_on_otter():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any("otter" in dep for dep in project["dependencies"])
+
+
+# ---------------------------------------------------------------- grading
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_solution_passes_every_public_and_hidden_test(released, grading, name):
+    row = grading[f"{name}_solution"]
+    assert row["status"] == "graded", row
+    questions = _autograded(released, name)
+    assert sorted(row["questions"]) == sorted(questions)
+    assert row["score"] == row["max_score"] > 0, row
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_blank_student_version_fails_every_autograded_question(released, grading, name):
+    row = grading[f"{name}_blank"]
+    assert row["status"] == "graded", row
+    assert sorted(row["questions"]) == sorted(_autograded(released, name))
+    # Zero points means every test case of the question failed, public and hidden.
+    assert all(points == 0 for points in row["questions"].values()), row
+    assert row["score"] == 0 < row["max_score"]
+
+
+def test_error_in_one_answer_costs_only_that_question(grading):
+    row = grading["hw1_raises_q2"]
+    assert row["questions"]["q2"] == 0
+    _assert_full(row, ["q1", "q3", "q4", "q5"])
+    assert row["score"] == row["max_score"] - 4
+
+
+def test_deleted_cells_are_graded_without_the_deleted_answer(grading):
+    row = grading["hw1_deleted_cells"]
+    assert row["questions"]["q5"] == 0
+    _assert_full(row, ["q1", "q2", "q3", "q4"])  # q3 lost its check cell: its tests run at the end
+
+
+def test_reordered_cells_are_graded_on_the_state_they_leave(grading):
+    # Observed with otter 7.0.0: q1's check cell runs before q1's answer, yet q1 scores full marks;
+    # otter scores the questions on what the notebook defines once all its cells ran.
+    row = grading["hw1_reordered"]
+    _assert_full(row, ["q1", "q2", "q3", "q4", "q5"])
+    assert row["score"] == row["max_score"]
+
+
+def test_folder_grading_goes_on_after_an_endless_loop_corrupt_json_and_non_notebooks(grading):
+    rows = grading["folder"]
+    assert set(rows) == {
+        "endless_loop.ipynb",
+        "corrupt.ipynb",
+        "notes.txt",
+        "answers.py",
+        "hw2_for_hw1.ipynb",
+    }
+    assert rows["endless_loop.ipynb"]["status"] == "timeout"
+    assert f"{LOOP_TIMEOUT:g} s" in rows["endless_loop.ipynb"]["reason"]
+    assert rows["corrupt.ipynb"]["status"] == "rejected"
+    assert "invalid JSON" in rows["corrupt.ipynb"]["reason"]
+    for other in ("notes.txt", "answers.py"):
+        assert rows[other]["status"] == "rejected" and "not a notebook" in rows[other]["reason"]
+    # Graded after the loop timed out (one job, name order): otter ran and said why it refused.
+    wrong = rows["hw2_for_hw1.ipynb"]
+    assert wrong["status"] == "error" and wrong["score"] is None
+    assert "'hw2'" in wrong["reason"] and "'hw1'" in wrong["reason"], wrong["reason"]
+
+
+def test_scores_csv_has_one_row_per_submission_with_reasons(grading):
+    with open(grading["csv"], newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [row["submission"] for row in table] == sorted(grading["folder"])
+    assert list(table[0]) == ["submission", "status", "score", "max_score", "reason"]  # none graded
+    assert all(row["reason"] and row["score"] == "" for row in table)
+    assert (grading["csv"].parent / "hw1_logs" / "endless_loop.ipynb.log").is_file()
+
+
+def test_scores_csv_has_points_per_question(grading):
+    with open(grading["csv_all"], newline="") as f:
+        table = {row["submission"]: row for row in csv.DictReader(f)}
+    header = list(next(iter(table.values())))
+    assert header[:4] == ["submission", "status", "score", "max_score"] and header[-1] == "reason"
+    assert header[4:-1] == ["q1", "q2", "q3", "q4", "q5"]
+    solution = table["hw1_solution.ipynb"]
+    assert float(solution["score"]) == sum(float(solution[q]) for q in header[4:-1]) == 16
+    assert table["hw2_blank.ipynb"]["q1"] == "0.0"
+
+
+# ---------------------------------------------------------------- bad input, without running otter
+
+
+@pytest.mark.parametrize(
+    "name, content, reason",
+    [
+        ("empty.ipynb", b"", "invalid JSON"),
+        ("binary.ipynb", b"\xff\xfe\x00garbage", "not UTF-8"),
+        ("list.ipynb", b"[1, 2, 3]", "no list of 'cells'"),
+        ("report.pdf", b"%PDF-1.4", "not a notebook"),
+        ("noext", b"{}", "suffix-less"),
+        ("fake.zip", b"PK not really", "not a valid zip"),
+    ],
+)
+def test_check_submission_gives_a_reason_for_each_kind_of_bad_file(tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert reason in grade.check_submission(path)
+
+
+def test_check_submission_accepts_notebooks_and_export_zips_and_rejects_empty_zips(tmp_path):
+    nb = tmp_path / "hw.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), nb)
+    assert grade.check_submission(nb) is None
+    good, empty = tmp_path / "export.zip", tmp_path / "empty.zip"
+    with zipfile.ZipFile(good, "w") as archive:
+        archive.write(nb, "hw.ipynb")
+    with zipfile.ZipFile(empty, "w") as archive:
+        archive.writestr("readme.txt", "no notebook")
+    assert grade.check_submission(good) is None
+    assert "exactly one notebook" in grade.check_submission(empty)
+    assert "is a folder" in grade.check_submission(tmp_path)
+
+
+def test_grade_folder_rejects_a_missing_autograder_or_folder(tmp_path):
+    with pytest.raises(ValueError, match="autograder must be the zip"):
+        grade.grade_folder(tmp_path / "nope.zip", tmp_path)
+    fake = tmp_path / "ag.zip"
+    with zipfile.ZipFile(fake, "w") as archive:
+        archive.writestr("otter_config.json", "{}")
+    with pytest.raises(ValueError, match="submissions must be a folder"):
+        grade.grade_folder(fake, tmp_path / "missing")
+
+
+def test_scores_csv_orders_questions_naturally(tmp_path):
+    rows = [{"submission": "a.ipynb", "status": "graded", "score": 3.0, "max_score": 3.0}]
+    rows[0].update(questions={"q10": 1.0, "q2": 1.0, "q1": 1.0}, reason="")
+    grade.write_csv(rows, tmp_path / "s.csv")
+    assert (tmp_path / "s.csv").read_text().splitlines()[
+        0
+    ] == "submission,status,score,max_score,q1,q2,q10,reason"
