@@ -23,6 +23,9 @@ LAYERS = [
     ("gaussian_blur", 1.5),
     ("sensor", 100.0),
 ]
+# Layers that draw fresh noise at every forward pass: two predictions differ by the noise
+# whatever the device, so their GPU and CPU probabilities are not compared.
+STOCHASTIC = {"sensor"}
 
 
 def timed(run):
@@ -67,14 +70,14 @@ def main():
             model = results["cuda"][0]
             on_gpu = train.predict(model, test_set, device="cuda").probabilities
             on_cpu = train.predict(model, test_set, device="cpu").probabilities
-            same = torch.allclose(on_gpu, on_cpu, atol=1e-4)
+            same = "n/a (noise)" if name in STOCHASTIC else torch.allclose(on_gpu, on_cpu, atol=1e-4)
             print(
                 f"{name:>24s}={value}: cuda {results['cuda'][1]:.2f} s, cpu {results['cpu'][1]:.2f} s "
                 f"({results['cpu'][1] / results['cuda'][1]:.1f}x); test accuracy cuda {results['cuda'][2]:.3f} "
                 f"cpu {results['cpu'][2]:.3f}; learnable physics moved on cuda: {results['cuda'][3]}; "
                 f"same probabilities on cuda and cpu (atol 1e-4): {same}"
             )
-            failures += not same
+            failures += same is False
         except Exception as err:  # report every layer, then fail at the end
             failures += 1
             print(f"{name:>24s}: FAILED {type(err).__name__}: {err}")
