@@ -259,11 +259,15 @@ def test_heatmap_detections_keep_local_maxima_and_suppress_overlaps():
     heatmaps[:, 3, 4] = torch.tensor([0.2, 0.1, 0.7])  # far away: kept, class 2
     heatmaps[:, 4, 0] = torch.tensor([0.6, 0.2, 0.2])  # below threshold
     boxes, scores, labels = heatmap_detections(heatmaps, 10, 5, background=0, threshold=0.5, overlap=0.3)
-    torch.testing.assert_close(boxes, torch.tensor([[5.0, 5.0, 15.0, 15.0], [20.0, 15.0, 30.0, 25.0]]))
+    # The first box is the score-weighted mean of windows (1, 1) and (1, 2): x shifts by 5 * 0.7 / 1.6.
+    shift = 5 * 0.7 / 1.6
+    expected = torch.tensor([[5.0 + shift, 5.0, 15.0 + shift, 15.0], [20.0, 15.0, 30.0, 25.0]])
+    torch.testing.assert_close(boxes, expected)
     torch.testing.assert_close(scores, torch.tensor([0.9, 0.8]))
     assert labels.tolist() == [1, 2]
-    # A smaller box centred on each window.
-    boxes, _, _ = heatmap_detections(heatmaps, 10, 5, background=0, box_size=4)
+    # With a stricter overlap nothing is suppressed; a smaller box is centred on each window.
+    boxes, _, _ = heatmap_detections(heatmaps, 10, 5, background=0, box_size=4, overlap=0.5)
+    assert len(boxes) == 3
     torch.testing.assert_close(boxes[0], torch.tensor([8.0, 8.0, 12.0, 12.0]))
 
 

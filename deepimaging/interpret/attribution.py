@@ -445,10 +445,14 @@ def heatmap_detections(
 
     The score of a window is its probability of "some object": ``1 - p[background]``
     when a background class is given, else the largest class probability. Windows
-    scoring at least ``threshold`` are candidates; from the best down, a candidate
-    is kept unless its box overlaps an already kept box with IoU > ``overlap``
-    (greedy non-maximum suppression). The label is the most probable
-    non-background class.
+    scoring at least ``threshold`` are candidates. Greedy non-maximum
+    suppression: the best candidate is kept and every candidate whose box
+    overlaps it with IoU > ``overlap`` is suppressed; repeat with the rest.
+    The kept box is the score-weighted mean of its cluster (itself and the
+    boxes it suppressed; "box voting"): when a whole plateau of windows
+    scores about 1, this centres the box on the plateau instead of on
+    whichever window happens to score highest. The score and label are those
+    of the best window; the label is its most probable non-background class.
 
     Parameters
     ----------
@@ -498,12 +502,19 @@ def heatmap_detections(
 
     candidates = torch.nonzero(scores >= threshold).flatten()
     candidates = candidates[scores[candidates].argsort(descending=True, stable=True)]
-    keep = []
-    for index in candidates.tolist():
-        if not keep or box_iou(boxes[index : index + 1], boxes[keep]).max() <= overlap:
-            keep.append(index)
-    keep = torch.tensor(keep, dtype=torch.long)
-    return boxes[keep], scores[keep], labels[keep]
+    kept_boxes, kept = [], []
+    while len(candidates):
+        best = candidates[0]
+        # The best box and every candidate it suppresses form one cluster; they vote on the box.
+        cluster = candidates[box_iou(boxes[best][None], boxes[candidates])[0] > overlap]
+        cluster = torch.cat([best[None], cluster[cluster != best]])
+        weights = scores[cluster][:, None]
+        kept_boxes.append((weights * boxes[cluster]).sum(0) / weights.sum())
+        kept.append(int(best))
+        candidates = candidates[~torch.isin(candidates, cluster)]
+    kept = torch.tensor(kept, dtype=torch.long)
+    boxes = torch.stack(kept_boxes) if kept_boxes else boxes[:0]
+    return boxes, scores[kept], labels[kept]
 
 
 def box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:

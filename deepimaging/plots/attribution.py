@@ -65,7 +65,9 @@ def attribution_overlay(
     return ax
 
 
-def attribution_figure(image, maps: dict, *, title=None, image_title="image", size: float = 3.0):
+def attribution_figure(
+    image, maps: dict, *, title=None, image_title="image", symmetric=None, size: float = 3.0
+):
     """One row: the image, then each named attribution map over it.
 
     Parameters
@@ -76,6 +78,9 @@ def attribution_figure(image, maps: dict, *, title=None, image_title="image", si
         Panel title -> (H, W) map, e.g. ``{"occlusion (drop in p)": ..., "saliency |grad|": ...}``.
     title : str, optional
         Figure title.
+    symmetric : bool, optional
+        Passed to :func:`attribution_overlay` for every panel; ``True`` gives
+        occlusion maps the same diverging scale whatever their signs.
 
     Returns
     -------
@@ -86,7 +91,7 @@ def attribution_figure(image, maps: dict, *, title=None, image_title="image", si
     fig, axes = plt.subplots(1, len(maps) + 1, figsize=(size * (len(maps) + 1) + 1, size))
     imshow(axes[0], image, title=image_title)
     for ax, (name, values) in zip(axes[1:], maps.items()):
-        attribution_overlay(image, values, ax=ax, title=name)
+        attribution_overlay(image, values, ax=ax, title=name, symmetric=symmetric)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -109,6 +114,9 @@ def heatmap_overlay(
         (rows, cols), one class's probabilities from :func:`deepimaging.interpret.sliding_window`.
     window, stride : int or (int, int)
         As given to ``sliding_window``.
+    alpha : float
+        Opacity of a cell with probability 1; a cell with probability p is
+        drawn with opacity ``alpha * (0.25 + 0.75 p)``.
     label : str
         Colorbar label.
 
@@ -128,7 +136,11 @@ def heatmap_overlay(
         window_h / 2 + (rows - 0.5) * stride_h,
         window_h / 2 - stride_h / 2,
     )
-    shown = ax.imshow(values, cmap=cmap, vmin=0, vmax=1, alpha=alpha, extent=extent, interpolation="nearest")
+    # Opacity grows with the probability, so the image stays visible where nothing was found.
+    opacity = alpha * (0.25 + 0.75 * np.clip(values, 0, 1))
+    shown = ax.imshow(
+        values, cmap=cmap, vmin=0, vmax=1, alpha=opacity, extent=extent, interpolation="nearest"
+    )
     ax.figure.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label=label)
     ax.set_xlim(0, image.shape[-1])
     ax.set_ylim(image.shape[-2], 0)
@@ -193,8 +205,7 @@ def detection_boxes(
 def _as_numpy(values) -> np.ndarray:
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().float().numpy()
-    values = np.asarray(values)
-    return values
+    return np.asarray(values)
 
 
 def _pair(value):

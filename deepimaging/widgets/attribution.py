@@ -149,6 +149,7 @@ class OcclusionExplorer(Explorer):
             values,
             ax=axes[1],
             title=f"drop in p({self.classes[predicted]}), {patch}px patch, stride {stride}",
+            symmetric=True,  # the same diverging scale for every image: 0 is white
         )
         return values, predicted
 
