@@ -15,9 +15,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepimaging import study
 from deepimaging.report import ReportFigure, render_report, save_figure
-from deepimaging.study import StudyConfig, StudyConfigMismatch, Sweep, load_results, run_point, run_study
+from deepimaging.study import (
+    StudyConfig,
+    StudyConfigMismatch,
+    Sweep,
+    engine,
+    load_results,
+    run_point,
+    run_study,
+)
 
 
 def tiny_config(**overrides):
@@ -50,7 +57,7 @@ def snapshot(folder):
 def count_trainings(monkeypatch, fail_on=None):
     """Count calls of the training step; optionally raise once for one (sweep, value, seed)."""
     calls, failed = [], []
-    original = study._train_point
+    original = engine._train_point
 
     def counting(config, sweep, value, seed, progress=False):
         calls.append((sweep.name, value, seed))
@@ -59,7 +66,7 @@ def count_trainings(monkeypatch, fail_on=None):
             raise RuntimeError("simulated crash in the middle of the sweep")
         return original(config, sweep, value, seed, progress=progress)
 
-    monkeypatch.setattr(study, "_train_point", counting)
+    monkeypatch.setattr(engine, "_train_point", counting)
     return calls
 
 

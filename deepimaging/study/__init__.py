@@ -1,0 +1,73 @@
+"""Parameter sweeps: the class-project engine.
+
+A study asks one question: *how does a parameter of the imaging system change
+classification accuracy?* For every value of a physical-layer parameter and
+every seed it builds ``PhysicalModel(make_layer(layer, value), BasicCNN)``,
+trains it on the training split, and records on the test split the accuracy,
+the per-class precision/recall/F1, the confusion matrix and the macro
+one-vs-rest ROC AUC. One (sweep, value, seed) triple is a **point**.
+
+How the results are kept (the output folder)::
+
+    OUT/
+      study.json            the configuration and its hash (written first)
+      points/               one JSON file per finished point, written atomically
+        quantize__v1__s0.json
+        ...
+      results.json          every point plus the summary (mean and spread over seeds)
+      results.csv           the summary, one row per (sweep, value)
+      points.csv            one row per point
+
+- **Resume**: rerunning a study into the same folder computes only the points
+  that have no valid file yet, so a killed sweep loses at most the points that
+  were running.
+- **Same configuration only**: a folder whose ``study.json`` holds a different
+  configuration is refused (:class:`StudyConfigMismatch`); it is never mixed
+  or overwritten. A folder resumes only when the configuration hash matches.
+- **Corrupt points**: a point file that does not parse, belongs to another
+  configuration, or lacks a field is recomputed (with a warning).
+- **One point on its own**: :func:`run_point` (and ``deepimaging study
+  --point K``) runs a single point, so a cluster scheduler can run the points
+  as an array job into one shared folder.
+- **Parallel**: points run in separate processes with joblib; each process
+  uses one PyTorch thread so that ``jobs`` processes do not oversubscribe the
+  cores. Because every point trains single-threaded, the numbers do not
+  depend on ``jobs``: the same seeds give the same numbers.
+
+Modules: :mod:`.config` (what decides the numbers), :mod:`.engine` (data,
+points, the folder, the sweep), :mod:`.results` (summary, JSON, CSV),
+:mod:`.commands` (``deepimaging demo`` and ``deepimaging study``).
+
+Examples
+--------
+>>> config = StudyConfig(sweeps=[Sweep("quantize", [1, 8])], seeds=[0, 1, 2])  # doctest: +SKIP
+>>> results = run_study(config, "bit_depth_study", jobs=2)  # doctest: +SKIP
+>>> results.summary()[0]["accuracy_mean"]  # doctest: +SKIP
+"""
+
+from ._files import _write_text_atomic  # used by deepimaging.report and deepimaging.project
+from .commands import add_cli
+from .config import StudyConfig, Sweep, bit_depth_config
+from .engine import (
+    StudyConfigMismatch,
+    load_data,
+    load_results,
+    point_paths,
+    run_point,
+    run_study,
+)
+from .results import StudyResults
+
+__all__ = [
+    "Sweep",
+    "StudyConfig",
+    "StudyResults",
+    "StudyConfigMismatch",
+    "bit_depth_config",
+    "run_study",
+    "run_point",
+    "load_results",
+    "load_data",
+    "point_paths",
+    "add_cli",
+]

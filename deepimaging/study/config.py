@@ -1,0 +1,247 @@
+"""What decides a study's numbers: :class:`Sweep`, :class:`StudyConfig` and the bit-depth study's defaults."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import numbers
+from dataclasses import dataclass, field
+
+from .._checks import check_int, check_number
+
+# ---------------------------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sweep:
+    """One physical layer and the values of its parameter to try.
+
+    Parameters
+    ----------
+    layer : str
+        A name in ``deepimaging.physics.LAYERS`` (e.g. ``"quantize"``, ``"binning"``).
+    values : list of int or float
+        The parameter values; each becomes ``make_layer(layer, value, image_shape, **options)``.
+    options : dict
+        Further keyword arguments of the layer (fixed for the whole sweep).
+    label : str, optional
+        Name of the sweep in tables and legends; defaults to ``layer``. Labels must
+        be unique within a study (e.g. the same layer with two option sets).
+    """
+
+    layer: str
+    values: list
+    options: dict = field(default_factory=dict)
+    label: str | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.layer, str) or not self.layer:
+            raise TypeError(f"layer must be a non-empty string naming a physical layer; got {self.layer!r}")
+        if isinstance(self.values, (str, bytes)) or not hasattr(self.values, "__iter__"):
+            raise TypeError(f"values must be a list of numbers; got {self.values!r}")
+        values = list(self.values)
+        if not values:
+            raise ValueError(f"values of sweep {self.layer!r} must hold at least one value; got []")
+        for v in values:
+            check_number(v, f"values of sweep {self.layer!r}")
+        # Integers stay ints (also NumPy ones) so that file names and tables read "4", not "4.0".
+        self.values = [int(v) if isinstance(v, numbers.Integral) else float(v) for v in values]
+        if len(set(map(float, self.values))) != len(self.values):
+            raise ValueError(f"values of sweep {self.layer!r} must not repeat; got {self.values}")
+        if not isinstance(self.options, dict):
+            raise TypeError(f"options must be a dict of layer keyword arguments; got {self.options!r}")
+        self.options = dict(self.options)
+        if self.label is None:
+            self.label = self.layer
+        if not isinstance(self.label, str) or not self.label:
+            raise TypeError(f"label must be a non-empty string; got {self.label!r}")
+
+    @property
+    def name(self) -> str:
+        """The sweep's key in results and file names (its label)."""
+        return self.label
+
+
+@dataclass
+class StudyConfig:
+    """Everything that decides a study's numbers; its hash names the output folder's contents.
+
+    Parameters
+    ----------
+    sweeps : list of Sweep (or dicts with the same keys)
+        The layers and values to sweep. Several sweeps share the x axis of the
+        accuracy plot (e.g. fixed vs learned discretization, both in bits).
+    seeds : list of int
+        One training per seed and value (model initialisation and batch order);
+        the spread over seeds gives the error bars. Use at least 3.
+    dataset : str
+        ``"blood_smear"`` (built in, simulated) or the name of a loader in
+        :mod:`deepimaging.data` (called with ``dataset_options``).
+    dataset_options : dict
+        Keyword arguments of the loader.
+    size : int
+        Image height and width in pixels (passed to loaders that take ``size``).
+    n_per_class : int or None
+        Images per class: simulated ones for ``blood_smear``, otherwise a seeded
+        subsample (None keeps all).
+    data_seed : int
+        Seed of the simulation, the subsample and the train/test split. It is
+        fixed across points so that points differ only by the layer and ``seeds``.
+    val, test : float
+        Fractions of the data for validation and test. The study does no model
+        selection (cosine decay to zero, the last model is tested), so ``val``
+        defaults to 0 and only reports a learning curve when set.
+    epochs, lr, batch_size, weight_decay : training settings of :func:`deepimaging.train.fit`.
+    widths : list of int
+        Channels of the :class:`~deepimaging.models.BasicCNN` blocks.
+    device : str
+        ``"cpu"`` (default, reproducible), ``"auto"``, ``"cuda"`` or ``"mps"``.
+    parameter : str
+        Axis label of the swept parameter, e.g. ``"sensor bits"``.
+    """
+
+    sweeps: list
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    dataset: str = "blood_smear"
+    dataset_options: dict = field(default_factory=dict)
+    size: int = 32
+    n_per_class: int | None = 300
+    data_seed: int = 0
+    val: float = 0.0
+    test: float = 0.3
+    epochs: int = 8
+    lr: float = 3e-3
+    batch_size: int = 64
+    weight_decay: float = 0.0
+    widths: list = field(default_factory=lambda: [16, 32, 64])
+    device: str = "cpu"
+    parameter: str = "value"
+
+    def __post_init__(self):
+        if isinstance(self.sweeps, (Sweep, dict)):
+            self.sweeps = [self.sweeps]
+        if not self.sweeps:
+            raise ValueError("sweeps must hold at least one Sweep(layer, values)")
+        self.sweeps = [s if isinstance(s, Sweep) else Sweep(**s) for s in self.sweeps]
+        names = [s.name for s in self.sweeps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"sweep labels must be unique; got {names} (set label= to tell them apart)")
+        if isinstance(self.seeds, int):
+            self.seeds = [self.seeds]
+        self.seeds = [check_int(s, "seeds", 0) for s in self.seeds]
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be a non-empty list of distinct integers; got {self.seeds}")
+        if not isinstance(self.dataset, str):
+            raise TypeError(f"dataset must be a string; got {self.dataset!r}")
+        self.dataset_options = dict(self.dataset_options)
+        check_int(self.size, "size", 8)
+        if self.n_per_class is not None:
+            check_int(self.n_per_class, "n_per_class", 1)
+        check_int(self.data_seed, "data_seed", 0)
+        check_number(self.val, "val", 0.0, 0.9)
+        check_number(self.test, "test", 0.0, 0.9, low_open=True)
+        check_int(self.epochs, "epochs", 1)
+        check_number(self.lr, "lr", 0.0, low_open=True)
+        check_int(self.batch_size, "batch_size", 1)
+        check_number(self.weight_decay, "weight_decay", 0.0)
+        self.widths = [check_int(w, "widths", 1) for w in self.widths]
+        if self.device not in ("cpu", "auto", "cuda", "mps") and not str(self.device).startswith("cuda:"):
+            raise ValueError(f"device must be 'cpu', 'auto', 'cuda' or 'mps'; got {self.device!r}")
+        if not isinstance(self.parameter, str):
+            raise TypeError(f"parameter must be a string (axis label); got {self.parameter!r}")
+
+    # -- identity --------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """A JSON-ready dict; ``StudyConfig.from_dict(config.to_dict()) == config``."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> StudyConfig:
+        """Build a configuration from a dict (as read from ``study.json`` or a TOML file).
+
+        Unknown keys are an error that names them and the allowed keys.
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"a study configuration must be a dict; got {type(data).__name__}")
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ValueError(f"unknown study configuration key(s) {unknown}; allowed keys: {sorted(allowed)}")
+        return cls(**copy.deepcopy(data))
+
+    def hash(self) -> str:
+        """SHA-256 (first 16 hex digits) of the canonical JSON of the configuration.
+
+        Two configurations with the same hash give the same numbers (same machine);
+        the ``parameter`` axis label is left out because it does not change them.
+        """
+        data = self.to_dict()
+        data.pop("parameter")
+        for sweep in data["sweeps"]:
+            sweep["values"] = [float(v) for v in sweep["values"]]
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def points(self) -> list[tuple[str, int | float, int]]:
+        """All (sweep name, value, seed) triples in a fixed order (sweep, then value, then seed)."""
+        return [(s.name, v, seed) for s in self.sweeps for v in s.values for seed in self.seeds]
+
+    def sweep(self, name: str) -> Sweep:
+        """The sweep called ``name``."""
+        for s in self.sweeps:
+            if s.name == name:
+                return s
+        raise ValueError(f"no sweep called {name!r}; sweeps: {[s.name for s in self.sweeps]}")
+
+
+def bit_depth_config(smoke: bool | None = None, **overrides) -> StudyConfig:
+    """The worked class project's study: sensor bits 1..8 at default settings.
+
+    Three sweeps share the x axis "bits per pixel":
+
+    - ``quantize``: a fixed uniform quantizer with 1..8 bits;
+    - ``learned_discretization``: the same bit depths, with a learnable per-pixel
+      gain and threshold in front of the quantizer;
+    - ``bit_allocation``: a learned per-pixel bit depth under a budget of mean
+      bits per pixel (its bits map shows where the network wants bits).
+
+    Parameters
+    ----------
+    smoke : bool, optional
+        A tiny version (few images, 1 epoch) for CI and notebooks; defaults to
+        :func:`deepimaging.train.smoke_mode`.
+    **overrides
+        Any :class:`StudyConfig` field.
+    """
+    from ..train import smoke_mode
+
+    if smoke is None:
+        smoke = smoke_mode()
+    if smoke:
+        settings = dict(
+            sweeps=[
+                Sweep("quantize", [1, 8]),
+                Sweep("learned_discretization", [1]),
+                Sweep("bit_allocation", [2]),
+            ],
+            seeds=[0, 1, 2],
+            n_per_class=24,
+            epochs=1,
+            parameter="bits per pixel",
+        )
+    else:
+        settings = dict(
+            sweeps=[
+                Sweep("quantize", list(range(1, 9))),
+                Sweep("learned_discretization", [1, 2, 3]),
+                Sweep("bit_allocation", [2]),
+            ],
+            seeds=[0, 1, 2],
+            parameter="bits per pixel",
+        )
+    settings.update(overrides)
+    return StudyConfig(**settings)
