@@ -1,6 +1,7 @@
 """The command line: `deepimaging demo` writes the whole results folder; `deepimaging study` sweeps any layer."""
 
 import json
+import os
 
 import pytest
 
@@ -10,38 +11,64 @@ from deepimaging.study import load_results
 TINY = ["--size", "16", "--n-per-class", "8", "--epochs", "1", "--no-progress"]
 
 
-def test_demo_smoke_writes_results_figures_and_a_page(tmp_path, capsys):
-    out = tmp_path / "demo"
-    title = "<script>alert(1)</script>"
-    assert main(["demo", "--smoke", "--out", str(out), "--jobs", "1", "--no-progress", "--title", title]) == 0
-    assert str(out / "index.html") in capsys.readouterr().out
+TITLE = "<script>alert(1)</script>"
+FIGURES = ["accuracy_vs_parameter", "confusion_matrices", "sensor_examples", "bits_map_bit_allocation"]
 
-    results = json.loads((out / "results.json").read_text())
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """`deepimaging demo --smoke`, run once for the tests of this module."""
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    assert main(["demo", "--smoke", "--out", str(out), "--jobs", "1", "--no-progress", "--title", TITLE]) == 0
+    return out
+
+
+def test_demo_smoke_writes_results_figures_and_a_page(demo):
+    results = json.loads((demo / "results.json").read_text())
     sweeps = {row["sweep"] for row in results["summary"]}
     assert sweeps == {"quantize", "learned_discretization", "bit_allocation"}
     assert all(row["n_seeds"] >= 3 for row in results["summary"])
-    assert (out / "results.csv").read_text().startswith("sweep,layer,value")
-    for name in [
-        "accuracy_vs_parameter",
-        "confusion_matrices",
-        "sensor_examples",
-        "bits_map_bit_allocation",
-    ]:
-        assert (out / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
-        assert (out / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
-    page = (out / "index.html").read_text()
-    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert page.count("data:image/png;base64,") == 4
+    assert (demo / "results.csv").read_text().startswith("sweep,layer,value")
+    for name in FIGURES:
+        assert (demo / "figures" / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+        assert (demo / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+    page = (demo / "index.html").read_text()
+    assert TITLE not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert page.count("data:image/png;base64,") == len(FIGURES)
     assert "results.json" in page and "results table" in page.lower()
 
 
-def test_demo_rerun_resumes_and_changes_no_point(tmp_path):
-    out = tmp_path / "demo"
-    args = ["demo", "--smoke", "--out", str(out), "--jobs", "1", "--no-progress"]
-    assert main(args) == 0
-    before = {p.name: p.stat().st_mtime_ns for p in (out / "points").glob("*.json")}
-    assert main(args) == 0
-    assert {p.name: p.stat().st_mtime_ns for p in (out / "points").glob("*.json")} == before
+def test_demo_rerun_resumes_and_changes_no_point(demo, capsys):
+    before = {p.name: p.stat().st_mtime_ns for p in (demo / "points").glob("*.json")}
+    assert (
+        main(["demo", "--smoke", "--out", str(demo), "--jobs", "1", "--no-progress", "--title", TITLE]) == 0
+    )
+    assert str(demo / "index.html") in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in (demo / "points").glob("*.json")} == before
+
+
+@pytest.mark.browser
+def test_demo_page_opens_in_a_browser_with_every_figure_and_the_title_as_text(demo):
+    chromium = os.environ.get("DEEPIMAGING_CHROMIUM", "/usr/bin/chromium")
+    if not os.path.exists(chromium):
+        pytest.skip(f"{chromium} not found (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox"])
+        try:
+            page = browser.new_page()
+            dialogs = []
+            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            page.goto((demo / "index.html").as_uri())
+            page.wait_for_load_state("load")
+            widths = page.eval_on_selector_all(
+                "img", "images => images.map(i => i.complete ? i.naturalWidth : 0)"
+            )
+            heading = page.inner_text("h1")
+        finally:
+            browser.close()
+    assert len(widths) == len(FIGURES) and all(w > 100 for w in widths)
+    assert heading == TITLE and dialogs == []
 
 
 def test_study_command_sweeps_binning(tmp_path, capsys):
