@@ -54,7 +54,7 @@ def occlusion_map(
     sliding_window_shapes: int | tuple[int, int] = 8,
     strides: int | tuple[int, int] | None = None,
     baselines: float | torch.Tensor = 0.5,
-    batch_size: int = 64,
+    batch_size: int = 32,
 ) -> torch.Tensor:
     """Occlusion map: how much the target class probability drops when a patch is greyed out.
 
@@ -89,6 +89,8 @@ def occlusion_map(
     batch_size : int
         Occluded images per forward pass; bounds memory to
         ``batch_size * C * H * W`` floats whatever the number of positions.
+        Small batches (16-64) suit a CPU, whose caches they fit; on a GPU,
+        hundreds are faster.
 
     Returns
     -------
@@ -342,7 +344,7 @@ def sliding_window(
     window: int | tuple[int, int],
     stride: int | tuple[int, int] | None = None,
     *,
-    batch_size: int = 128,
+    batch_size: int = 32,
 ) -> torch.Tensor:
     """Class-probability heatmaps: classify every window of a large image.
 
@@ -365,7 +367,8 @@ def sliding_window(
     stride : int or (int, int), optional
         Step between windows, >= 1; default half the window.
     batch_size : int
-        Windows per forward pass (bounds memory).
+        Windows per forward pass (bounds memory). Small batches (16-64) suit
+        a CPU, whose caches they fit; on a GPU, use hundreds or thousands.
 
     Returns
     -------

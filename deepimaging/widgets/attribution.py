@@ -66,7 +66,7 @@ class OcclusionExplorer(Explorer):
         classes=None,
         patch_sizes=(4, 8, 16),
         baselines: float = 0.5,
-        batch_size: int = 64,
+        batch_size: int = 32,
     ):
         if isinstance(data, ImageDataset):
             images, labels, classes = data.images, data.labels, data.classes
