@@ -91,6 +91,24 @@ def test_study_command_runs_one_point_by_index_like_an_array_job(tmp_path, capsy
     for k in range(4):
         assert main([*base, "--point", str(k)]) == 0
     assert load_results(out).complete
+    # the same study from its saved configuration, e.g. on another machine of a cluster
+    copy = tmp_path / "copy"
+    assert (
+        main(
+            [
+                "study",
+                "--config",
+                str(out / "study.json"),
+                "--out",
+                str(copy),
+                "--point",
+                "3",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (copy / "points" / "quantize__v4__s1.json").exists()
 
 
 @pytest.mark.parametrize(

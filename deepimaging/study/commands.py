@@ -159,7 +159,13 @@ def _run_demo_cli(args) -> int:
 
     matplotlib.use("Agg")  # figures go to files; works without a display
     from ..report import run_demo
+    from ..train import smoke_mode
 
+    if args.smoke or smoke_mode():
+        # CI sets smoke mode for every command; say so, or a user would take the tiny sweep for the study.
+        print(
+            "smoke mode: a tiny sweep whose numbers mean nothing (unset CI / DEEPIMAGING_SMOKE for the study)"
+        )
     authors = [a.strip() for a in args.authors.split(",")] if args.authors else None
     page = run_demo(
         args.out,
