@@ -16,6 +16,7 @@ that a broken explorer makes the check fail.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -26,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -115,6 +117,12 @@ def _deepimaging_wrap(shell):
 
 _deepimaging_wrap(get_ipython())
 del _handler, _deepimaging_wrap
+
+# jupyter_client starts each kernel in its own session, so killing the server's process
+# group does not reach it: the harness kills the kernels listed here when it stops.
+if _os.environ.get("DEEPIMAGING_BROWSER_KERNEL_PIDS"):
+    with open(_os.environ["DEEPIMAGING_BROWSER_KERNEL_PIDS"], "a", encoding="utf-8") as _pids:
+        _pids.write(f"{_os.getpid()}\\n")
 """
 
 
@@ -155,9 +163,10 @@ class LabServer:
 
 
 def stop_process_group(process: subprocess.Popen, grace: float = 10.0) -> None:
-    """Stop a process started with ``start_new_session=True`` and everything it started.
+    """Stop a process started with ``start_new_session=True`` and everything in its group.
 
-    SIGTERM to the whole group (server and kernels), then SIGKILL to whatever is left.
+    SIGTERM to the whole group (the server shuts its kernels down), then SIGKILL to
+    whatever is left.
     """
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
@@ -165,11 +174,32 @@ def stop_process_group(process: subprocess.Popen, grace: float = 10.0) -> None:
         process.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         pass
-    # Kernels are in the same group; kill them too even when the server itself exited.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=grace)
+
+
+def kill_kernels(pid_file: Path) -> list[int]:
+    """SIGKILL every kernel listed in ``pid_file`` that is still alive (and is still a kernel)."""
+    killed = []
+    if not pid_file.exists():
+        return killed
+    for line in pid_file.read_text(encoding="utf-8").split():
+        pid = int(line)
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if b"ipykernel" not in handle.read():
+                    continue  # the pid was reused by something else
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            pass
+    return killed
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @contextlib.contextmanager
@@ -200,6 +230,7 @@ def running_lab(root: Path, state: Path, env: dict | None = None, timeout: float
         "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
         "IPYTHONDIR": str(state / "ipython"),
         "DEEPIMAGING_BROWSER_KERNEL_LOG": str(kernel_log),
+        "DEEPIMAGING_BROWSER_KERNEL_PIDS": str(state / "kernel-pids"),
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
@@ -231,6 +262,17 @@ def running_lab(root: Path, state: Path, env: dict | None = None, timeout: float
             start_new_session=True,  # one process group: server + kernels, killed together
         )
     server = LabServer(process, f"http://127.0.0.1:{port}", token, root, log, kernel_log)
+
+    def stop():
+        stop_process_group(process)
+        kill_kernels(state / "kernel-pids")
+
+    # SIGTERM (a CI timeout, `kill`) would end Python without running finally blocks: turn it
+    # into KeyboardInterrupt, which unwinds through them; atexit covers a plain exit.
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+    atexit.register(stop)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -249,7 +291,10 @@ def running_lab(root: Path, state: Path, env: dict | None = None, timeout: float
             time.sleep(0.25)
         yield server
     finally:
-        stop_process_group(process)
+        stop()
+        atexit.unregister(stop)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
 
 
 def copy_into(root: Path, files) -> None:
@@ -262,27 +307,46 @@ def copy_into(root: Path, files) -> None:
 # --- one notebook in one page ---------------------------------------------------------------
 
 _OPEN_AND_RUN = """
-async (path) => {
-  const app = window.jupyterapp;
-  if (!app) throw new Error('JupyterLab did not expose window.jupyterapp');
-  await app.started;
-  await app.restored;
-  let panel = null;
-  for (let i = 0; i < 1200 && !panel; i++) {
-    const w = app.shell.currentWidget;
-    if (w && w.context && w.context.path === path && w.sessionContext) panel = w;
-    else await new Promise(r => setTimeout(r, 100));
-  }
-  if (!panel) throw new Error('notebook ' + path + ' did not open');
-  await panel.context.ready;
-  await panel.sessionContext.ready;
-  window.__deepimagingPanel = panel;
+(path) => {
+  // Started in the background so that every notebook's page can be opened at once; the
+  // outcome lands in window.__deepimagingDone, which NotebookRun.wait polls for.
   window.__deepimagingDone = null;
-  const started = performance.now();
-  app.commands.execute('notebook:run-all-cells').then(
-    ok => { window.__deepimagingDone = {ok: Boolean(ok), seconds: (performance.now() - started) / 1000}; },
-    err => { window.__deepimagingDone = {ok: false, error: String(err)}; });
+  const sleep = ms => new Promise(r => setTimeout(r, ms));
+  (async () => {
+    while (!window.jupyterapp) await sleep(100);
+    const app = window.jupyterapp;
+    await app.started;
+    await app.restored;
+    let panel = null;
+    for (let i = 0; i < 1200 && !panel; i++) {
+      const w = app.shell.currentWidget;
+      if (w && w.context && w.context.path === path && w.sessionContext) panel = w;
+      else await sleep(100);
+    }
+    if (!panel) throw new Error('notebook ' + path + ' did not open');
+    await panel.context.ready;
+    await panel.sessionContext.ready;
+    window.__deepimagingPanel = panel;
+    const started = performance.now();
+    const ok = await app.commands.execute('notebook:run-all-cells');
+    window.__deepimagingDone = {ok: Boolean(ok), seconds: (performance.now() - started) / 1000};
+  })().catch(err => { window.__deepimagingDone = {ok: false, error: String(err)}; });
   return true;
+}
+"""
+
+# Where a notebook stands, for a failure message: a dialog, the execution prompts, the kernel.
+_WHERE = """
+() => {
+  const app = window.jupyterapp, panel = window.__deepimagingPanel;
+  const current = app && app.shell.currentWidget;
+  return {
+    app: Boolean(app),
+    current: current && current.context ? current.context.path : String(current && current.id),
+    kernel: panel ? panel.sessionContext.kernelDisplayStatus : 'no notebook panel yet',
+    dialog: [...document.querySelectorAll('.jp-Dialog')].map(d => d.textContent.slice(0, 300)),
+    prompts: [...document.querySelectorAll('.jp-InputArea-prompt')].map(p => p.textContent.trim()).join(' '),
+  };
 }
 """
 
@@ -351,17 +415,25 @@ class NotebookRun:
         workspace = re.sub(r"\W", "-", self.path)
         url = f"{self.server.url}/lab/workspaces/{workspace}/tree/{self.path}?token={self.server.token}"
         self.page.goto(url, wait_until="domcontentloaded", timeout=120_000)
-        self.page.wait_for_function("() => window.jupyterapp !== undefined", timeout=120_000)
-        self._mark("page loaded")
         self.page.evaluate(_OPEN_AND_RUN, self.path)
-        self._mark("kernel ready, run started")
+        self._mark("page loaded, run requested")
 
-    def wait(self, timeout: float = 240.0) -> dict:
-        """Wait until every cell has run; the result says whether all ran without error."""
+    def wait(self, timeout: float = 300.0) -> dict:
+        """Wait until every cell has run (at most ``timeout`` s after the notebook was opened).
+
+        The result says whether all cells ran without error. The limit counts from the
+        start, not from the call, so notebooks that hang fail one after the other quickly.
+        """
         if self.result is None:
-            handle = self.page.wait_for_function(
-                "() => window.__deepimagingDone", timeout=timeout * 1000, polling=250
-            )
+            timeout = max(5.0, self._t0 + timeout - time.monotonic())
+            try:
+                handle = self.page.wait_for_function(
+                    "() => window.__deepimagingDone", timeout=timeout * 1000, polling=250
+                )
+            except Exception as error:  # Playwright's TimeoutError: say where the notebook stood
+                raise ExplorerCheckError(
+                    f"{self.path} did not finish running within {timeout:.0f} s: {self.page.evaluate(_WHERE)}"
+                ) from error
             self.result = handle.json_value()
             self._mark("test saw all cells ran")
             self.timings["all cells ran (s, in the page)"] = round(self.result.get("seconds", -1), 2)
