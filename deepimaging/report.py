@@ -24,7 +24,7 @@ from .study import StudyResults, _write_text_atomic, bit_depth_config, load_data
 __all__ = ["ReportFigure", "save_figure", "make_figures", "render_report", "write_report", "run_demo"]
 
 FIGURES_DIR = "figures"
-DEMO_TITLE = "Sensor bit depth versus classification accuracy of white blood cells"
+DEMO_TITLE = "Sensor bit depth versus classification accuracy"
 DEMO_DESCRIPTION = (
     "We test the classification performance of a microscope as a function of its sensor bit depth. "
     "Simulated stained blood smears of four white-cell types are recorded by a sensor with 1 to 8 bits "
@@ -308,22 +308,40 @@ def write_report(
 
 
 def run_demo(
-    out_dir="deepimaging-demo", *, jobs: int = 2, smoke=None, title=None, authors=None, progress=True
+    out_dir="deepimaging-demo",
+    *,
+    jobs: int = 2,
+    smoke=None,
+    title=None,
+    authors=None,
+    progress=True,
+    dataset: str = "blood_smear",
+    dataset_options: dict | None = None,
 ) -> Path:
-    """``deepimaging demo``: the worked bit-depth study on the built-in data, from run to web page.
+    """``deepimaging demo``: the worked bit-depth study, from run to web page.
 
     Runs :func:`deepimaging.study.bit_depth_config` (resuming in ``out_dir`` if
     it holds the same configuration), then writes results.json/CSV, the figures
     as PNG and PDF and ``index.html``. Returns the page's path.
+
+    ``dataset`` (default: the built-in simulated smear) may name any loader of
+    :mod:`deepimaging.data` (e.g. ``"bccd_crops"`` with ``{"root": ...}``, or ``"digits"``).
     """
-    config = bit_depth_config(smoke=smoke)
+    config = bit_depth_config(smoke=smoke, dataset=dataset, dataset_options=dict(dataset_options or {}))
     results = run_study(config, out_dir, jobs=jobs, progress=progress)
+    description = DEMO_DESCRIPTION
+    if dataset != "blood_smear":
+        description = (
+            f"The bit-depth study of the deepimaging demo on the {dataset} dataset: test accuracy against "
+            "sensor bits (fixed quantization and learned discretization) and a learned per-pixel bit "
+            "allocation under a budget of mean bits per pixel."
+        )
     return write_report(
         results,
         out_dir,
         title=title or DEMO_TITLE,
         authors=authors or ["deepimaging demo"],
-        description=DEMO_DESCRIPTION,
+        description=description,
     )
 
 

@@ -137,3 +137,27 @@ def test_study_command_refuses_a_folder_of_another_configuration(tmp_path, capsy
     assert main(argv) == 0
     assert main([*argv, "--epochs", "2"]) == 2
     assert "different study configuration" in capsys.readouterr().err
+
+
+def test_demo_runs_on_a_dataset_from_the_loaders(tmp_path):
+    out = tmp_path / "digits"
+    assert (
+        main(["demo", "--smoke", "--dataset", "digits", "--out", str(out), "--jobs", "1", "--no-progress"])
+        == 0
+    )
+    results = load_results(out)
+    assert results.config.dataset == "digits" and len(results.classes) == 10
+    assert "on the digits dataset" in (out / "index.html").read_text()
+
+
+def test_study_command_reads_loader_options(tmp_path, capsys):
+    argv = ["study", "--layer", "quantize", "--values", "1", "--dataset", "bccd_crops"]
+    argv += [
+        "--dataset-option",
+        f"root={json.dumps(str(tmp_path / 'nowhere'))}",
+        "--out",
+        str(tmp_path / "o"),
+        *TINY,
+    ]
+    assert main(argv) == 2
+    assert "nowhere" in capsys.readouterr().err

@@ -28,6 +28,14 @@ def add_cli(subparsers) -> None:
     demo.add_argument("--title", default=None, help="page title")
     demo.add_argument("--authors", default=None, help="comma-separated author names")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    demo.add_argument("--dataset", default="blood_smear", help="dataset name (default: %(default)s)")
+    demo.add_argument(
+        "--dataset-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="loader option (repeatable)",
+    )
     demo.set_defaults(run=_run_demo_cli)
 
     study = subparsers.add_parser(
@@ -43,6 +51,13 @@ def add_cli(subparsers) -> None:
     study.add_argument("--config", help="a study configuration as JSON (e.g. another folder's study.json)")
     study.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
     study.add_argument("--dataset", default="blood_smear", help="dataset name (default: %(default)s)")
+    study.add_argument(
+        "--dataset-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="loader option (repeatable)",
+    )
     study.add_argument("--size", type=int, default=32)
     study.add_argument("--n-per-class", type=int, default=300)
     study.add_argument("--epochs", type=int, default=8)
@@ -106,6 +121,7 @@ def _config_from_args(args) -> StudyConfig:
         sweeps=[Sweep(args.layer, _parse_list(args.values, "--values"), _parse_options(args.option))],
         seeds=_parse_list(args.seeds, "--seeds"),
         dataset=args.dataset,
+        dataset_options=_parse_options(args.dataset_option),
         size=args.size,
         n_per_class=args.n_per_class,
         epochs=args.epochs,
@@ -174,6 +190,8 @@ def _run_demo_cli(args) -> int:
         title=args.title,
         authors=authors,
         progress=not args.no_progress,
+        dataset=args.dataset,
+        dataset_options=_parse_options(args.dataset_option),
     )
     print(f"results page: {page}")
     return 0
