@@ -466,3 +466,108 @@ def test_scores_csv_orders_questions_naturally(tmp_path):
     assert (tmp_path / "s.csv").read_text().splitlines()[
         0
     ] == "submission,status,score,max_score,q1,q2,q10,reason"
+
+
+# ---------------------------------------------------------------- the tests catch wrong answers
+
+# Plausible wrong answers: (assignment, question, function, replacement). Each must fail at least
+# one test of its question, though some pass the public tests (that is why hidden tests exist).
+MUTANTS = [
+    (
+        "hw1",
+        "q1",
+        "confusion_matrix",
+        "def f(t, p, k):\n    C = np.zeros((k, k), int)\n    np.add.at(C, (p, t), 1)\n    return C",
+    ),
+    (
+        "hw1",
+        "q1",
+        "confusion_matrix",
+        "def f(t, p, k):\n    C = np.zeros((k, k), int)\n    C[t, p] += 1\n    return C",
+    ),
+    (
+        "hw1",
+        "q3",
+        "roc_curve",
+        "def f(y, s):\n    y, s = np.asarray(y), np.asarray(s)\n"
+        "    th = np.concatenate([[np.inf], np.sort(s)[::-1]])  # ties not merged\n"
+        "    P = s[None] >= th[:, None]\n"
+        "    return (P & (y == 0)).sum(1) / (y == 0).sum(), (P & (y == 1)).sum(1) / (y == 1).sum(), th",
+    ),
+    (
+        "hw1",
+        "q4",
+        "auc",
+        "def f(x, y):\n    return float(np.sum(np.diff(x) * np.asarray(y)[1:]))  # rectangles",
+    ),
+    (
+        "hw1",
+        "q5",
+        "ssim",
+        "def f(x, y, data_range):\n    return structural_similarity(x, y, gaussian_weights=True, sigma=1.5,"
+        " use_sample_covariance=True, data_range=data_range)",
+    ),
+    (
+        "hw2",
+        "q1",
+        "Quantize",
+        "class f(Quantize):\n    def forward(self, x):\n        n = 2**self.bits - 1\n        return torch.round(x * n) / n",
+    ),
+    (
+        "hw2",
+        "q3",
+        "PSFBlur",
+        "class f(PSFBlur):\n    def forward(self, x):\n        r = self.psf.shape[-1] // 2\n"
+        "        k = self.psf.expand(x.shape[1], 1, *self.psf.shape)\n"
+        "        return F.conv2d(x, k, padding=r, groups=x.shape[1])  # zero padding",
+    ),
+    (
+        "hw3",
+        "q2",
+        "nearest_neighbours",
+        "def f(q, d, k):\n    return (q @ d.T).argsort(dim=1, descending=True)[:, :k]  # dot product, not distance",
+    ),
+]
+
+
+def _run_solution_code(notebook, stop_at=None):
+    """Execute the solution notebook's code cells (without otter and the Colab cell) in a namespace."""
+    env = {}
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        source = _source(cell)
+        if cell.cell_type != "code" or "otter" in source or "grader." in source or "pip install" in source:
+            continue
+        if stop_at and stop_at in source:
+            break
+        exec(compile(source, str(notebook), "exec"), env)
+    return env
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_plausible_wrong_answers_fail_their_tests(released, name):
+    import matplotlib.pyplot as plt
+    from otter.execute import Checker
+    from otter.nbmeta_config import NBMetadataConfig
+
+    mutants = [m for m in MUTANTS if m[0] == name]
+    # hw2: stop before the bit-depth sweep, which the mutated questions do not need.
+    env = _run_solution_code(
+        released[name]["solution"], stop_at="BITS = [1, 2, 4, 8]" if name == "hw2" else None
+    )
+    plt.close("all")
+
+    def passed(question):
+        test_file = released[name]["autograder_tests"] / f"{question}.py"
+        result = Checker.check(str(test_file), NBMetadataConfig(), global_env=env)
+        return [case.passed for case in result.test_case_results]
+
+    for _, question, _function, _ in mutants:
+        assert all(passed(question)), f"{name} {question}: the solution must pass"
+    for _, question, function, code in mutants:
+        original = env[function]
+        exec(code, env)
+        env[function] = env.pop("f")
+        try:
+            assert not all(passed(question)), f"{name} {question}: a wrong {function} passed every test"
+        finally:
+            env[function] = original
