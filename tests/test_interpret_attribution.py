@@ -8,7 +8,6 @@ from sklearn.metrics import jaccard_score
 from torch import nn
 
 from deepimaging.interpret import (
-    box_iou,
     grad_cam,
     heatmap_detections,
     match_detections,
@@ -17,6 +16,7 @@ from deepimaging.interpret import (
     sliding_window,
     window_boxes,
 )
+from deepimaging.metrics import box_jaccard
 from deepimaging.models import BasicCNN
 
 
@@ -236,11 +236,11 @@ def test_window_boxes_are_the_pixels_each_window_covers():
 # ----------------------------------------------------------------------------- detections
 
 
-def test_box_iou_equals_jaccard_of_rasterised_boxes():
+def test_box_jaccard_used_by_detections_equals_jaccard_of_rasterised_boxes():
     generator = torch.Generator().manual_seed(0)
     corners = torch.randint(0, 20, (12, 2, 2), generator=generator).sort(dim=1).values
     boxes = torch.cat([corners[:, 0], corners[:, 1] + 1], dim=1).float()  # (x0, y0, x1, y1), non-empty
-    iou = box_iou(boxes[:6], boxes[6:])
+    iou = box_jaccard(boxes[:6], boxes[6:])
     for a in range(6):
         for b in range(6):
             masks = np.zeros((2, 21, 21), dtype=bool)

@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from .._checks import check_choice, check_images, check_int, check_number
+from ..metrics import box_jaccard
 
 __all__ = [
-    "box_iou",
     "grad_cam",
     "heatmap_detections",
     "match_detections",
@@ -509,7 +509,7 @@ def heatmap_detections(
     while len(candidates):
         best = candidates[0]
         # The best box and every candidate it suppresses form one cluster; they vote on the box.
-        cluster = candidates[box_iou(boxes[best][None], boxes[candidates])[0] > overlap]
+        cluster = candidates[box_jaccard(boxes[best][None], boxes[candidates])[0] > overlap]
         cluster = torch.cat([best[None], cluster[cluster != best]])
         weights = scores[cluster][:, None]
         kept_boxes.append((weights * boxes[cluster]).sum(0) / weights.sum())
@@ -518,37 +518,6 @@ def heatmap_detections(
     kept = torch.tensor(kept, dtype=torch.long)
     boxes = torch.stack(kept_boxes) if kept_boxes else boxes[:0]
     return boxes, scores[kept], labels[kept]
-
-
-def box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:
-    """Jaccard index (intersection over union) of every pair of boxes.
-
-    .. math:: J(A, B) = \\frac{|A \\cap B|}{|A \\cup B|}
-
-    Parameters
-    ----------
-    boxes_a : torch.Tensor
-        (M, 4) boxes ``(x_min, y_min, x_max, y_max)``.
-    boxes_b : torch.Tensor
-        (N, 4).
-
-    Returns
-    -------
-    torch.Tensor
-        (M, N) IoU in [0, 1]; 0 for boxes that do not overlap.
-    """
-    for name, boxes in (("boxes_a", boxes_a), ("boxes_b", boxes_b)):
-        if not isinstance(boxes, torch.Tensor) or boxes.ndim != 2 or boxes.shape[1] != 4:
-            got = tuple(boxes.shape) if isinstance(boxes, torch.Tensor) else type(boxes).__name__
-            raise ValueError(f"{name} must be a tensor (M, 4) of (x_min, y_min, x_max, y_max); got {got}")
-    a, b = boxes_a.float()[:, None], boxes_b.float()[None]
-    width = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
-    height = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp(min=0)
-    intersection = width * height
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    union = area_a + area_b - intersection
-    return torch.where(union > 0, intersection / union.clamp(min=1e-12), torch.zeros_like(union))
 
 
 def match_detections(boxes: torch.Tensor, true_boxes: torch.Tensor, *, iou_threshold: float = 0.5) -> dict:
@@ -569,7 +538,7 @@ def match_detections(boxes: torch.Tensor, true_boxes: torch.Tensor, *, iou_thres
         ``matches`` (list of (detection index, true box index)).
     """
     check_number(iou_threshold, "iou_threshold", 0.0, 1.0)
-    iou = box_iou(boxes, true_boxes)
+    iou = box_jaccard(boxes, true_boxes)
     matched_true: set = set()
     matches, ious = [], []
     for d in range(len(boxes)):
@@ -588,7 +557,7 @@ def match_detections(boxes: torch.Tensor, true_boxes: torch.Tensor, *, iou_thres
         "precision": tp / len(boxes) if len(boxes) else float("nan"),
         "recall": tp / len(true_boxes) if len(true_boxes) else float("nan"),
         "mean_iou": sum(ious) / tp if tp else float("nan"),
-        "best_iou": iou.amax(dim=0) if len(boxes) else torch.zeros(len(true_boxes)),
+        "best_iou": iou.amax(dim=0).float() if len(boxes) else torch.zeros(len(true_boxes)),
         "matches": matches,
     }
 
