@@ -1,6 +1,6 @@
 """Cost of each physical layer inside a training step of PhysicalModel(layer, BasicCNN).
 
-Run:  python benchmarks/bench_physics.py [--device cpu|cuda] [--batch 128] [--repeats 5]
+Run:  python benchmarks/bench_physics.py [--device cpu|cuda] [--batch 128] [--repeats 5] [--layers noise ...]
 
 Prints, for every layer of deepimaging.physics.LAYERS, the layer's forward +
 backward time as a share of one full training step (forward, backward, Adam
@@ -119,9 +119,11 @@ def measure_layer(name, value, x, labels, device, repeats):
     return timed(layer_step, device, repeats), timed(train_step, device, repeats)
 
 
-def bench_layers(x, labels, device, repeats):
+def bench_layers(x, labels, device, repeats, names=None):
     print("\nlayer                  | layer fwd+bwd (ms) | training step (ms) | share of step")
     for name, value in VALUES.items():
+        if names and name not in names:
+            continue
         t_layer, t_step = measure_layer(name, value, x, labels, device, repeats)
         share = t_layer / t_step
         flag = "" if share <= 0.2 or name == "microscope" else "  <-- above 20%"
@@ -136,6 +138,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--skip-convolution", action="store_true")
+    parser.add_argument("--layers", nargs="+", choices=list(VALUES), help="only these layers (default: all)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -148,7 +151,7 @@ def main():
     )
     if not args.skip_convolution:
         bench_convolution(x, device, args.repeats)
-    bench_layers(x, labels, device, args.repeats)
+    bench_layers(x, labels, device, args.repeats, args.layers)
 
 
 if __name__ == "__main__":

@@ -219,6 +219,67 @@ def test_shift_variant_blur_keeps_the_sharp_zone_sharp():
     assert not torch.allclose(y[..., -4:], x[..., -4:])
 
 
+def _zone_blend_oracle(x, psfs):
+    """Shift-variant blur by hand: SciPy's convolution with each zone's PSF, blended by np.interp weights."""
+    gy, gx = psfs.shape[:2]
+    h, w = x.shape[-2:]
+
+    def weights(n_zones, length):  # hat functions through the zone centres, flat beyond the outer ones
+        centres = (np.arange(n_zones) + 0.5) * length / n_zones - 0.5
+        return np.stack([np.interp(np.arange(length), centres, np.eye(n_zones)[z]) for z in range(n_zones)])
+
+    wy, wx = weights(gy, h), weights(gx, w)
+    out = np.zeros(x.shape)
+    for i in range(gy):
+        for j in range(gx):
+            blurred = np.stack(
+                [
+                    [scipy.ndimage.convolve(img, psfs[i, j].numpy(), mode="mirror") for img in channels]
+                    for channels in x.numpy()
+                ]
+            )
+            out += blurred * wy[i][:, None] * wx[j][None, :]
+    return out
+
+
+@pytest.mark.parametrize("method", ["auto", "local", "direct", "fft"])
+def test_shift_variant_blur_matches_zone_convolutions_blended_by_hand(method):
+    x = rand(2, 2, 18, 20)
+    psfs = rand(2, 3, 5, 5, seed=3)
+    psfs = psfs / psfs.sum((-2, -1), keepdim=True)  # asymmetric PSFs: convolution and correlation differ
+    y = P.shift_variant_blur(x, psfs, method)
+    np.testing.assert_allclose(y.numpy(), _zone_blend_oracle(x, psfs), atol=1e-5)
+
+
+def test_local_convolution_gradients_pass_gradcheck():
+    g = torch.Generator().manual_seed(0)
+    padded = torch.rand(2, 2, 8, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    kernels = torch.rand(3, 3, 6, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(P.local_convolution, (padded, kernels))
+
+
+def test_shift_variant_blur_methods_give_the_same_gradients():
+    x = rand(2, 3, 16, 16)
+    weight = rand(1, 1, 16, 16, seed=5)  # a loss that weighs pixels differently
+    grads = []
+    for method in ("local", "fft"):
+        layer = P.ShiftVariantBlur(
+            size=5, grid=(2, 3), init_sigma=torch.tensor([[0.5, 1.0, 2.0], [1.5, 0.8, 1.2]])
+        )
+        image = x.clone().requires_grad_()
+        (P.shift_variant_blur(image, layer.psfs, method) * weight).sum().backward()
+        grads.append((image.grad, layer.logits.grad))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-5)
+    assert torch.allclose(grads[0][1], grads[1][1], atol=1e-5)
+
+
+def test_local_convolution_refuses_mismatched_shapes():
+    with pytest.raises(
+        ValueError, match=r"kernels must be \(k, k, H, W\).*got \(3, 3, 8, 8\) and \(1, 1, 8, 8\)"
+    ):
+        P.local_convolution(rand(1, 1, 8, 8), rand(3, 3, 8, 8))
+
+
 @pytest.mark.parametrize("size", [4, 0])
 def test_psf_sizes_must_be_odd_and_positive(size):
     with pytest.raises(ValueError, match=f"psf size must be .*got {size}"):
@@ -412,6 +473,76 @@ def test_photon_counts_must_be_positive(photons):
         P.Sensor(photons)
     with pytest.raises(ValueError, match="photons must be greater than 0"):
         P.shot_noise(rand(1, 1, 4, 4), photons)
+
+
+# Shot noise: the exact sampler (torch.poisson) and the hybrid one (exact below EXACT_BELOW electrons,
+# skew-corrected normal above), checked against the Poisson law itself (scipy.stats.poisson).
+
+
+@pytest.mark.parametrize("method", ["exact", "hybrid"])
+@pytest.mark.parametrize("rate", [0.3, 3.0, 40.0, 2000.0])  # exact and approximate branches of "hybrid"
+def test_poisson_counts_are_whole_with_mean_and_variance_equal_to_the_rate(method, rate):
+    counts = P.poisson_sample(torch.full((200_000,), rate), torch.Generator().manual_seed(1), method)
+    assert torch.equal(counts, counts.round()) and counts.min() >= 0
+    # Standard errors of the mean and variance of 200 000 Poisson draws: sqrt(rate / n), sqrt((rate + 2 rate^2) / n).
+    n = counts.numel()
+    assert abs(float(counts.mean()) - rate) < 5 * math.sqrt(rate / n)
+    assert (
+        abs(float(counts.var()) - rate) < 5 * math.sqrt((rate + 2 * rate**2) / n) + 0.14
+    )  # 0.14: see docstring
+
+
+@pytest.mark.parametrize("method", ["exact", "hybrid"])
+@pytest.mark.parametrize("rate", [2.5, 9.5, 10.0, 25.0])
+def test_poisson_counts_follow_the_scipy_poisson_pmf(method, rate):
+    from scipy.stats import poisson
+
+    n = 400_000
+    counts = P.poisson_sample(torch.full((n,), rate), torch.Generator().manual_seed(2), method)
+    k = np.arange(int(rate + 12 * math.sqrt(rate)) + 12)
+    observed = np.bincount(counts.long().numpy(), minlength=len(k))[: len(k)] / n
+    expected = poisson.pmf(k, rate)
+    # Every probability within 5 standard errors, and a total variation far below that of the plain
+    # rounded normal N(rate, rate) (0.040 at rate 10, 0.025 at 25), which this test would reject.
+    assert np.all(np.abs(observed - expected) <= 5 * np.sqrt(expected * (1 - expected) / n) + 1e-4)
+    assert 0.5 * np.abs(observed - expected).sum() < 0.012
+
+
+def test_hybrid_poisson_puts_each_count_at_its_own_pixel():
+    # Rates 0 to 19.5 across the columns: the exact branch (< 10) and the approximate one share a tensor.
+    rates = torch.arange(0, 20, 0.5).repeat(4000, 1)
+    counts = P.poisson_sample(rates, torch.Generator().manual_seed(3), "hybrid")
+    assert torch.allclose(counts.mean(0), rates[0], atol=0.3)  # standard error <= sqrt(19.5 / 4000) = 0.07
+    assert torch.allclose(counts.var(0), rates[0], atol=1.5)
+    assert torch.equal(counts[:, 0], torch.zeros(4000))  # Poisson(0) is 0
+
+
+@pytest.mark.parametrize("method", ["auto", "exact", "hybrid"])
+def test_same_seed_gives_the_same_shot_noise_with_every_sampler(method):
+    x = rand(2, 3, 16, 16)
+    a, b, c = (P.ShotNoise(30, seed=s, method=method)(x) for s in (7, 7, 8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    a, b = (P.shot_noise(x, 30, torch.Generator().manual_seed(5), method) for _ in range(2))
+    assert torch.equal(a, b)
+    assert torch.equal(P.Sensor(30, seed=1, method=method)(x), P.Sensor(30, seed=1, method=method)(x))
+
+
+@pytest.mark.parametrize("method", ["exact", "hybrid"])
+def test_shot_noise_gradient_is_the_reparameterised_one_for_both_samplers(method):
+    photons = 50.0
+    x = torch.linspace(0.01, 1, 64).view(1, 1, 8, 8).requires_grad_()
+    y = P.shot_noise(x, photons, torch.Generator().manual_seed(0), method)
+    y.sum().backward()
+    # n = lambda + sqrt(lambda) eps with eps held fixed: dy/dx = dn/dlambda = 1 + (n - lambda) / (2 lambda).
+    n, lam = y.detach() * photons, x.detach() * photons
+    assert torch.allclose(x.grad, 1 + (n - lam) / (2 * lam), rtol=1e-4, atol=1e-4)
+
+
+def test_shot_noise_method_must_be_a_known_sampler():
+    with pytest.raises(ValueError, match=r"method must be one of .*'exact'.*got 'normal'"):
+        P.shot_noise(rand(1, 1, 4, 4), 10.0, method="normal")
+    with pytest.raises(ValueError, match=r"method must be one of .*got 'fast'"):
+        P.Sensor(10.0, method="fast")
 
 
 # ---------------------------------------------------------------- every layer, through the registry

@@ -26,6 +26,7 @@ __all__ = [
     "blur",
     "defocus_psf",
     "gaussian_psf",
+    "local_convolution",
     "shift_variant_blur",
 ]
 
@@ -34,6 +35,10 @@ __all__ = [
 # PSFs (0.5-0.7x the time of conv2d) and far more for learnable ones (conv2d's kernel gradient is slow:
 # 0.07-0.5x). On a GPU (H100) cuDNN's direct convolution was faster up to 15 pixels and the FFT at 31.
 FFT_FROM_SIZE_GPU = 25
+# Shift-variant blur on the CPU (same batch, learnable 2 x 2 zones, forward + backward): the per-pixel kernel
+# ("local") took 0.5x the time of the FFT at 5 px, 0.8x at 11 and 1.3x at 15. More zones favour "local" (the
+# FFT's cost grows with the zones, its cost does not).
+LOCAL_UP_TO_SIZE_CPU = 11
 _ZERO_J1 = 3.8317059702075125  # first zero of the Bessel function J1
 
 
@@ -271,10 +276,12 @@ def _zone_weights(n_zones: int, length: int, device) -> torch.Tensor:
     return (1 - (position[None, :] - torch.arange(n_zones, device=device)[:, None]).abs()).clamp_min(0)
 
 
-def shift_variant_blur(images: torch.Tensor, psfs: torch.Tensor) -> torch.Tensor:
+def shift_variant_blur(images: torch.Tensor, psfs: torch.Tensor, method: str = "auto") -> torch.Tensor:
     r"""Blur with a PSF that changes across the field: one PSF per zone of a grid, blended smoothly.
 
     .. math:: y = \sum_k w_k \odot (h_k * x)
+              \quad\Longleftrightarrow\quad
+              y(p) = \sum_u \Big(\sum_k w_k(p)\, h_k(u)\Big)\, x(p - u)
 
     The PSFs ``h_k`` sit at the centres of a ``gy x gx`` grid of zones; the
     weights ``w_k(i, j)`` interpolate bilinearly between zone centres and sum to
@@ -282,14 +289,27 @@ def shift_variant_blur(images: torch.Tensor, psfs: torch.Tensor) -> torch.Tensor
     spatially variant blur"). Lens aberrations that grow towards the edge of
     the field are the classic case.
 
+    The two forms are equal (the sums commute). "direct" and "fft" compute the
+    left one: blur the image with every zone's PSF, then blend the blurred
+    copies (cost grows with the number of zones). "local" computes the right
+    one: blend the PSFs into one k x k kernel per pixel, then take one
+    weighted sum of k^2 shifted images (cost independent of the zones; see
+    :func:`local_convolution`).
+
     Parameters
     ----------
     images : torch.Tensor
         (N, C, H, W) in [0, 1].
     psfs : torch.Tensor
         (gy, gx, k, k): one PSF per zone, k odd, at most min(H, W).
+    method : {"auto", "local", "direct", "fft"}
+        "auto" picks what was fastest in benchmarks/bench_physics.py: "local"
+        on the CPU up to ``LOCAL_UP_TO_SIZE_CPU`` pixels, else as :func:`blur`
+        (the FFT on the CPU; grouped ``conv2d`` on a GPU below
+        ``FFT_FROM_SIZE_GPU``).
     """
     check_images(images)
+    check_choice(method, "method", ("auto", "local", "direct", "fft"))
     if not isinstance(psfs, torch.Tensor) or psfs.ndim != 4 or psfs.shape[-1] != psfs.shape[-2]:
         shape = tuple(psfs.shape) if isinstance(psfs, torch.Tensor) else type(psfs).__name__
         raise ValueError(f"psfs must have shape (gy, gx, k, k); got {shape}")
@@ -301,18 +321,106 @@ def shift_variant_blur(images: torch.Tensor, psfs: torch.Tensor) -> torch.Tensor
     pad = k // 2
     padded = F.pad(images, (pad, pad, pad, pad), mode="reflect") if pad else images
     kernels = psfs.reshape(zones, k, k).to(images.dtype)
-    if _use_fft("auto", k, images.device):
+    weights = (
+        _zone_weights(gy, h, images.device)[:, None, :, None]
+        * _zone_weights(gx, w, images.device)[None, :, None, :]
+    ).reshape(zones, h, w)
+    if method == "local" or (method == "auto" and images.device.type == "cpu" and k <= LOCAL_UP_TO_SIZE_CPU):
+        # Per-pixel kernel of the convolution, flipped so that it weights padded[p + offset] (a correlation).
+        local_kernels = torch.einsum("zuv,zhw->uvhw", kernels.flip(-2, -1), weights.to(images.dtype))
+        return local_convolution(padded, local_kernels)
+    if _use_fft(method, k, images.device):
         # All zone-blurred copies at once: (N, C, 1, Hp, Wp) against (Z, k, k) gives (N, C, Z, H, W).
         blurred = _fft_convolve(padded[:, :, None], kernels, pad)[..., :h, :w]
     else:
         # One grouped convolution: output channel c * Z + z is h_z * x_c.
         weight = kernels.flip(-2, -1)[:, None].repeat(c, 1, 1, 1)
         blurred = F.conv2d(padded, weight, groups=c).view(n, c, zones, h, w)
-    weights = (
-        _zone_weights(gy, h, images.device)[:, None, :, None]
-        * _zone_weights(gx, w, images.device)[None, :, None, :]
-    )  # (gy, gx, H, W)
-    return (blurred * weights.reshape(zones, h, w)).sum(2)
+    return (blurred * weights).sum(2)
+
+
+def local_convolution(padded: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    r"""A spatially varying filter with one k x k kernel per output pixel: a sum of k^2 shifted images.
+
+    .. math:: y(n, c, i, j) = \sum_{a, b = 0}^{k - 1} K(a, b, i, j)\; x_{pad}(n, c, i + a, j + b)
+
+    (a correlation: pass flipped PSFs for a convolution). Each term is one
+    multiply-add over the whole batch, k^2 in all, where a blur per zone then
+    blended costs a convolution per zone. The gradients, written out in a
+    ``torch.autograd.Function`` so that autograd stores no k^2 intermediate
+    images, are
+
+    .. math::
+        \frac{\partial L}{\partial K(a, b, i, j)} = \sum_{n, c} g(n, c, i, j)\, x_{pad}(n, c, i + a, j + b),
+        \qquad
+        \frac{\partial L}{\partial x_{pad}(n, c, i + a, j + b)} \mathrel{+}= K(a, b, i, j)\, g(n, c, i, j)
+
+    with ``g`` the gradient of the loss with respect to ``y``.
+
+    Parameters
+    ----------
+    padded : torch.Tensor
+        (N, C, H + k - 1, W + k - 1) images, padded by k // 2 on each side.
+    kernels : torch.Tensor
+        (k, k, H, W) kernel of every output pixel.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, C, H, W).
+    """
+    k, h, w = kernels.shape[0], kernels.shape[-2], kernels.shape[-1]
+    if kernels.shape[1] != k or tuple(padded.shape[-2:]) != (h + k - 1, w + k - 1):
+        raise ValueError(
+            f"kernels must be (k, k, H, W) and padded images (N, C, H + k - 1, W + k - 1); "
+            f"got {tuple(kernels.shape)} and {tuple(padded.shape)}"
+        )
+    return _LocalConvolution.apply(padded, kernels)
+
+
+class _LocalConvolution(torch.autograd.Function):
+    # Each loop runs over blocks of ~1 MB of images, so that the k^2 passes over a block hit the cache
+    # rather than main memory (twice as fast on the CPU as whole-batch passes).
+    BLOCK_ELEMENTS = 2**18
+
+    @staticmethod
+    def forward(ctx, padded, kernels):
+        k, h, w = kernels.shape[0], kernels.shape[-2], kernels.shape[-1]
+        images = padded.reshape(-1, *padded.shape[-2:])  # (N * C, H + k - 1, W + k - 1)
+        out = images.new_zeros(images.shape[0], h, w)
+        for block in _blocks(images.shape[0], h * w):
+            for a in range(k):
+                for b in range(k):
+                    out[block].addcmul_(images[block, a : a + h, b : b + w], kernels[a, b])
+        ctx.save_for_backward(padded, kernels)
+        return out.view(*padded.shape[:-2], h, w)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        padded, kernels = ctx.saved_tensors
+        k, h, w = kernels.shape[0], kernels.shape[-2], kernels.shape[-1]
+        images = padded.reshape(-1, *padded.shape[-2:])
+        grad_out = grad_out.reshape(-1, h, w)
+        grad_padded = grad_kernels = None
+        if ctx.needs_input_grad[0]:
+            grad_padded = torch.zeros_like(images)
+            for block in _blocks(images.shape[0], h * w):
+                for a in range(k):
+                    for b in range(k):
+                        grad_padded[block, a : a + h, b : b + w].addcmul_(grad_out[block], kernels[a, b])
+            grad_padded = grad_padded.view_as(padded)
+        if ctx.needs_input_grad[1]:
+            grad_kernels = torch.zeros_like(kernels)
+            for block in _blocks(images.shape[0], h * w):
+                for a in range(k):
+                    for b in range(k):
+                        grad_kernels[a, b] += (grad_out[block] * images[block, a : a + h, b : b + w]).sum(0)
+        return grad_padded, grad_kernels
+
+
+def _blocks(n: int, elements_per_item: int):
+    size = max(1, _LocalConvolution.BLOCK_ELEMENTS // elements_per_item)
+    return [slice(i, i + size) for i in range(0, n, size)]
 
 
 class ShiftVariantBlur(nn.Module):
