@@ -108,11 +108,66 @@ def test_bit_allocation_meets_the_budget_in_training_and_in_eval():
     layer = P.BitAllocation(mean_bits=2.7, image_shape=(3, 12, 12), max_bits=6)
     with torch.no_grad():
         layer.scores.normal_(0, 3)
-    assert abs(float(layer.bits_map().mean()) - 2.7) < 1e-4
-    layer.eval()
+    assert abs(float(layer.bits_map(integer=False).mean()) - 2.7) < 1e-4  # the continuous preference
+    for mode in (layer.train(), layer.eval()):  # the sensor uses whole bits in both modes
+        bits = mode.bits_map()
+        assert torch.equal(bits, bits.round()) and bits.min() >= 1 and bits.max() <= 6
+        assert abs(float(bits.sum()) - 2.7 * 144) <= 1
+
+
+def test_bit_allocation_trains_on_the_sensor_it_is_tested_with():
+    layer = P.BitAllocation(mean_bits=2.0, image_shape=(3, 16, 16), max_bits=8)
+    with torch.no_grad():
+        layer.scores.normal_(0, 0.05)
+    x = rand(4, 3, 16, 16)
     bits = layer.bits_map()
-    assert torch.equal(bits, bits.round()) and bits.min() >= 1 and bits.max() <= 6
-    assert abs(float(bits.sum()) - 2.7 * 144) <= 1
+    assert float(bits.mean()) == 2.0 and bits.std() > 0  # budget exact, map not flat
+    expected = torch.round(x * (2**bits - 1)) / (2**bits - 1)  # each pixel by hand with its own depth
+    assert torch.allclose(layer.train()(x), expected, atol=1e-6)
+    assert torch.allclose(layer.eval()(x), expected, atol=1e-6)
+
+
+def test_bit_allocation_passes_gradients_to_images_and_scores_without_moving_the_budget():
+    layer = P.BitAllocation(mean_bits=2.0, image_shape=(1, 8, 8), max_bits=6)
+    x = rand(3, 1, 8, 8).requires_grad_()
+    weight = rand(3, 1, 8, 8, seed=4)
+    (layer(x) * weight).sum().backward()
+    assert torch.equal(x.grad, weight)  # straight-through for the values
+    assert layer.scores.grad.abs().max() > 0 and torch.isfinite(layer.scores.grad).all()
+    # The budget shift is differentiated: no direction of the scores can change the total number of bits.
+    layer.scores.grad = None
+    with torch.no_grad():
+        layer.scores.normal_(0, 0.1)
+    layer._continuous_bits().sum().backward()
+    assert layer.scores.grad.abs().max() < 1e-4
+
+
+def test_bit_allocation_gives_a_classifier_more_bits_where_the_classes_differ():
+    # Two classes told apart by the intensity of the left half; the right half is noise.
+    g = torch.Generator().manual_seed(0)
+    layer = P.BitAllocation(mean_bits=2.0, image_shape=(1, 8, 8), max_bits=6)
+    model = torch.nn.Sequential(layer, torch.nn.Flatten(), torch.nn.Linear(64, 2))
+    torch.nn.init.zeros_(model[2].weight)  # no pixel favoured at the start: only the data say which matter
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)  # the network's learning rate, as in a study
+    for _ in range(150):
+        labels = torch.randint(0, 2, (32,), generator=g)
+        x = torch.rand(32, 1, 8, 8, generator=g)
+        x[..., :4] = 0.2 + 0.2 * labels.view(-1, 1, 1, 1) + 0.3 * x[..., :4]  # class 0: [.2,.5], 1: [.4,.7]
+        loss = torch.nn.functional.cross_entropy(model(x), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    layer.eval()
+    preference, bits = layer.bits_map(integer=False), layer.bits_map()
+    assert preference[:, :4].mean() > preference[:, 4:].mean() + 0.5
+    # Whole bits: the budget exactly; a bit moves only where the gain outweighs the loss (water-filling).
+    assert float(bits.mean()) == 2.0 and bits[:, :4].mean() >= bits[:, 4:].mean()
+
+
+@pytest.mark.parametrize("scale", [0, -1.0])
+def test_bit_allocation_logit_scale_must_be_positive(scale):
+    with pytest.raises(ValueError, match="logit_scale"):
+        P.BitAllocation(2.0, (1, 4, 4), logit_scale=scale)
 
 
 def test_bit_allocation_pixels_have_at_most_2_to_their_bits_levels():
