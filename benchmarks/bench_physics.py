@@ -16,6 +16,12 @@ Measured 2026-11-27 (commit "physics: auto convolution by measured device"), med
   except shift_variant_blur 23%, noise 49%, sensor 51% (torch.poisson draws serially on the CPU:
   ~150 ms for 1.5 M pixels) and the microscope 36%.
   FFT / direct convolution: fixed PSF 0.25-0.85x, learnable PSF 0.03-0.51x (FFT faster at every size).
+- CPU after the hybrid Poisson sampler and the per-pixel-kernel shift-variant blur (2026-11-27), 4 threads
+  on a shared, loaded 2-core machine, runs alternating the package before and after the change
+  (--skip-convolution --layers noise sensor shift_variant_blur, 8 runs each): shift_variant_blur 25-64%
+  -> 8-17%, noise 19-42% -> 6-13%, sensor 18-35% -> 7-14% (layer 75-265 -> 40-92 ms, 75-152 -> 21-50 ms,
+  82-105 -> 34-54 ms). One full run: every layer <= 20% except the microscope (shift_variant_blur 19%).
+  Not remeasured on the idle machine nor on a GPU (where "auto" keeps torch.poisson and the grouped conv).
 - GPU, NVIDIA H100 (step 3.4-5.9 ms, launch-bound): quantize 6%, blurs 6-8%, learned_psf 19%,
   noise 11%, sensor 18%, led_weighting 19%, but learned_discretization 73%, bit_allocation 30%,
   shift_variant_blur 36%, learned_cfa 24%, sparse_mask 39% (0.8-3.3 ms of small kernels each) and

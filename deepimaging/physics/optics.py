@@ -379,9 +379,9 @@ def local_convolution(padded: torch.Tensor, kernels: torch.Tensor) -> torch.Tens
 
 
 class _LocalConvolution(torch.autograd.Function):
-    # Each loop runs over blocks of ~1 MB of images, so that the k^2 passes over a block hit the cache
-    # rather than main memory (twice as fast on the CPU as whole-batch passes).
-    BLOCK_ELEMENTS = 2**18
+    # Each loop runs over blocks of ~4 MB of images, so that the k^2 passes over a block mostly hit the
+    # cache rather than main memory (1.2-2x faster on the CPU than passes over the whole batch).
+    BLOCK_ELEMENTS = 2**20
 
     @staticmethod
     def forward(ctx, padded, kernels):
