@@ -1,7 +1,6 @@
 """The command line: `deepimaging demo` writes the whole results folder; `deepimaging study` sweeps any layer."""
 
 import json
-import os
 
 import pytest
 
@@ -48,25 +47,19 @@ def test_demo_rerun_resumes_and_changes_no_point(demo, capsys):
 
 
 @pytest.mark.browser
-def test_demo_page_opens_in_a_browser_with_every_figure_and_the_title_as_text(demo):
-    chromium = os.environ.get("DEEPIMAGING_CHROMIUM", "/usr/bin/chromium")
-    if not os.path.exists(chromium):
-        pytest.skip(f"{chromium} not found (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox"])
-        try:
-            page = browser.new_page()
-            dialogs = []
-            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-            page.goto((demo / "index.html").as_uri())
-            page.wait_for_load_state("load")
-            widths = page.eval_on_selector_all(
-                "img", "images => images.map(i => i.complete ? i.naturalWidth : 0)"
-            )
-            heading = page.inner_text("h1")
-        finally:
-            browser.close()
+def test_demo_page_opens_in_a_browser_with_every_figure_and_the_title_as_text(demo, chromium):
+    page = chromium.new_page()
+    try:
+        dialogs = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto((demo / "index.html").as_uri())
+        page.wait_for_load_state("load")
+        widths = page.eval_on_selector_all(
+            "img", "images => images.map(i => i.complete ? i.naturalWidth : 0)"
+        )
+        heading = page.inner_text("h1")
+    finally:
+        page.close()
     assert len(widths) == len(FIGURES) and all(w > 100 for w in widths)
     assert heading == TITLE and dialogs == []
 

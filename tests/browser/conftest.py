@@ -20,9 +20,6 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 from _harness import (  # noqa: E402
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    INSTALL_HINT,
     ExplorerCase,
     NotebookRun,
     copy_into,
@@ -73,23 +70,6 @@ def _needed_notebooks(session) -> list[str]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    """A headless Debian Chromium driven by Playwright; skips the suite where it is missing."""
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} not found. {INSTALL_HINT}")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
-    playwright = sync_api.sync_playwright().start()
-    try:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-    finally:
-        playwright.stop()
 
 
 @pytest.fixture(scope="session")
