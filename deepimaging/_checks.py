@@ -44,7 +44,7 @@ def check_images(
             f"in shape {tuple(images.shape)}"
         )
     if check_range and images.numel():
-        lo, hi = float(images.detach().min()), float(images.detach().max())
+        lo, hi = (float(v) for v in torch.aminmax(images.detach()))  # one pass over the pixels
         if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
             raise ValueError(f"{name} must have values in [0, 1]; got values in [{lo:.4g}, {hi:.4g}]")
     return images

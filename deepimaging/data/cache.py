@@ -68,10 +68,15 @@ def fingerprint(files, root=None, **params) -> str:
     does any loader parameter (image size, colour mode), so a stale cache entry is
     never read back for changed inputs.
     """
+    prefix = os.path.join(str(root), "") if root is not None else ""
     entries = []
     for file in files:
+        file = str(file)
         stat = os.stat(file)
-        name = os.path.relpath(file, root) if root is not None else str(file)
+        # Names relative to the root (a plain prefix cut: os.path.relpath costs more than the stat).
+        name = (
+            file[len(prefix) :] if prefix and file.startswith(prefix) else os.path.relpath(file, root or ".")
+        )
         entries.append((name.replace(os.sep, "/"), stat.st_size, stat.st_mtime_ns))
     text = json.dumps({"files": entries, "params": params}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
