@@ -7,18 +7,18 @@ with the physics in its docstring and the gradient trick it uses named:
 
 ==================  ===============================================================
 quantization        :func:`quantize`, :class:`Quantize`, :class:`LearnedDiscretization`,
-                    :class:`BitAllocation` (bit depth; straight-through, LSQ)
+                    :class:`BitAllocation` (bit depth; straight-through)
 optics              :func:`gaussian_psf`, :func:`defocus_psf`, :func:`airy_psf`,
                     :func:`blur`, :class:`Blur`, :class:`GaussianBlur`,
-                    :class:`LearnedPSF`, :class:`ShiftVariantBlur`
+                    :class:`LearnedPSF`, :class:`ShiftVariantBlur`, :func:`local_convolution`
 sampling            :func:`bin_pixels`, :class:`Binning`, :class:`VariablePixelSensor`,
                     :class:`SparseMask` (top-k straight-through, relaxed Bernoulli)
 mosaic              :func:`bayer_mosaic`, :class:`BayerMosaic`, :class:`LearnedCFA`,
                     :func:`exposure_mosaic`, :class:`ExposureMosaic`
 illumination        :class:`LEDWeighting`, :class:`FourierMicroscope`,
                     :func:`simulate_led_stack`
-noise               :func:`shot_noise`, :func:`read_noise`, :func:`saturate`,
-                    :class:`ShotNoise`, :class:`Sensor`
+noise               :func:`shot_noise`, :func:`poisson_sample`, :func:`read_noise`,
+                    :func:`saturate`, :class:`ShotNoise`, :class:`Sensor`
 registry            :data:`LAYERS`, :func:`make_layer`, :func:`describe_layer`,
                     :func:`output_shape` (for parameter sweeps)
 ==================  ===============================================================
