@@ -7,7 +7,7 @@ with the physics in its docstring and the gradient trick it uses named:
 
 ==================  ===============================================================
 quantization        :func:`quantize`, :class:`Quantize`, :class:`LearnedDiscretization`,
-                    :class:`BitAllocation` (bit depth; straight-through)
+                    :class:`BitAllocation` (bit depth; straight-through, LSQ step gradient, Fisher bit sensitivity)
 optics              :func:`gaussian_psf`, :func:`defocus_psf`, :func:`airy_psf`,
                     :func:`blur`, :class:`Blur`, :class:`GaussianBlur`,
                     :class:`LearnedPSF`, :class:`ShiftVariantBlur`, :func:`local_convolution`
