@@ -418,6 +418,25 @@ class NotebookRun:
         self.page.evaluate(_OPEN_AND_RUN, self.path)
         self._mark("page loaded, run requested")
 
+    def wait_for_kernel(self, timeout: float = 90.0, retries: int = 1) -> bool:
+        """Wait until the notebook's panel and kernel are ready; reload the page once if they are not.
+
+        Opening the notebooks one kernel at a time (the fixture calls this after each
+        start) keeps simultaneous kernel starts from starving each other on a small
+        machine, where a page could otherwise wait forever for its session.
+        """
+        for attempt in range(retries + 1):
+            try:
+                self.page.wait_for_function(
+                    "() => Boolean(window.__deepimagingPanel)", timeout=timeout * 1000
+                )
+                self._mark(f"kernel ready (attempt {attempt + 1})")
+                return True
+            except Exception:  # Playwright's TimeoutError
+                if attempt < retries:
+                    self.start()
+        return False
+
     def wait(self, timeout: float = 300.0) -> dict:
         """Wait until every cell has run (at most ``timeout`` s after the notebook was opened).
 

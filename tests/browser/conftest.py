@@ -109,6 +109,9 @@ def notebook_runs(chromium, lab, request, artifacts):
             if (lab.root / path).exists():
                 runs[path] = NotebookRun(lab, context, path)
                 runs[path].start()
+                runs[
+                    path
+                ].wait_for_kernel()  # one kernel start at a time; the notebooks then run side by side
         yield runs
     finally:
         timings = {path: run.timings for path, run in runs.items()}
