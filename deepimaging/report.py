@@ -124,7 +124,7 @@ def make_figures(
             if (test.labels == k).any()
         ]
         fig = plots.plot_sensor_examples(
-            test.images[picks],
+            test.images_at(picks),
             first.layer,
             first.values,
             options=first.options,

@@ -18,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._checks import check_int, check_number
-from .data.dataset import ImageDataset
+from .data.dataset import ImageDataset, as_float
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -137,7 +137,8 @@ def fit(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     generator = torch.Generator().manual_seed(seed)
-    images, labels = train.images.to(device), train.labels.to(device)
+    # uint8 storage moves as uint8 (a quarter of the bytes) and is converted one batch at a time.
+    images, labels = train.storage.to(device), train.labels.to(device)
     history = History()
 
     bar = tqdm(range(epochs), desc="epochs", disable=not progress, leave=False)
@@ -148,7 +149,7 @@ def fit(
         correct = torch.zeros((), device=device, dtype=torch.long)
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
-            logits = model(images[batch])
+            logits = model(as_float(images[batch]))
             loss = loss_fn(logits, labels[batch])
             optimizer.zero_grad(set_to_none=True)
             (loss / len(batch)).backward()
@@ -181,7 +182,7 @@ def predict(
     was_training = model.training
     model.to(device).eval()
     chunks = [
-        torch.softmax(model(data.images[i : i + batch_size].to(device)), dim=1).cpu()
+        torch.softmax(model(as_float(data.storage[i : i + batch_size].to(device))), dim=1).cpu()
         for i in range(0, len(data), batch_size)
     ]
     model.train(was_training)

@@ -102,6 +102,56 @@ def test_second_load_reads_the_memory_mapped_cache_without_decoding(folder, cach
     assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
 
 
+def test_loaded_dataset_keeps_uint8_pixels_and_reads_them_as_value_over_255(folder, cache):
+    root, written = folder
+    ds = load_image_folder(root, size=SIZE, cache_dir=cache)
+    assert ds.storage.dtype == torch.uint8  # a quarter of float32's memory
+    expected = np.stack([written[k] for k in sorted(written)]).transpose(0, 3, 1, 2)
+    oracle = torch.from_numpy(expected.astype(np.float32) / np.float32(255))  # numpy's float32 division
+    # Every way of reading gives the same floats, bit for bit, converting only what it reads.
+    assert torch.equal(ds.images_at([2, 5]), oracle[[2, 5]])
+    image, label = ds[3]
+    assert torch.equal(image, oracle[3]) and int(label) == int(ds.labels[3])
+    batch = next(iter(ds.loader(batch_size=5)))
+    assert torch.equal(batch[0], oracle[:5])
+    sub = ds.subset([1, 4])
+    assert sub.storage.dtype == torch.uint8 and torch.equal(sub.images, oracle[[1, 4]])
+    assert "uint8" in repr(ds)
+    assert torch.equal(ds.images, oracle) and ds.images.dtype == torch.float32
+
+
+def test_changing_a_loaded_dataset_in_memory_never_changes_the_cache(folder, cache):
+    root, _ = folder
+    first = load_image_folder(root, size=SIZE, cache_dir=cache)
+    original = first.storage.clone()
+    first.storage.zero_()  # the tensor shares a copy-on-write memory map of the cache file
+    again = load_image_folder(root, size=SIZE, cache_dir=cache)
+    assert torch.equal(again.storage, original)
+
+
+def test_training_on_uint8_storage_equals_training_on_the_float_images():
+    from deepimaging.models import BasicCNN
+    from deepimaging.train import fit, predict, seed_everything
+
+    rng = np.random.default_rng(0)
+    pixels = torch.from_numpy(rng.integers(0, 256, (24, 3, 16, 16), dtype=np.uint8))
+    labels = torch.arange(24) % 2
+    stored = ImageDataset(pixels, labels, ["a", "b"])
+    floats = ImageDataset(
+        torch.from_numpy(pixels.numpy().astype(np.float32) / np.float32(255)), labels, ["a", "b"]
+    )
+    assert floats.storage.dtype == torch.float32
+    runs = []
+    for data in (stored, floats):
+        seed_everything(0)
+        model = BasicCNN(3, 2, widths=(4, 8))
+        history = fit(model, data, data, epochs=2, batch_size=8, progress=False, device="cpu")
+        runs.append((history, predict(model, data, device="cpu").probabilities))
+    assert runs[0][0].train_loss == runs[1][0].train_loss
+    assert torch.equal(runs[0][1], runs[1][1])
+    assert stored.storage.dtype == torch.uint8  # training converted batches, never the whole set
+
+
 def test_cache_entry_changes_when_a_file_or_the_size_changes(folder, cache):
     root, _ = folder
     load_image_folder(root, size=SIZE, cache_dir=cache)
@@ -265,7 +315,7 @@ def test_medmnist_npz_loads_each_split_with_bloodmnist_class_names(tmp_path):
     arrays = _write_npz(tmp_path / "bloodmnist.npz")
     for part in ("train", "val", "test"):
         ds = load_medmnist("bloodmnist", part, path=tmp_path / "bloodmnist.npz")
-        assert ds.image_shape == (3, 28, 28)
+        assert ds.image_shape == (3, 28, 28) and ds.storage.dtype == torch.uint8
         np.testing.assert_array_equal(ds.labels.numpy(), arrays[f"{part}_labels"][:, 0])
         np.testing.assert_allclose(
             ds.images.permute(0, 2, 3, 1).numpy(), arrays[f"{part}_images"] / 255.0, atol=1e-7
@@ -390,3 +440,17 @@ def test_bad_size_or_thread_count_is_an_error_naming_the_argument(folder, cache)
         load_image_folder(root, size=0, cache_dir=cache)
     with pytest.raises(ValueError, match=r"n_jobs must be in \[1, inf\]; got 0"):
         load_image_folder(root, size=SIZE, cache_dir=cache, n_jobs=0)
+
+
+def test_features_of_uint8_storage_equal_features_of_the_float_images():
+    from deepimaging.interpret import extract_features
+    from deepimaging.models import BasicCNN
+
+    pixels = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (10, 3, 16, 16), dtype=np.uint8))
+    stored = ImageDataset(pixels, torch.arange(10) % 2, ["a", "b"])
+    model = BasicCNN(3, 2, widths=(4, 8)).eval()
+    expected = model.embed(pixels.float() / 255)
+    assert torch.allclose(extract_features(model, stored, batch_size=4, device="cpu"), expected, atol=1e-6)
+    named = extract_features(model, stored, layer="features.0", batch_size=4, device="cpu")
+    assert torch.allclose(named, model.features[0](pixels.float() / 255).flatten(1), atol=1e-6)
+    assert stored.storage.dtype == torch.uint8

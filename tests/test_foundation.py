@@ -110,7 +110,8 @@ def test_split_is_stratified_disjoint_and_seeded():
     [
         (np.zeros((2, 3, 8, 8)), [0, 1], "must be a torch.Tensor"),
         (torch.zeros(2, 8, 8), [0, 1], r"shape \(N, C, H, W\)"),
-        (torch.zeros(2, 3, 8, 8, dtype=torch.uint8), [0, 1], "floating-point"),
+        (torch.zeros(2, 3, 8, 8, dtype=torch.int32), [0, 1], "floating-point"),
+        (torch.zeros(2, 8, 8, dtype=torch.uint8), [0, 1], r"shape \(N, C, H, W\)"),
         (torch.full((2, 3, 8, 8), 2.0), [0, 1], r"values in \[0, 1\]"),
         (torch.zeros(2, 3, 8, 8), [0, 1, 1], "labels must have shape"),
         (torch.zeros(2, 3, 8, 8), [0, 5], "labels must be in"),

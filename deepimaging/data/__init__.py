@@ -1,7 +1,9 @@
 """Datasets: the simulated blood smear (built in, no download) and loaders for real data.
 
 Every dataset is an :class:`ImageDataset`: float images in [0, 1] of shape
-(N, C, H, W), int64 labels and class names.
+(N, C, H, W), int64 labels and class names. Loaders of real data keep the
+decoded 8-bit pixels (a quarter of the memory) and convert them to float one
+batch at a time as they are read.
 
 ================================ ===============================================
 :func:`simulate_blood_smear`     built in, 4 white-cell classes, any size
@@ -16,7 +18,7 @@ Every dataset is an :class:`ImageDataset`: float images in [0, 1] of shape
 
 from .bccd import BCCD_CLASSES, BoxedImages, download_bccd, find_bccd, load_bccd_crops, load_bccd_images
 from .cache import data_dir
-from .dataset import ImageDataset, split
+from .dataset import ImageDataset, as_float, split
 from .digits import load_digits
 from .download import UnsafeArchiveError, extract_archive, fetch_archive, fetch_file
 from .folder import decode_image, load_image_folder, read_image_folder, to_dataset
@@ -33,6 +35,7 @@ __all__ = [
     "KAGGLE_URL",
     "MEDMNIST",
     "UnsafeArchiveError",
+    "as_float",
     "data_dir",
     "decode_image",
     "download_bccd",

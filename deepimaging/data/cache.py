@@ -150,12 +150,14 @@ def save_json(path, obj) -> Path:
 
 
 def load_array(path, mmap: bool = True) -> np.ndarray:
-    """Read a ``.npy`` file, memory-mapped read-only by default.
+    """Read a ``.npy`` file, memory-mapped copy-on-write by default.
 
     A memory map reads pixels from the page cache only when they are touched,
-    so opening a 600 MB cache takes milliseconds.
+    so opening a 600 MB cache takes milliseconds. Copy-on-write (``mode="c"``)
+    lets the array be changed in memory (a torch tensor can share it) while
+    the file on disk never is.
     """
-    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    return np.load(path, mmap_mode="c" if mmap else None, allow_pickle=False)
 
 
 def cached_array(folder, name: str, build: Callable) -> tuple[np.ndarray, dict]:

@@ -135,23 +135,21 @@ def load_image_folder(
     return to_dataset(images, labels, classes)
 
 
-def to_dataset(images: np.ndarray, labels, classes, chunk: int = 1024) -> ImageDataset:
-    """An :class:`ImageDataset` from uint8 images of shape (N, C, H, W), e.g. a cache memory map.
+def to_dataset(images: np.ndarray, labels, classes) -> ImageDataset:
+    """An :class:`ImageDataset` stored as uint8 from images of shape (N, C, H, W), e.g. a cache memory map.
 
-    Converts ``chunk`` images at a time so that the peak memory is the float
-    result plus one chunk, not a second full copy.
+    Nothing is converted or copied here: the dataset shares the array's memory
+    (for a copy-on-write memory map, pages are read from disk as they are
+    used) and converts images to float one batch at a time when they are read.
     """
-    out = torch.empty(images.shape, dtype=torch.float32)
-    result = out.numpy()
-    for start in range(0, len(images), chunk):
-        # One pass from the (memory-mapped) uint8 block straight into the float result.
-        np.divide(
-            images[start : start + chunk],
-            np.float32(255),
-            out=result[start : start + chunk],
-            dtype=np.float32,
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(
+            f"images must be uint8 of shape (N, C, H, W); got {images.dtype} of shape {images.shape}"
         )
-    return ImageDataset(out, torch.as_tensor(np.asarray(labels), dtype=torch.long), list(classes))
+    return ImageDataset(
+        torch.from_numpy(images), torch.as_tensor(np.asarray(labels), dtype=torch.long), list(classes)
+    )
 
 
 def _list_folder(root, classes):

@@ -220,7 +220,8 @@ def _to_dataset(images, labels, classes, path) -> ImageDataset:
             f"{path}: expected one label per image, shape ({len(images)}, 1); got {labels.shape} "
             "(multi-label sets such as ChestMNIST are not supported)"
         )
-    tensor = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
+    # Stored as uint8 (N, C, H, W), as the file holds it; read as float one batch at a time.
+    tensor = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
     return ImageDataset(tensor, torch.from_numpy(labels[:, 0].astype(np.int64)), list(classes))
 
 

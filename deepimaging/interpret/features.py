@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .._checks import check_choice, check_images, check_int, check_number
-from ..data.dataset import ImageDataset
+from ..data.dataset import ImageDataset, as_float
 
 __all__ = [
     "Neighbors",
@@ -185,7 +185,7 @@ def extract_features(
         model.to(device).eval()
         try:
             chunks = [
-                model.embed(images[i : i + batch_size].to(device)).flatten(1).float().cpu()
+                model.embed(as_float(images[i : i + batch_size].to(device))).flatten(1).float().cpu()
                 for i in range(0, len(images), batch_size)
             ]
         finally:
@@ -209,7 +209,7 @@ def _run_with_hook(model, images, layer, *, batch_size, device):
     model.to(device).eval()
     try:
         for i in range(0, len(images), batch_size):
-            model(images[i : i + batch_size].to(device))
+            model(as_float(images[i : i + batch_size].to(device)))
     finally:
         handle.remove()
         model.train(was_training)
@@ -468,6 +468,7 @@ def _check_model(model):
 
 
 def _images_of(data) -> torch.Tensor:
+    """The images of ``data`` as stored (uint8 or float); batches go through ``as_float``."""
     if isinstance(data, ImageDataset):
-        return data.images
+        return data.storage
     return check_images(data, "data")

@@ -175,7 +175,7 @@ def _train_point(config: StudyConfig, sweep: Sweep, value, seed: int, progress: 
         seed_everything(seed)
         layer = _make_layer(sweep, value, train.image_shape)
         with torch.no_grad():
-            channels = layer(train.images[:2]).shape[1]  # some layers change the channel count
+            channels = layer(train.images_at(slice(0, 2))).shape[1]  # some layers change the channel count
         cnn = BasicCNN(channels, train.num_classes, widths=tuple(config.widths))
         model = PhysicalModel(layer, cnn)
         history = fit(
