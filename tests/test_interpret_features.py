@@ -383,3 +383,103 @@ def test_explorers_reject_datasets_too_small_for_neighbours(model, data):
     one = ImageDataset(data.images[:1], data.labels[:1], data.classes)
     with pytest.raises(ValueError, match="at least 2 images"):
         EmbeddingExplorer(model, one)
+
+
+# --- clicking the t-SNE map (ipyevents) ----------------------------------------------------------
+
+
+def _png_pixels_of_points(explorer, chosen):
+    """Where matplotlib draws every point in the explorer's map PNG, recomputed here.
+
+    The same map (tsne_scatter at the explorer's figure size and dpi, tight layout, the
+    whole figure saved) drawn in a figure of our own; its data transform gives display
+    pixels with y up, PNG rows count down.
+    """
+    fig, ax = plt.subplots(figsize=explorer.figsize, dpi=explorer.dpi)
+    tsne_scatter(
+        explorer.embedding,
+        explorer.data.labels,
+        explorer.data.classes,
+        highlight=[chosen, *explorer.neighbors.indices[chosen].tolist()],
+        title=f"t-SNE of the features; click a point (now {chosen}, ringed with its neighbours)",
+        ax=ax,
+    )
+    fig.tight_layout()
+    fig.canvas.draw()
+    width, height = fig.canvas.get_width_height()
+    xy = ax.transData.transform(explorer.embedding.double().numpy())
+    plt.close(fig)
+    return np.column_stack([xy[:, 0], height - xy[:, 1]]), (width, height)
+
+
+def _isolated_point(pixels, other_than):
+    """The point farthest from its nearest neighbour on the map (so a click on it is unambiguous)."""
+    gaps = np.hypot(*(pixels[:, None] - pixels[None]).transpose(2, 0, 1))
+    np.fill_diagonal(gaps, np.inf)
+    order = np.argsort(-gaps.min(axis=1))
+    return int(next(i for i in order if i != other_than))
+
+
+def test_embedding_explorer_click_on_a_point_selects_it_and_moves_the_slider(model, data):
+    from PIL import Image
+
+    explorer = EmbeddingExplorer(model, data, k=3, perplexity=5)
+    pixels, size = _png_pixels_of_points(explorer, chosen=0)
+    png = Image.open(__import__("io").BytesIO(explorer.scatter_image.value))
+    assert png.size == size  # the PNG is the whole figure: no cropping shifts the pixels
+    target = _isolated_point(pixels, other_than=0)
+    column, row = pixels[target]
+    # The pixel we click is drawn on: not the white background of the axes.
+    assert np.asarray(png.convert("RGB"))[int(row), int(column)].min() < 250
+    scatter, panel, readout = explorer.scatter_image.value, explorer.image.value, explorer.readout.value
+    # ipyevents rounds to whole PNG pixels (arrayX, arrayY).
+    explorer.on_click({"type": "click", "arrayX": round(column), "arrayY": round(row)})
+    assert explorer.point.value == target  # the slider follows the click
+    assert explorer.readout.value.startswith(f"point {target} (") and explorer.readout.value != readout
+    assert explorer.image.value != panel and explorer.scatter_image.value != scatter
+
+
+def test_embedding_explorer_click_on_a_resized_image_is_scaled_to_png_pixels(model, data):
+    explorer = EmbeddingExplorer(model, data, k=3, perplexity=5)
+    pixels, (width, height) = _png_pixels_of_points(explorer, chosen=0)
+    target = _isolated_point(pixels, other_than=0)
+    # Shown at 60 % of the PNG's size, with no arrayX/arrayY: screen pixels relative to the image.
+    shown_w, shown_h = 0.6 * width, 0.6 * height
+    event = {
+        "type": "click",
+        "relativeX": pixels[target, 0] * 0.6,
+        "relativeY": pixels[target, 1] * 0.6,
+        "boundingRectWidth": shown_w,
+        "boundingRectHeight": shown_h,
+    }
+    explorer.on_click(event)
+    assert explorer.point.value == target
+
+
+def test_embedding_explorer_click_on_empty_space_changes_nothing(model, data):
+    explorer = EmbeddingExplorer(model, data, k=3, perplexity=5)
+    explorer.point.value = 2
+    pixels, (width, height) = _png_pixels_of_points(explorer, chosen=2)
+    # The pixel farthest from every point (on a grid over the PNG): empty space.
+    grid = np.stack(np.meshgrid(np.arange(width), np.arange(height)), -1).reshape(-1, 2)
+    far = grid[np.hypot(*(grid[:, None] - pixels[None]).transpose(2, 0, 1)).min(1).argmax()]
+    assert np.hypot(*(pixels - far).T).min() > 3 * explorer.click_radius
+    state = explorer.scatter_image.value, explorer.image.value, explorer.readout.value
+    explorer.on_click({"type": "click", "arrayX": int(far[0]), "arrayY": int(far[1])})
+    explorer.on_click({"type": "mouseup"})  # an event without coordinates is ignored too
+    assert explorer.point.value == 2
+    assert (explorer.scatter_image.value, explorer.image.value, explorer.readout.value) == state
+
+
+def test_embedding_explorer_slider_and_clicks_share_the_selection(model, data):
+    explorer = EmbeddingExplorer(model, data, k=3, perplexity=5)
+    explorer.point.value = 5
+    pixels, _ = _png_pixels_of_points(explorer, chosen=5)
+    np.testing.assert_allclose(explorer.point_pixels, pixels, atol=1e-6)  # redrawn for the new selection
+    target = _isolated_point(pixels, other_than=5)
+    explorer.on_click(
+        {"type": "click", "arrayX": round(pixels[target, 0]), "arrayY": round(pixels[target, 1])}
+    )
+    assert explorer.point.value == target
+    with pytest.raises(ValueError, match="click_radius"):
+        EmbeddingExplorer(model, data, k=3, perplexity=5, click_radius=-1)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import html
+import io
 
+import ipyevents
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+import numpy as np
 
-from .._checks import check_choice, check_int
+from .._checks import check_choice, check_int, check_number
 from ..data.dataset import ImageDataset
 from ..interpret.features import (
     activation_maps,
@@ -229,12 +232,22 @@ class NeighborExplorer(Explorer):
 
 
 class EmbeddingExplorer(Explorer):
-    """The t-SNE map of the features; pick a point to see its image and its feature-space neighbours.
+    """The t-SNE map of the features; click a point to see its image and its feature-space neighbours.
 
     Features, the t-SNE map and every point's neighbours are computed in
-    ``__init__``. Points are picked by index with the ``point`` slider (a plain
-    ipywidgets image cannot report clicks); the map rings the chosen point
-    and its neighbours.
+    ``__init__``. A point is picked by clicking it on the map (browser clicks
+    reach the kernel through `ipyevents <https://github.com/mwcraig/ipyevents>`_,
+    since a plain ``ipywidgets.Image`` reports none) or by index with the
+    ``point`` slider (keyboard access); the two stay in step. The map rings
+    the chosen point and its neighbours.
+
+    How a click finds its point: the map is drawn by matplotlib at a fixed
+    size and resolution, so ``ax.transData`` gives the pixel of every point in
+    the PNG (matplotlib's display y grows upwards, PNG rows grow downwards:
+    ``row = height - y``). The click arrives in PNG pixels (``arrayX``,
+    ``arrayY``: ipyevents rescales them when the image is shown smaller or
+    larger than the PNG), and the nearest point within ``click_radius``
+    pixels is chosen; a click on empty space changes nothing.
 
     Parameters
     ----------
@@ -247,18 +260,26 @@ class EmbeddingExplorer(Explorer):
         Seeds t-SNE and the choice of thumbnails.
     thumbnails : int
         Images drawn on the map.
+    click_radius : float
+        How far (in PNG pixels) a click may land from a point and still pick it.
 
     Attributes
     ----------
     point : ipywidgets.IntSlider
     scatter_image, image : ipywidgets.Image
         The map, and the chosen point with its neighbours.
+    clicks : ipyevents.Event
+        Watches clicks on ``scatter_image``; each goes to :meth:`on_click`.
     readout : ipywidgets.HTML
     embedding : torch.Tensor
         (N, 2) t-SNE coordinates.
+    point_pixels : numpy.ndarray
+        (N, 2) column and row of every point in the map's PNG now shown.
     """
 
     name = "embedding"
+    figsize = (6.0, 5.0)  # inches; at ``dpi`` this fixes the size of the map's PNG
+    dpi = 80
 
     def __init__(
         self,
@@ -269,10 +290,12 @@ class EmbeddingExplorer(Explorer):
         perplexity: float = 30.0,
         seed: int = 0,
         thumbnails: int = 0,
+        click_radius: float = 6.0,
         device: str = "auto",
     ):
         _check_dataset(data, "data")
         check_int(k, "k", 1)
+        self.click_radius = check_number(click_radius, "click_radius", 0.0)
         self.data, self.seed, self.thumbnails = data, seed, thumbnails
         self.features = extract_features(model, data, device=device)
         self.embedding = tsne(self.features, perplexity=perplexity, seed=seed)
@@ -280,9 +303,14 @@ class EmbeddingExplorer(Explorer):
         self._png = {}
 
         self.point = widgets.IntSlider(value=0, min=0, max=len(data) - 1, description="point")
-        self.scatter_image = widgets.Image(format="png")
-        self.image = widgets.Image(format="png")
+        # The map keeps its PNG size (clicks land where they are aimed); the neighbour panel
+        # shrinks to the room left, keeping its aspect ratio.
+        self.scatter_image = widgets.Image(format="png", layout={"flex": "0 0 auto"})
+        self.scatter_image.add_class("deepimaging-embedding-map")
+        self.image = widgets.Image(format="png", layout={"object_fit": "contain", "min_width": "0"})
         self.readout = widgets.HTML()
+        self.clicks = ipyevents.Event(source=self.scatter_image, watched_events=["click"])
+        self.clicks.on_dom_event(self.on_click)
         self.point.observe(self._draw, names="value")
         self._draw()
         self._finish(widgets.VBox([self.point, self.readout, widgets.HBox([self.scatter_image, self.image])]))
@@ -296,17 +324,37 @@ class EmbeddingExplorer(Explorer):
             thumbnails=self.thumbnails,
             highlight=[i, *self.neighbors.indices[i].tolist()],
             seed=self.seed,
-            title=f"t-SNE of the features; point {i} ringed with its neighbours",
+            title=f"t-SNE of the features; click a point (now {i}, ringed with its neighbours)",
             ax=ax,
         )
+
+    def _map_png(self, i):
+        """The map's PNG with point ``i`` chosen, and the (N, 2) pixel (column, row) of every point in it.
+
+        Saved without ``bbox_inches="tight"`` (which would crop by an amount
+        known only while saving), so the PNG is the whole figure and the
+        pixels come straight from the axes transform.
+        """
+        fig, ax = plt.subplots(figsize=self.figsize, dpi=self.dpi)
+        self._scatter(i, ax=ax)
+        fig.tight_layout()
+        fig.canvas.draw()  # fixes the layout, hence the transform
+        height = fig.bbox.height
+        xy = ax.transData.transform(self.embedding.numpy().astype(np.float64))
+        pixels = np.column_stack([xy[:, 0], height - xy[:, 1]])
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=self.dpi)
+        plt.close(fig)
+        return buffer.getvalue(), pixels
 
     def _draw(self, change=None):
         i = self.point.value
         if i not in self._png:
-            scatter = figure_to_png(self._scatter(i).figure)
+            scatter, pixels = self._map_png(i)
             block = {"feature-space neighbours": self.neighbors.indices[i : i + 1]}
-            self._png[i] = scatter, figure_to_png(neighbor_grid(self.data.subset([i]), self.data, block))
-        self.scatter_image.value, self.image.value = self._png[i]
+            panel = figure_to_png(neighbor_grid(self.data.subset([i]), self.data, block))
+            self._png[i] = scatter, panel, pixels
+        self.scatter_image.value, self.image.value, self.point_pixels = self._png[i]
         label = int(self.data.labels[i])
         same = int((self.data.labels[self.neighbors.indices[i]] == label).sum())
         x, y = self.embedding[i].tolist()
@@ -315,8 +363,34 @@ class EmbeddingExplorer(Explorer):
             f"<b>{same}/{self.neighbors.indices.shape[1]}</b> feature-space neighbours of the same class"
         )
 
+    def point_at(self, column: float, row: float) -> int | None:
+        """Index of the point drawn nearest to PNG pixel (column, row), or None if none is within reach."""
+        distances = np.hypot(self.point_pixels[:, 0] - column, self.point_pixels[:, 1] - row)
+        nearest = int(distances.argmin())
+        return nearest if distances[nearest] <= self.click_radius else None
+
+    def on_click(self, event: dict) -> None:
+        """Handle an ipyevents click on the map: choose the point under it (the slider follows).
+
+        Uses ``arrayX``/``arrayY`` (PNG pixels) when the event has them;
+        otherwise scales ``relativeX``/``relativeY`` (screen pixels in the
+        shown image) by the PNG's size over the shown size
+        (``boundingRectWidth``/``boundingRectHeight``).
+        """
+        if "arrayX" in event and "arrayY" in event:
+            column, row = float(event["arrayX"]), float(event["arrayY"])
+        elif "relativeX" in event and event.get("boundingRectWidth") and event.get("boundingRectHeight"):
+            png_width, png_height = self.figsize[0] * self.dpi, self.figsize[1] * self.dpi
+            column = float(event["relativeX"]) * png_width / float(event["boundingRectWidth"])
+            row = float(event["relativeY"]) * png_height / float(event["boundingRectHeight"])
+        else:
+            return
+        chosen = self.point_at(column, row)
+        if chosen is not None:
+            self.point.value = chosen  # the slider's observer redraws
+
     def static_figure(self):
-        fig, ax = plt.subplots(figsize=(6, 5))
+        fig, ax = plt.subplots(figsize=self.figsize)
         self._scatter(self.point.value, ax=ax)
         return fig
 

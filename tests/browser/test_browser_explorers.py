@@ -324,3 +324,62 @@ def test_every_browser_case_names_an_explorer_its_notebook_shows():
             assert case.name in _explorers_used(path), (
                 f"{case.notebook} does not construct a {case.name!r} explorer"
             )
+
+
+# --- clicking the t-SNE map (ipyevents) ----------------------------------------------------------
+
+_IPYEVENTS_LOADED = """
+() => {
+  const app = window.jupyterapp;
+  return {registered: app.hasPlugin('ipyevents'), active: app.isPluginActivated('ipyevents')};
+}
+"""
+
+
+@pytest.mark.browser
+@pytest.mark.notebook("05_feature_space.ipynb")
+def test_embedding_map_click_selects_the_point_under_the_mouse(notebook_run, artifacts):
+    """Click a point drawn on the t-SNE map: the explorer chooses it (slider and readout follow).
+
+    The ipyevents JupyterLab 4 extension must be registered and active in the page; the
+    point's pixel in the PNG comes from the kernel's explorer, and the click lands on it
+    after scaling by the size at which the page shows the image.
+    """
+    run, chosen = notebook_run, {}
+    run.wait()
+    loaded = run.page.evaluate(_IPYEVENTS_LOADED)
+    assert loaded == {"registered": True, "active": True}, f"ipyevents lab extension: {loaded}"
+
+    def click_point(root, page):
+        data = _kernel_json(
+            run,
+            root,
+            "print(json.dumps({'i': _explorer.point.value, 'pixels': _explorer.point_pixels.tolist()}))",
+        )
+        pixels = np.asarray(data["pixels"])
+        gaps = np.hypot(*(pixels[:, None] - pixels[None]).transpose(2, 0, 1))
+        np.fill_diagonal(gaps, np.inf)
+        # The most isolated point other than the chosen one: nothing else lies under the mouse.
+        target = int(next(i for i in np.argsort(-gaps.min(1)) if i != data["i"]))
+        image = root.locator("img.deepimaging-embedding-map").first
+        box = image.bounding_box()
+        natural = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+        x = box["x"] + pixels[target, 0] * box["width"] / natural[0]
+        y = box["y"] + pixels[target, 1] * box["height"] / natural[1]
+        page.mouse.click(x, y)
+        chosen.update(target=target, was=data["i"])
+        return f"clicking point {target} of the map at PNG pixel {pixels[target].round(1).tolist()} (was {data['i']})"
+
+    def selected(run, root, before, after):
+        text = readout_text(root, "neighbours of the same class")
+        shown = _numbers(r"point (\d+) ", text)
+        problems = []
+        if shown is None or int(shown[0]) != chosen["target"]:
+            problems.append(f"expected point {chosen['target']} chosen by the click; readout {text!r}")
+        if int(slider_value(root, "point")) != chosen["target"]:
+            problems.append(f"the slider shows {slider_value(root, 'point')}, not {chosen['target']}")
+        return problems + embedding_readout_is_right(run, root, before, after)
+
+    case = ExplorerCase("05_feature_space.ipynb", "embedding", click_point, selected, id="embedding-click")
+    check_explorer(run, case, artifacts)
+    assert not [m for m in run.console if "ipyevents" in m], run.console
