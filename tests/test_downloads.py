@@ -21,7 +21,7 @@ from deepimaging.data import (
     extract_archive,
     fetch_archive,
     fetch_file,
-    load_bccd_crops,
+    load_bccd_images,
     load_medmnist,
 )
 
@@ -104,23 +104,86 @@ def test_good_archive_is_downloaded_verified_extracted_and_reused(server, tmp_pa
     assert again == target and len(requests) == 1  # the second call found the folder
 
 
-def test_download_bccd_fetches_the_pinned_archive_and_loads_crops(server, tmp_path, monkeypatch):
+def test_download_bccd_fetches_every_registered_file_verified_and_loads(
+    server, bccd_root, tmp_path, monkeypatch
+):
+    """The real registry against the real files (the shared BCCD copy, served on 127.0.0.1)."""
+    import shutil
+
+    bccd_root = Path(bccd_root)
     base, served, requests = server
-    archive = _voc_zip(served / "d272fb1.zip")
-    monkeypatch.setattr(bccd_module, "BCCD_URL", f"{base}/d272fb1.zip")
-    root = download_bccd(_sha256(archive), path=tmp_path / "data")
-    assert root.name == "BCCD" and requests == ["/d272fb1.zip"]
-    crops = load_bccd_crops(root, "train", size=16, cache_dir=tmp_path / "cache")
-    assert len(crops) == 6 and crops.labels.tolist() == [1, 0, 0, 1, 0, 0]
+    shutil.copytree(bccd_root, served / "BCCD")
+    monkeypatch.setattr(bccd_module, "BCCD_BASE_URL", f"{base}/BCCD/")
+    root = download_bccd(path=tmp_path / "data")
+    assert root == tmp_path / "data" / "BCCD_Dataset-d272fb1" / "BCCD"
+    assert len(requests) == 732 and not (tmp_path / "data" / ".BCCD_Dataset-d272fb1.part").exists()
+    for relative in ("JPEGImages/BloodImage_00000.jpg", "ImageSets/Main/test.txt"):
+        assert (root / relative).read_bytes() == (bccd_root / relative).read_bytes()
+    assert len(load_bccd_images(root, "test")) == len(load_bccd_images(bccd_root, "test"))
+    assert download_bccd(path=tmp_path / "data") == root and len(requests) == 732  # found, not fetched
 
 
-def test_download_bccd_without_a_hash_is_refused_before_any_request(server, tmp_path):
-    _, _, requests = server
-    with pytest.raises(ValueError, match="known_hash='sha256:...'"):
-        download_bccd(path=tmp_path)
-    with pytest.raises(ValueError, match="known_hash is required"):
-        fetch_file("http://127.0.0.1:1/x.zip", None, path=tmp_path)
-    assert requests == []
+def _small_registry(tmp_path, served, monkeypatch, base, tamper=False):
+    """A 3-file registry whose files the server holds; ``tamper`` changes one served file afterwards."""
+    lines = []
+    for relative, data in [
+        ("Annotations/BloodImage_00001.xml", b"<annotation></annotation>"),
+        ("ImageSets/Main/train.txt", b"BloodImage_00001\n"),
+        ("JPEGImages/BloodImage_00001.jpg", b"not really a jpeg" * 100),
+    ]:
+        (served / "BCCD" / relative).parent.mkdir(parents=True, exist_ok=True)
+        (served / "BCCD" / relative).write_bytes(data)
+        lines.append(f"{relative} sha256:{hashlib.sha256(data).hexdigest()}")
+    registry = tmp_path / "registry.txt"
+    registry.write_text("# test registry\n" + "\n".join(lines) + "\n")
+    monkeypatch.setattr(bccd_module, "BCCD_REGISTRY", registry)
+    monkeypatch.setattr(bccd_module, "BCCD_BASE_URL", f"{base}/BCCD/")
+    if tamper:
+        (served / "BCCD" / "JPEGImages" / "BloodImage_00001.jpg").write_bytes(b"tampered")
+
+
+def test_download_bccd_with_a_tampered_file_fails_and_keeps_only_verified_files(
+    server, tmp_path, monkeypatch
+):
+    base, served, requests = server
+    _small_registry(tmp_path, served, monkeypatch, base, tamper=True)
+    with pytest.raises(ValueError, match="BloodImage_00001.jpg did not match its known hash"):
+        download_bccd(path=tmp_path / "data", n_jobs=1)
+    assert not (tmp_path / "data" / "BCCD_Dataset-d272fb1").exists()  # no folder that looks complete
+    kept = sorted(p.name for p in (tmp_path / "data").rglob("*") if p.is_file())
+    assert kept == ["BloodImage_00001.xml", "train.txt"]  # the two verified files, nothing else
+    # Once the server has the right file, a second call fetches only what is missing.
+    _small_registry(tmp_path, served, monkeypatch, base)
+    requests.clear()
+    root = download_bccd(path=tmp_path / "data", n_jobs=1)
+    assert (
+        requests == ["/BCCD/JPEGImages/BloodImage_00001.jpg"]
+        and (root / "ImageSets/Main/train.txt").is_file()
+    )
+
+
+def test_download_bccd_cut_off_is_a_connection_error_and_keeps_nothing_partial(server, tmp_path, monkeypatch):
+    base, served, requests = server
+    _small_registry(tmp_path, served, monkeypatch, base)
+    monkeypatch.setattr(bccd_module, "BCCD_BASE_URL", f"{base}/cut/BCCD/")
+    with pytest.raises(ConnectionError, match="failed or was cut off"):
+        download_bccd(path=tmp_path / "data", n_jobs=1)
+    assert [p for p in (tmp_path / "data").rglob("*") if p.is_file()] == []
+    with pytest.raises(ValueError, match="n_jobs"):
+        download_bccd(path=tmp_path / "data", n_jobs=0)
+
+
+def test_bccd_registry_lists_every_file_of_the_shared_copy_with_its_hash(bccd_root):
+    bccd_root = Path(bccd_root)
+    registry = bccd_module._read_registry(bccd_module.BCCD_REGISTRY)
+    on_disk = {
+        p.relative_to(bccd_root).as_posix()
+        for p in bccd_root.rglob("*")
+        if p.is_file() and p.parts[len(bccd_root.parts)] in ("Annotations", "ImageSets", "JPEGImages")
+    }
+    assert set(registry) == on_disk and len(registry) == 732
+    for relative in ("Annotations/BloodImage_00100.xml", "JPEGImages/BloodImage_00410.jpg"):
+        assert registry[relative] == _sha256(bccd_root / relative)
 
 
 def test_wrong_hash_deletes_the_file_and_leaves_no_cache_entry(server, tmp_path):
@@ -231,3 +294,10 @@ def test_medmnist_download_checks_the_md5_then_loads(server, tmp_path, monkeypat
     with pytest.raises(ValueError, match="known hash"):
         load_medmnist("bloodmnist", "test", size=28, download=True, cache_dir=tmp_path / "other")
     assert _leftovers(tmp_path / "other") in ([], ["medmnist"])
+
+
+def test_fetch_file_without_a_hash_is_refused_before_any_request(server, tmp_path):
+    _, _, requests = server
+    with pytest.raises(ValueError, match="known_hash is required"):
+        fetch_file("http://127.0.0.1:1/x.zip", None, path=tmp_path)
+    assert requests == []

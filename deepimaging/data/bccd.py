@@ -35,13 +35,12 @@ import torch
 from .._checks import check_choice, check_int
 from .cache import cached_array, data_dir, fingerprint
 from .dataset import ImageDataset
-from .download import fetch_archive
+from .download import fetch_file
 from .folder import _threads, to_dataset
 
 __all__ = [
     "BCCD_CLASSES",
-    "BCCD_URL",
-    "BCCD_SHA256",
+    "BCCD_BASE_URL",
     "BoxedImages",
     "find_bccd",
     "load_bccd_images",
@@ -51,11 +50,11 @@ __all__ = [
 
 BCCD_CLASSES = ["RBC", "WBC", "Platelets"]
 BCCD_COMMIT = "d272fb1"
-BCCD_URL = f"https://github.com/Shenggan/BCCD_Dataset/archive/{BCCD_COMMIT}.zip"
-# The SHA-256 of the archive at that commit is NOT recorded here: it could not be
-# checked from the machine this was written on, and GitHub does not promise
-# byte-stable archives. download_bccd() therefore requires the caller to pass it.
-BCCD_SHA256 = None
+# github.com/<repo>/raw/<commit>/<path> serves the file as committed (redirecting to
+# raw.githubusercontent.com): git blobs, so the bytes, and their hashes, never change.
+BCCD_BASE_URL = f"https://github.com/Shenggan/BCCD_Dataset/raw/{BCCD_COMMIT}/BCCD/"
+# SHA-256 of each of the 732 files of the BCCD folder at that commit (a pooch registry).
+BCCD_REGISTRY = Path(__file__).with_name("bccd_registry.txt")
 BCCD_SPLITS = ("train", "val", "test", "trainval", "all")
 ENV_VAR = "DEEPIMAGING_BCCD"
 
@@ -103,7 +102,7 @@ def find_bccd(root=None) -> Path:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(
-            f"BCCD folder {root} does not exist. Get it with deepimaging.data.download_bccd(known_hash=...), "
+            f"BCCD folder {root} does not exist. Get it with deepimaging.data.download_bccd(), "
             f"or `git clone https://github.com/Shenggan/BCCD_Dataset` and pass its BCCD folder "
             f"(or set {ENV_VAR})."
         )
@@ -184,26 +183,81 @@ def load_bccd_crops(
     return to_dataset(images, meta["labels"], BCCD_CLASSES)
 
 
-def download_bccd(known_hash: str | None = BCCD_SHA256, path=None) -> Path:
-    """Download BCCD from GitHub at commit d272fb1 and return its BCCD folder.
+def download_bccd(path=None, n_jobs: int = 8, progress: bool = False) -> Path:
+    """Download the BCCD folder at commit d272fb1, file by file, each checked against its SHA-256.
+
+    The 732 files (364 photos, 364 annotations, 4 split lists, 10 MB) are
+    fetched with pooch (:func:`~deepimaging.data.fetch_file`) against the
+    hashes in :data:`BCCD_REGISTRY`, into a ``.part`` folder that is renamed
+    into place only when every file is there and verified. An interrupted
+    download keeps the verified files and a later call fetches only the rest;
+    a file whose hash does not match is deleted and stops the download.
 
     Parameters
     ----------
-    known_hash : str
-        ``"sha256:<hex>"`` of the archive at :data:`BCCD_URL`. Required: the
-        hash is not recorded in deepimaging (see :data:`BCCD_SHA256`). Get it
-        once from a download you trust (``sha256sum``) and pass it; the archive
-        is deleted if it does not match.
     path : str or Path, optional
         Where to keep it; default ``<data_dir>/downloads``.
+    n_jobs : int
+        Files downloaded at once.
+    progress : bool
+        Show a progress bar over files.
+
+    Returns
+    -------
+    Path
+        The ``BCCD`` folder (``Annotations``, ``JPEGImages``, ``ImageSets``),
+        ready for :func:`load_bccd_images` and :func:`load_bccd_crops`.
+
+    Raises
+    ------
+    ValueError
+        A downloaded file did not match its hash (it was deleted).
+    ConnectionError
+        A download failed or was cut off (files already verified are kept
+        in the ``.part`` folder for the next call).
     """
-    if not known_hash:
-        raise ValueError(
-            f"download_bccd needs known_hash='sha256:...' for {BCCD_URL}: deepimaging does not record "
-            "the archive's hash. Download it once, check it with `sha256sum`, and pass that hash."
-        )
-    folder = fetch_archive(BCCD_URL, known_hash, folder=f"BCCD_Dataset-{BCCD_COMMIT}", path=path)
-    return find_bccd(folder)
+    check_int(n_jobs, "n_jobs", 1)
+    root = Path(path).expanduser() if path is not None else data_dir(sub="downloads")
+    name = f"BCCD_Dataset-{BCCD_COMMIT}"
+    target = root / name / "BCCD"
+    if target.is_dir():  # only ever renamed into place complete
+        return target
+    partial = root / f".{name}.part"
+    files = _read_registry(BCCD_REGISTRY)
+
+    def fetch(item):
+        relative, known_hash = item
+        folder = partial / "BCCD" / Path(relative).parent
+        return fetch_file(BCCD_BASE_URL + relative, known_hash, fname=Path(relative).name, path=folder)
+
+    import pooch
+
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel("WARNING")  # not one "Downloading ..." line per file
+    try:
+        with ThreadPoolExecutor(n_jobs) as pool:
+            results = pool.map(fetch, files.items())
+            if progress:
+                from tqdm.auto import tqdm
+
+                results = tqdm(results, total=len(files), desc="BCCD files")
+            for _ in results:  # re-raises the first failure
+                pass
+    finally:
+        logger.setLevel(level)
+    os.replace(partial, root / name)
+    return target
+
+
+def _read_registry(path: Path) -> dict:
+    """{relative path: "sha256:<hex>"} from a pooch-style registry file (``#`` starts a comment)."""
+    files = {}
+    for line in Path(path).read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            relative, known_hash = line.split()
+            files[relative] = known_hash
+    return files
 
 
 def _split_ids(root: Path, split: str) -> list:
