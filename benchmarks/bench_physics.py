@@ -1,6 +1,7 @@
 """Cost of each physical layer inside a training step of PhysicalModel(layer, BasicCNN).
 
 Run:  python benchmarks/bench_physics.py [--device cpu|cuda] [--batch 128] [--repeats 5] [--layers noise ...]
+      python benchmarks/bench_physics.py --count-ops [--verbose] [--layers ...]   (operator launches)
 
 Prints, for every layer of deepimaging.physics.LAYERS, the layer's forward +
 backward time as a share of one full training step (forward, backward, Adam
@@ -31,10 +32,12 @@ Measured 2026-11-27 (commit "physics: auto convolution by measured device"), med
 from __future__ import annotations
 
 import argparse
+import collections
 import statistics
 import time
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 import deepimaging.physics as P
 from deepimaging.models import BasicCNN, PhysicalModel
@@ -100,17 +103,23 @@ def bench_convolution(x, device, repeats):
         print(f"{k:8d} | {row[0]}   | {row[1]}")
 
 
-def measure_layer(name, value, x, labels, device, repeats):
-    """(layer forward + backward, full training step) median seconds for one registered layer."""
+def build(name, value, x, device, options=None, foreach=None):
+    """(scene, layer, model, optimizer, layer's learnable parameters) for one registered layer."""
     shape = (9, *x.shape[-2:]) if name == "led_weighting" else tuple(x.shape[1:])
     scene = torch.rand(len(x), *shape, device=device) if name == "led_weighting" else x
     torch.manual_seed(0)
-    layer = P.make_layer(name, value, shape)
+    layer = P.make_layer(name, value, shape, **(options or {}))
     channels = P.output_shape(layer, shape)[0]
     model = PhysicalModel(layer, BasicCNN(channels, 4)).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=foreach)
     params = [p for p in layer.parameters() if p.requires_grad]
+    return scene, layer, model, optimizer, params
+
+
+def measure_layer(name, value, x, labels, device, repeats):
+    """(layer forward + backward, full training step) median seconds for one registered layer."""
+    scene, layer, model, optimizer, params = build(name, value, x, device)
+    loss_fn = torch.nn.CrossEntropyLoss()
 
     def train_step():
         optimizer.zero_grad(set_to_none=True)
@@ -123,6 +132,118 @@ def measure_layer(name, value, x, labels, device, repeats):
             torch.autograd.grad(out, params, torch.ones_like(out))
 
     return timed(layer_step, device, repeats), timed(train_step, device, repeats)
+
+
+# Operator launches, a load-independent proxy for a GPU step that is launch-bound (an H100 runs a step of
+# BasicCNN on 128 x 3 x 64 x 64 in ~4 ms, so every small kernel of a physical layer counts). The CPU
+# profiler records every aten operator, nested (conv2d > convolution > mkldnn_convolution). An operator
+# counts as one launch when none of the operators it calls does; operators that only make views or
+# allocate memory launch nothing. A multi-tensor operator (the optimizer's _foreach_*) counts once, as one
+# multi_tensor_apply kernel on a GPU (so does aminmax, see ONE_LAUNCH). _local_scalar_dense (.item(), float(tensor)) is a device-to-host copy
+# that makes the CPU wait for the GPU: counted as a launch and listed as a "sync".
+NO_LAUNCH = {
+    "aten::" + op
+    for op in """alias as_strided as_strided_ chunk contiguous detach detach_ diagonal empty empty_like
+    empty_strided expand expand_as flatten lift_fresh movedim narrow new_empty new_empty_strided numpy_T permute
+    reshape _reshape_alias resize_ resolve_conj resolve_neg result_type select set_ slice split split_with_sizes
+    squeeze t to _to_copy transpose unbind unflatten unfold unsqueeze _unsafe_view view view_as""".split()
+}
+# One kernel on a GPU, though the CPU implementation calls others (aminmax fills its outputs first).
+ONE_LAUNCH = {"aten::aminmax"}
+# Layers whose method="auto" picks another computation on a GPU than on the CPU: count the GPU's path.
+CUDA_OPTIONS = {
+    "gaussian_blur": {"method": "direct"},
+    "defocus_blur": {"method": "direct"},
+    "airy_blur": {"method": "direct"},
+    "learned_psf": {"method": "direct"},
+    "shift_variant_blur": {"method": "direct"},
+    "noise": {"method": "exact"},
+    "sensor": {"method": "exact"},
+}
+
+
+# Tensor.tolist() copies a device tensor to the host in one go, but on the CPU it dispatches no operator;
+# count_launches marks it with this name.
+TOLIST = "aten::_local_scalar_dense (tolist)"
+SYNCS = ("aten::_local_scalar_dense", TOLIST)
+
+
+def _launches(event, tally) -> int:
+    if event.name.startswith("aten::_foreach_") or event.name in ONE_LAUNCH or event.name == TOLIST:
+        tally[event.name] += 1
+        return 1
+    inner = sum(_launches(child, tally) for child in event.cpu_children if child.name.startswith("aten::"))
+    if inner or event.name in NO_LAUNCH:
+        return inner
+    tally[event.name] += 1
+    return 1
+
+
+def _marked_tolist(tensor):
+    with torch.profiler.record_function(TOLIST):
+        return _TOLIST(tensor)
+
+
+_TOLIST = torch.Tensor.tolist
+
+
+def count_launches(fn) -> collections.Counter:
+    """Operator launches of ``fn()`` by operator name (see NO_LAUNCH above); fn runs once, profiled."""
+    torch.Tensor.tolist = _marked_tolist
+    try:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn()
+    finally:
+        torch.Tensor.tolist = _TOLIST
+    tally = collections.Counter()
+    for event in prof.events():
+        parent = event.cpu_parent
+        if event.name.startswith("aten::") and (parent is None or not parent.name.startswith("aten::")):
+            _launches(event, tally)
+    return tally
+
+
+def count_layer(name, value, x, labels, device):
+    """(layer launches, layer syncs, training step launches) for one registered layer, on a GPU's path."""
+    # foreach=True is the optimizer a GPU uses by default; its step counters stay on the CPU there, so
+    # their .item() calls are not device syncs and are left out.
+    options = CUDA_OPTIONS.get(name) if device.type == "cpu" else None
+    scene, layer, model, optimizer, params = build(name, value, x, device, options, foreach=True)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def forward_backward():
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(scene), labels).backward()
+
+    forward_backward()  # warm-up: lazy state (optimizer moments, cached buffers) is not part of a step
+    optimizer.step()
+    step = count_launches(forward_backward)
+    adam = count_launches(optimizer.step)
+    step_total = step.total() + adam.total() - sum(adam[name] for name in SYNCS)
+    grad = torch.ones_like(layer(scene))
+
+    def layer_step():
+        out = layer(scene)
+        if params:  # as in a training step, the layer's backward only reaches its own parameters
+            torch.autograd.grad(out, params, grad)
+
+    layer_step()
+    tally = count_launches(layer_step)
+    return tally, step_total
+
+
+def bench_counts(x, labels, device, names=None, verbose=False):
+    print("\nlayer                  | layer launches (syncs) | training step launches | share of step")
+    for name, value in VALUES.items():
+        if names and name not in names:
+            continue
+        tally, step = count_layer(name, value, x, labels, device)
+        share = tally.total() / step
+        flag = "" if share <= 0.2 or name == "microscope" else "  <-- above 20%"
+        syncs = sum(tally[name] for name in SYNCS)
+        print(f"{name:22s} | {tally.total():14d} ({syncs:3d}) | {step:22d} | {100 * share:11.1f}%{flag}")
+        if verbose:
+            print("    " + ", ".join(f"{op.removeprefix('aten::')} {n}" for op, n in tally.most_common()))
 
 
 def bench_layers(x, labels, device, repeats, names=None):
@@ -145,6 +266,14 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--skip-convolution", action="store_true")
     parser.add_argument("--layers", nargs="+", choices=list(VALUES), help="only these layers (default: all)")
+    parser.add_argument(
+        "--count-ops",
+        action="store_true",
+        help="count operator launches (layer and training step) instead of timing; load-independent",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="with --count-ops: list each layer's operators"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -155,6 +284,9 @@ def main():
     print(
         f"device {device}, {torch.get_num_threads()} threads, batch {tuple(x.shape)}, torch {torch.__version__}\n"
     )
+    if args.count_ops:
+        bench_counts(x, labels, device, args.layers, args.verbose)
+        return
     if not args.skip_convolution:
         bench_convolution(x, device, args.repeats)
     bench_layers(x, labels, device, args.repeats, args.layers)

@@ -44,7 +44,11 @@ def check_images(
             f"in shape {tuple(images.shape)}"
         )
     if check_range and images.numel():
-        lo, hi = (float(v) for v in torch.aminmax(images.detach()))  # one pass over the pixels
+        # One pass over the pixels, written into one 2-element tensor: one device-to-host copy (a GPU
+        # sync) for both values rather than one per value.
+        extrema = images.new_empty(2)
+        torch.aminmax(images.detach(), out=(extrema[0], extrema[1]))
+        lo, hi = extrema.tolist()
         if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
             raise ValueError(f"{name} must have values in [0, 1]; got values in [{lo:.4g}, {hi:.4g}]")
     return images

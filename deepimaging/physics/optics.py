@@ -438,11 +438,16 @@ class ShiftVariantBlur(nn.Module):
         Zones (rows, columns).
     init_sigma : float or tensor of shape grid
     learnable : bool
+    method : {"auto", "local", "direct", "fft"}
+        See :func:`shift_variant_blur`.
     """
 
-    def __init__(self, size: int = 5, grid=(2, 2), init_sigma=1.0, learnable: bool = True):
+    def __init__(
+        self, size: int = 5, grid=(2, 2), init_sigma=1.0, learnable: bool = True, method: str = "auto"
+    ):
         super().__init__()
         size = _check_psf_size(size)
+        self.method = check_choice(method, "method", ("auto", "local", "direct", "fft"))
         gy, gx = (check_int(g, "grid", 1) for g in grid)
         sigmas = torch.as_tensor(init_sigma, dtype=torch.float32).expand(gy, gx)
         logits = torch.stack(
@@ -461,8 +466,8 @@ class ShiftVariantBlur(nn.Module):
         return torch.softmax(self.logits.reshape(gy, gx, k * k), -1).view_as(self.logits)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return shift_variant_blur(images, self.psfs)
+        return shift_variant_blur(images, self.psfs, self.method)
 
     def extra_repr(self) -> str:
         gy, gx, k, _ = self.logits.shape
-        return f"size={k}, grid=({gy}, {gx})"
+        return f"size={k}, grid=({gy}, {gx}), method={self.method!r}"
