@@ -226,6 +226,89 @@ def test_sliding_window_equals_a_naive_loop_over_windows(model, batch_size):
     torch.testing.assert_close(ours, expected, atol=1e-6, rtol=1e-5)
 
 
+def _confident_cnn(kernel_size):
+    """Like the ``model`` fixture (two blocks, downsampling 4), with a chosen kernel size."""
+    torch.manual_seed(0)
+    cnn = BasicCNN(3, 4, widths=(8, 16), kernel_size=kernel_size)
+    with torch.no_grad():
+        cnn.classifier.weight.mul_(20)
+        for module in cnn.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+    return cnn.eval()
+
+
+@pytest.mark.parametrize(("window", "stride"), [(16, 4), (12, 8), (20, 20)])
+def test_dense_sliding_window_equals_the_naive_loop_when_kernels_are_1x1(window, stride):
+    # 1x1 convolutions pad nothing, so a window's trunk output is exactly the crop of the
+    # whole image's trunk output: dense evaluation must reproduce the per-window loop.
+    model = _confident_cnn(kernel_size=1)
+    image = torch.rand(3, 45, 61, generator=torch.Generator().manual_seed(3))
+    dense = sliding_window(model, image, window, stride, method="dense")
+    expected = naive_sliding_window(model, image, window, stride)
+    assert dense.shape == expected.shape
+    torch.testing.assert_close(dense, expected, atol=1e-5, rtol=0)
+
+
+def test_dense_sliding_window_with_3x3_kernels_differs_from_exact_only_in_the_border_cells(model):
+    # With zero padding, a window classified alone sees zeros beyond its edges; in the dense
+    # trunk those convolutions see the real neighbouring pixels. Each conv-pool block spreads
+    # that by one row, which its pooling halves: only the outermost ring of final cells differs.
+    image = torch.rand(3, 45, 61, generator=torch.Generator().manual_seed(3))
+    trunk, down, window, stride = model.features[:-2], 4, 16, 8
+    with torch.no_grad():
+        whole = trunk(image[None])[0]  # (F, 11, 15)
+        rows, cols = (45 - window) // stride + 1, (61 - window) // stride + 1
+        oracle = torch.zeros(4, rows, cols)
+        ring = []
+        for i in range(rows):
+            for j in range(cols):
+                y, x = i * stride, j * stride
+                alone = trunk(image[None, :, y : y + window, x : x + window])[0]  # (F, 4, 4)
+                crop = whole[:, y // down : (y + window) // down, x // down : (x + window) // down]
+                torch.testing.assert_close(crop[:, 1:-1, 1:-1], alone[:, 1:-1, 1:-1], atol=1e-5, rtol=0)
+                ring.append(float((crop - alone).abs().max()))
+                # The dense method's definition, one window at a time: mean of the crop, classifier.
+                oracle[:, i, j] = torch.softmax(model.classifier(crop.mean(dim=(1, 2))[None]), dim=1)[0]
+    assert min(ring) > 1e-3  # the border cells really do differ (the caveat is not vacuous)
+    dense = sliding_window(model, image, window, stride, method="dense")
+    torch.testing.assert_close(dense, oracle, atol=1e-5, rtol=0)
+    exact = sliding_window(model, image, window, stride)
+    assert float((dense - exact).abs().max()) > 1e-4
+
+
+def test_dense_sliding_window_uses_eval_mode_and_restores_training_mode():
+    model = _confident_cnn(kernel_size=1)
+    image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(4))
+    expected = naive_sliding_window(model, image, 16, 8)
+    model.train()
+    got = sliding_window(model, image, 16, 8, method="dense")
+    assert model.training and model.features[1].training
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_dense_sliding_window_needs_multiples_of_the_downsampling(model, image):
+    with pytest.raises(ValueError, match="window to be a multiple of the trunk's downsampling 4x4.*18x18"):
+        sliding_window(model, image, 18, 4, method="dense")
+    with pytest.raises(ValueError, match="stride to be a multiple of the trunk's downsampling 4x4.*6x6"):
+        sliding_window(model, image, 16, 6, method="dense")
+    with pytest.raises(ValueError, match="stride to be a multiple.*4x2"):
+        sliding_window(model, image, (16, 8), (4, 2), method="dense")
+    with pytest.raises(ValueError, match="method must be one of"):
+        sliding_window(model, image, 16, 4, method="fast")
+
+
+def test_dense_sliding_window_rejects_models_without_a_pooled_trunk(image):
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(ValueError, match='method="dense" needs a model like BasicCNN.*Sequential'):
+        sliding_window(plain, image, 16, 4, method="dense")
+    flattened = BasicCNN(3, 4, widths=(8, 16))
+    flattened.features[-2] = nn.AdaptiveAvgPool2d(2)  # not a global average any more
+    with pytest.raises(ValueError, match="needs a model like BasicCNN.*BasicCNN is not one"):
+        sliding_window(flattened, image, 16, 4, method="dense")
+
+
 def test_window_boxes_are_the_pixels_each_window_covers():
     boxes = window_boxes((45, 61), 16, (6, 5))
     assert boxes.shape == (5, 10, 4)

@@ -345,6 +345,7 @@ def sliding_window(
     stride: int | tuple[int, int] | None = None,
     *,
     batch_size: int = 32,
+    method: str = "exact",
 ) -> torch.Tensor:
     """Class-probability heatmaps: classify every window of a large image.
 
@@ -367,8 +368,15 @@ def sliding_window(
     stride : int or (int, int), optional
         Step between windows, >= 1; default half the window.
     batch_size : int
-        Windows per forward pass (bounds memory). Small batches (16-64) suit
-        a CPU, whose caches they fit; on a GPU, use hundreds or thousands.
+        Windows per forward pass (bounds memory) for ``method="exact"``. Small
+        batches (16-64) suit a CPU, whose caches they fit; on a GPU, use
+        hundreds or thousands.
+    method : {"exact", "dense"}
+        ``"exact"`` (default): every window is classified on its own, exactly
+        what a per-window loop gives. ``"dense"``: the convolutional trunk runs
+        once over the whole image and each window's features are the mean of
+        the final feature map over the window's cells (see Notes); much faster
+        when windows overlap, and not identical to ``"exact"`` near window borders.
 
     Returns
     -------
@@ -377,13 +385,54 @@ def sliding_window(
         is the probability of class k for window (i, j). :func:`window_boxes`
         gives the pixel box of each window.
 
+    Notes
+    -----
+    **Dense evaluation** (OverFeat, Sermanet et al. 2014; fully convolutional
+    networks, Long et al. 2015). Overlapping windows share most of their
+    pixels, so the exact method computes the same convolutions many times
+    (with a stride of 1/8 of the window, each pixel 64 times). A model made of
+    a convolutional trunk, a global average pool and a classifier,
+
+    .. math:: f(x) = g\\Big(\frac{1}{|\\Omega|} \\sum_{u \\in \\Omega} T(x)_u\\Big),
+
+    (``model.features`` = trunk + ``AdaptiveAvgPool2d(1)`` + ``Flatten``,
+    ``model.classifier`` = :math:`g`, and ``model(x)`` computes
+    ``classifier(features(x))``, as :class:`~deepimaging.models.BasicCNN`)
+    can instead run the trunk :math:`T` once on the whole image. Its output
+    is downsampled by :math:`D`, the product of the strides in the trunk
+    (:math:`2^{\text{blocks}}` for BasicCNN), so a window of :math:`h \times w`
+    pixels at a multiple of :math:`D` covers exactly :math:`h/D \times w/D`
+    cells; averaging them (``avg_pool2d`` with kernel :math:`h/D` and stride
+    :math:`s/D`) and applying :math:`g` and the softmax gives every window's
+    probabilities. Window and stride must therefore be multiples of :math:`D`.
+
+    The one difference from ``"exact"``: a window classified on its own is
+    zero-padded at its edges by every convolution, while in the dense trunk
+    the convolutions near a window's edge see the real pixels beyond it. For
+    1x1 kernels (no padding) both methods agree to rounding error; for the
+    3x3 kernels of BasicCNN the final feature maps differ only in the
+    outermost ring of cells of each window (each conv-pool block spreads the
+    border effect by one row, which its pooling halves), so the
+    probabilities differ slightly. Memory: one forward pass of the trunk on
+    the whole image (no batching).
+
+    References
+    ----------
+    P. Sermanet et al., "OverFeat: integrated recognition, localization and
+    detection using convolutional networks", ICLR 2014. J. Long, E. Shelhamer
+    and T. Darrell, "Fully convolutional networks for semantic segmentation",
+    CVPR 2015.
+
     Examples
     --------
     >>> from deepimaging.models import BasicCNN
     >>> sliding_window(BasicCNN(3, 4), torch.rand(3, 48, 64), window=32, stride=16).shape
     torch.Size([4, 2, 3])
+    >>> sliding_window(BasicCNN(3, 4), torch.rand(3, 48, 64), window=32, stride=8, method="dense").shape
+    torch.Size([4, 3, 5])
     """
     check_int(batch_size, "batch_size", 1)
+    check_choice(method, "method", ("exact", "dense"))
     image = _check_image(model, image)[0]
     window_h, window_w = _pair(window, "window")
     if stride is None:
@@ -394,6 +443,8 @@ def sliding_window(
         raise ValueError(
             f"window must fit in the image: got a {window_h}x{window_w} window for a {height}x{width} image"
         )
+    if method == "dense":
+        return _dense_sliding_window(model, image, (window_h, window_w), (stride_h, stride_w))
     with _eval_mode(model):
         image = image.to(_model_device(model))
         # (C, rows, cols, h, w) -> (rows, cols, C, h, w): a view, nothing is copied yet.
@@ -405,6 +456,56 @@ def sliding_window(
             i, j = flat[start : start + batch_size] // cols, flat[start : start + batch_size] % cols
             chunks.append(torch.softmax(model(windows[i, j]), dim=1))  # indexing copies only this batch
     probabilities = torch.cat(chunks)  # (rows * cols, K)
+    return probabilities.T.reshape(-1, rows, cols).cpu()
+
+
+def _dense_parts(model: nn.Module):
+    """(trunk, classifier, downsampling D) of a trunk + global-average-pool + classifier model."""
+    features, classifier = getattr(model, "features", None), getattr(model, "classifier", None)
+    structured = (
+        isinstance(features, nn.Sequential)
+        and isinstance(classifier, nn.Module)
+        and len(features) >= 3
+        and isinstance(features[-2], nn.AdaptiveAvgPool2d)
+        and features[-2].output_size in (1, (1, 1))
+        and isinstance(features[-1], nn.Flatten)
+    )
+    if not structured:
+        raise ValueError(
+            f'method="dense" needs a model like BasicCNN: `.features` an nn.Sequential ending in '
+            f"AdaptiveAvgPool2d(1) and Flatten after a convolutional trunk, and `.classifier` applied "
+            f'to its output; {type(model).__name__} is not one (use method="exact")'
+        )
+    trunk = features[:-2]
+    down_h = down_w = 1
+    for module in trunk.modules():
+        if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            stride = module.stride if module.stride is not None else module.kernel_size
+            stride_h, stride_w = stride if isinstance(stride, tuple) else (stride, stride)
+            down_h, down_w = down_h * stride_h, down_w * stride_w
+    return trunk, classifier, (down_h, down_w)
+
+
+def _dense_sliding_window(model, image, window, stride) -> torch.Tensor:
+    """``sliding_window(..., method="dense")``: the trunk once, then each window's mean feature."""
+    trunk, classifier, down = _dense_parts(model)
+    for name, value in (("window", window), ("stride", stride)):
+        if value[0] % down[0] or value[1] % down[1]:
+            raise ValueError(
+                f'method="dense" needs the {name} to be a multiple of the trunk\'s downsampling '
+                f"{down[0]}x{down[1]} (the product of its strides), so that windows cover whole "
+                f"cells of the feature map; got {name} {value[0]}x{value[1]} "
+                f'(round it to a multiple, or use method="exact")'
+            )
+    with _eval_mode(model):
+        feature_map = trunk(image.to(_model_device(model))[None])  # (1, F, ~H/D, ~W/D)
+        cells = (window[0] // down[0], window[1] // down[1])
+        step = (stride[0] // down[0], stride[1] // down[1])
+        # Mean over each window's cells = the global average pool of that window, for all at once.
+        pooled = nn.functional.avg_pool2d(feature_map, kernel_size=cells, stride=step)  # (1, F, rows, cols)
+        _, n_features, rows, cols = pooled.shape
+        logits = classifier(pooled[0].reshape(n_features, rows * cols).T)  # (rows * cols, K)
+        probabilities = torch.softmax(logits, dim=1)
     return probabilities.T.reshape(-1, rows, cols).cpu()
 
 
