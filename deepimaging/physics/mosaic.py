@@ -66,8 +66,20 @@ def filter_mosaic(images: torch.Tensor, tile: torch.Tensor, output: str = "maske
             f"the mosaic tile has {tile.shape[0]} filter channels but the images have {images.shape[1]} "
             f"channels; the tile must have one row of filters per image channel"
         )
-    masked = images * _tile_over(tile.to(images.dtype), *images.shape[-2:])
+    masked = _times_tile(images, tile.to(images.dtype))
     return masked if output == "masked" else masked.sum(1, keepdim=True)
+
+
+def _times_tile(images: torch.Tensor, tile: torch.Tensor) -> torch.Tensor:
+    """``images * tile`` repeated over the field: (N, C, H, W) times a (C, K, K) or (K, K) tile."""
+    n, c, h, w = images.shape
+    k = tile.shape[-1]
+    if h % k or w % k:
+        return images * _tile_over(tile, h, w)
+    # Whole tiles: view the image as (H/K, K) x (W/K, K) blocks and broadcast the tile over the blocks,
+    # one multiplication (and, backward, one reduction) instead of copying the tile over the field first.
+    blocks = images.reshape(n, c, h // k, k, w // k, k)
+    return (blocks * tile.reshape(*tile.shape[:-2], 1, k, 1, k)).reshape(n, c, h, w)
 
 
 def bayer_tile(pattern: str = "RGGB") -> torch.Tensor:
@@ -185,7 +197,7 @@ def exposure_mosaic(images: torch.Tensor, exposures: torch.Tensor) -> torch.Tens
         raise ValueError(f"exposures must be a square tile of shape (K, K); got {shape}")
     if not bool((exposures > 0).all()):
         raise ValueError(f"exposures must be > 0; got minimum {float(exposures.min()):.4g}")
-    return (images * _tile_over(exposures.to(images.dtype), *images.shape[-2:])).clamp(max=1.0)
+    return _times_tile(images, exposures.to(images.dtype)).clamp(max=1.0)
 
 
 class ExposureMosaic(nn.Module):

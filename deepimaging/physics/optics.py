@@ -9,6 +9,7 @@ to one (a lens does not create or destroy light), so blurred images stay in
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -276,6 +277,17 @@ def _zone_weights(n_zones: int, length: int, device) -> torch.Tensor:
     return (1 - (position[None, :] - torch.arange(n_zones, device=device)[:, None]).abs()).clamp_min(0)
 
 
+@functools.lru_cache(maxsize=16)
+def _blend_weights(gy: int, gx: int, h: int, w: int, device, dtype) -> torch.Tensor:
+    """(gy * gx, H, W) zone weights of :func:`shift_variant_blur`, built once per size and device.
+
+    They depend on the sizes only, so a training loop would otherwise rebuild them (some twenty small
+    operations, each a kernel launch on a GPU) in every step. Treat the result as read-only.
+    """
+    weights = _zone_weights(gy, h, device)[:, None, :, None] * _zone_weights(gx, w, device)[None, :, None, :]
+    return weights.reshape(gy * gx, h, w).to(dtype)
+
+
 def shift_variant_blur(images: torch.Tensor, psfs: torch.Tensor, method: str = "auto") -> torch.Tensor:
     r"""Blur with a PSF that changes across the field: one PSF per zone of a grid, blended smoothly.
 
@@ -321,21 +333,19 @@ def shift_variant_blur(images: torch.Tensor, psfs: torch.Tensor, method: str = "
     pad = k // 2
     padded = F.pad(images, (pad, pad, pad, pad), mode="reflect") if pad else images
     kernels = psfs.reshape(zones, k, k).to(images.dtype)
-    weights = (
-        _zone_weights(gy, h, images.device)[:, None, :, None]
-        * _zone_weights(gx, w, images.device)[None, :, None, :]
-    ).reshape(zones, h, w)
+    weights = _blend_weights(gy, gx, h, w, images.device, images.dtype)
     if method == "local" or (method == "auto" and images.device.type == "cpu" and k <= LOCAL_UP_TO_SIZE_CPU):
         # Per-pixel kernel of the convolution, flipped so that it weights padded[p + offset] (a correlation).
-        local_kernels = torch.einsum("zuv,zhw->uvhw", kernels.flip(-2, -1), weights.to(images.dtype))
+        local_kernels = torch.einsum("zuv,zhw->uvhw", kernels.flip(-2, -1), weights)
         return local_convolution(padded, local_kernels)
     if _use_fft(method, k, images.device):
         # All zone-blurred copies at once: (N, C, 1, Hp, Wp) against (Z, k, k) gives (N, C, Z, H, W).
         blurred = _fft_convolve(padded[:, :, None], kernels, pad)[..., :h, :w]
     else:
-        # One grouped convolution: output channel c * Z + z is h_z * x_c.
-        weight = kernels.flip(-2, -1)[:, None].repeat(c, 1, 1, 1)
-        blurred = F.conv2d(padded, weight, groups=c).view(n, c, zones, h, w)
+        # One convolution of every channel, as its own image, with the Z kernels: output channel z of
+        # image (n, c) is h_z * x_c (no copies of the kernels per channel, as a grouped convolution needs).
+        weight = kernels.flip(-2, -1)[:, None]
+        blurred = F.conv2d(padded.reshape(n * c, 1, *padded.shape[-2:]), weight).view(n, c, zones, h, w)
     return (blurred * weights).sum(2)
 
 
