@@ -229,3 +229,90 @@ def test_shift_variant_blur_builds_its_zone_weights_once_per_size():
     out = layer(images)
     assert optics._blend_weights.cache_info().hits == hits + 1
     torch.testing.assert_close(out, shift_variant_reference(images, layer.logits.detach()), atol=1e-6, rtol=0)
+
+
+# ---------------------------------------------------------------- bit allocation
+
+
+def budget_shift_reference(logits, fraction, rounds=4, candidates=64):
+    """The former bisection: three device-to-host reads per round."""
+    with torch.no_grad():
+        bound = float(logits.detach().abs().max()) + 40.0
+        low, high = -bound, bound
+        flat = logits.detach().flatten()
+        for _ in range(rounds):
+            shifts = torch.linspace(low, high, candidates, dtype=logits.dtype)
+            means = torch.sigmoid(flat[None, :] + shifts[:, None]).mean(1)
+            above = int((means < fraction).sum())
+            i = min(max(above, 1), candidates - 1)
+            low, high = float(shifts[i - 1]), float(shifts[i])
+        return torch.tensor((low + high) / 2, dtype=logits.dtype)
+
+
+class SensitivityReference(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, images, bits):
+        step = 1.0 / (2.0**bits - 1.0)
+        ctx.save_for_backward(step)
+        return (step * torch.round(images / step)).clamp(0, 1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (step,) = ctx.saved_tensors
+        fisher = grad.shape[0] * (grad**2).sum((0, 1))
+        return grad, -fisher * step**2 * (1 + step) * torch.log(torch.tensor(2.0, dtype=grad.dtype)) / 12
+
+
+def bit_allocation_reference(layer, images, scores):
+    """The former BitAllocation.forward: implicit shift gradient and rounding by autograd expressions."""
+    span = layer.max_bits - layer.min_bits
+    logits = layer.logit_scale * scores
+    shift = budget_shift_reference(logits, (layer.mean_bits - layer.min_bits) / span)
+    with torch.no_grad():
+        slope = torch.sigmoid(logits + shift)
+        slope = slope * (1 - slope)
+        weights = slope / slope.sum().clamp_min(1e-12)
+    shift = shift - (weights * (logits - logits.detach())).sum()
+    bits = layer.min_bits + span * torch.sigmoid(logits + shift)
+    base = bits.detach().floor()
+    remainder = (bits.detach() - base).flatten()
+    extra = int(round(float(bits.detach().sum() - base.sum())))
+    base = base.flatten()
+    base[remainder.topk(min(max(extra, 0), remainder.numel())).indices] += 1
+    whole = base.view_as(bits).clamp(layer.min_bits, layer.max_bits)
+    return SensitivityReference.apply(images, whole + (bits - bits.detach()))
+
+
+@pytest.mark.parametrize(
+    "mean_bits, max_bits, dtype", [(3.0, 8, torch.float64), (2.7, 6, torch.float64), (2.0, 8, torch.float32)]
+)
+def test_bit_allocation_matches_the_autograd_formulation(mean_bits, max_bits, dtype):
+    layer = P.BitAllocation(mean_bits, (3, 12, 12), max_bits=max_bits).to(dtype)
+    with torch.no_grad():
+        layer.scores.normal_(0, 0.05, generator=torch.Generator().manual_seed(1))  # a map that has moved
+    images = rand(6, 3, 12, 12, seed=2, dtype=dtype)
+
+    def new(images, scores):
+        with torch.no_grad():
+            layer.scores.copy_(scores)
+        return layer(images)
+
+    args = (images, layer.scores.detach().clone())
+    out, (g_images, _) = outputs_and_grads(new, args)
+    g_scores = torch.autograd.grad(
+        (layer(images) * (rand(*out.shape, seed=1, dtype=dtype) - 0.5)).sum(), layer.scores
+    )[0]
+    ref_out, (ref_images, ref_scores) = outputs_and_grads(
+        lambda x, s: bit_allocation_reference(layer, x, s), args
+    )
+    assert torch.equal(out, ref_out)  # the same whole bits and levels, bit for bit
+    tol = 1e-6 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(g_images, ref_images, atol=tol, rtol=0)
+    torch.testing.assert_close(g_scores, ref_scores, atol=tol, rtol=tol)
+    assert g_scores.abs().sum() > 0
+
+
+@pytest.mark.parametrize("fraction", [0.1, 2 / 7, 0.5, 0.9])
+def test_budget_shift_reads_the_device_once_per_round_and_finds_the_same_shift(fraction):
+    logits = 3 * torch.randn(20, 20, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(P._common.budget_shift(logits, fraction), budget_shift_reference(logits, fraction))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .._checks import check_int
@@ -46,6 +48,12 @@ class SeededNoise:
         return self._generators[key]
 
 
+@functools.lru_cache(maxsize=64)
+def _rounded_to(value: float, dtype) -> float:
+    """``value`` rounded to ``dtype`` (computed once per value: a CPU tensor op)."""
+    return torch.tensor(value, dtype=dtype).item()
+
+
 def budget_shift(
     logits: torch.Tensor, fraction: float, rounds: int = 4, candidates: int = 64
 ) -> torch.Tensor:
@@ -62,10 +70,13 @@ def budget_shift(
         bound = float(logits.detach().abs().max()) + 40.0
         low, high = -bound, bound
         flat = logits.detach().flatten()
+        target = _rounded_to(fraction, logits.dtype)  # compared as the device compares: in that dtype
         for _ in range(rounds):
             shifts = torch.linspace(low, high, candidates, device=logits.device, dtype=logits.dtype)
             means = torch.sigmoid(flat[None, :] + shifts[:, None]).mean(1)  # increasing in the shift
-            above = int((means < fraction).sum())  # shifts[:above] give too few, the rest enough
+            # One device-to-host copy per round (on a GPU each copy waits for the queued work).
+            shift_values, mean_values = torch.stack((shifts, means)).tolist()
+            above = sum(m < target for m in mean_values)  # shifts[:above] give too few, the rest enough
             i = min(max(above, 1), candidates - 1)
-            low, high = float(shifts[i - 1]), float(shifts[i])
+            low, high = shift_values[i - 1], shift_values[i]
         return torch.tensor((low + high) / 2, device=logits.device, dtype=logits.dtype)
