@@ -32,7 +32,7 @@ Operator launches (--count-ops --threads 1; load-independent; batch 128, on the 
 forward + backward / training step (the step alone, with nn.Identity, is 47 launches), before -> after the
 rewrite of 2026-11-27 (custom autograd Functions, cached zone weights, tile broadcast, one sync in
 check_images): learned_discretization 62 (2 syncs) / 109 = 57% -> 35 (1) / 82 = 43%; bit_allocation
-104 (15) / 151 = 69% -> 71 (7) / 118 = 60%; shift_variant_blur 43 (2) / 90 = 48% -> 12 (1) / 59 = 20%;
+104 (16) / 151 = 69% -> 71 (7) / 118 = 60%; shift_variant_blur 43 (2) / 90 = 48% -> 12 (1) / 59 = 20%;
 sparse_mask 13 (2) / 60 = 22% -> 10 (1) / 57 = 18%; learned_cfa 15 (2) / 62 = 24% -> 9 (1) / 56 = 16%.
 Every layer's check_images has one device-to-host copy instead of two (one launch less). Still above 20% of
 the launches: learned_discretization, bit_allocation (its budget bisection: 4 rounds of ~6 launches and
