@@ -43,6 +43,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import functools
 import statistics
 import time
 
@@ -51,6 +53,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import deepimaging.physics as P
 from deepimaging.models import BasicCNN, PhysicalModel
+from deepimaging.physics import mosaic
 
 VALUES = {
     "identity": None,
@@ -218,6 +221,22 @@ def count_layer(name, value, x, labels, device):
     # foreach=True is the optimizer a GPU uses by default; its step counters stay on the CPU there, so
     # their .item() calls are not device syncs and are left out.
     options = CUDA_OPTIONS.get(name) if device.type == "cpu" else None
+    with _gpu_mosaic_path():
+        return _count_layer(name, value, x, labels, device, options)
+
+
+@contextlib.contextmanager
+def _gpu_mosaic_path():
+    """Filter mosaics broadcast the tile over blocks on a GPU but copy it over the field on a CPU: count the GPU's."""
+    times_tile = mosaic._times_tile
+    mosaic._times_tile = functools.partial(times_tile, blocks=True)
+    try:
+        yield
+    finally:
+        mosaic._times_tile = times_tile
+
+
+def _count_layer(name, value, x, labels, device, options):
     scene, layer, model, optimizer, params = build(name, value, x, device, options, foreach=True)
     loss_fn = torch.nn.CrossEntropyLoss()
 

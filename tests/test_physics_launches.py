@@ -168,6 +168,17 @@ def test_filter_mosaic_matches_a_tile_copied_over_the_field(size, k, output):
     assert_same(new, outputs_and_grads(reference, args))
 
 
+@pytest.mark.parametrize("k", [2, 3])
+def test_tile_broadcast_over_blocks_gpu_path_matches_the_copied_tile(k):
+    from deepimaging.physics.mosaic import _times_tile
+
+    images, tile = rand(2, 3, 12, 6 * k, seed=3), rand(3, k, k, seed=4)
+    new = outputs_and_grads(lambda *a: _times_tile(*a, blocks=True), (images, tile))
+    ref = outputs_and_grads(tile_reference, (images, tile))
+    for a, b in zip(new, ref):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
 def test_learned_cfa_and_exposure_mosaic_match_a_tile_copied_over_the_field():
     images = rand(2, 3, 12, 12, seed=3)
     cfa = P.LearnedCFA(3, 3, temperature=0.7, seed=1).double()
