@@ -262,3 +262,18 @@ def test_smoke_mode_follows_the_environment(monkeypatch):
     assert not smoke_mode()
     monkeypatch.delenv("DEEPIMAGING_SMOKE")
     assert smoke_mode()
+
+
+def test_basic_cnn_channels_last_fast_path_gives_the_nchw_results():
+    """On a CPU, BasicCNN lays its input out channels-last; values and gradients stay those of (N, C, H, W)."""
+    torch.manual_seed(0)
+    model = BasicCNN(3, 4).eval()
+    x = torch.rand(5, 3, 32, 32, requires_grad=True)
+    out = model(x)
+    reference = model.classifier(model.features(x.detach().clone().requires_grad_()))  # plain NCHW path
+    torch.testing.assert_close(out, reference, atol=1e-6, rtol=1e-5)
+    (grad,) = torch.autograd.grad(out[:, 1].sum(), x)
+    ref_input = x.detach().clone().requires_grad_()
+    (ref_grad,) = torch.autograd.grad(model.classifier(model.features(ref_input))[:, 1].sum(), ref_input)
+    torch.testing.assert_close(grad, ref_grad, atol=1e-6, rtol=1e-5)
+    assert x.is_contiguous()  # the caller's tensor is not changed
