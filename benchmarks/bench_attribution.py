@@ -135,40 +135,20 @@ def occluded_batches(image, window, stride, batch_size):
 def bench_occlusion(model, device, repeats, rounds=3):
     image = torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(0)).to(device)
     target = int(model(image[None]).argmax())
-    softmax_model = lambda x: torch.softmax(model(x), dim=1)  # noqa: E731
-    captum = Occlusion(softmax_model)
-
-    def run_captum(ppe):
-        return lambda: captum.attribute(
-            image[None], sliding_window_shapes=(3, 8, 8), strides=(3, 4, 4), baselines=0.5, target=target,
-            perturbations_per_eval=ppe,
-        )  # fmt: skip
-
     sizes = [16, 32, 64] if device.type == "cpu" else [64, 256, 961]
-    captum_times = best({ppe: run_captum(ppe) for ppe in sizes}, 1, device)
+    captum_times = best(
+        {ppe: occlusion_runs(model, image, target, ppe)["captum"] for ppe in sizes}, 1, device
+    )
     ppe = min(captum_times, key=captum_times.get)
     print(
         "Captum Occlusion, perturbations_per_eval sweep:", {k: f"{v:.3f} s" for k, v in captum_times.items()}
     )
-
-    batches = [b.to(device) for b in occluded_batches(image, 8, 4, ppe)]
-
-    def bare():  # the unoccluded image's probability, then every occluded one's
-        with torch.no_grad():
-            reference = torch.softmax(model(image[None]), dim=1)[0, target]
-            return [reference - torch.softmax(model(b), dim=1)[:, target] for b in batches]
-
-    runs = {
-        "ours": lambda: occlusion_map(
-            model, image, target, sliding_window_shapes=8, strides=4, batch_size=ppe
-        ),
-        "captum": run_captum(ppe),
-        "bare": bare,
-    }
+    runs = occlusion_runs(model, image, target, ppe)
     times = best(runs, repeats, device)
     ours = occlusion_map(model, image, target, sliding_window_shapes=8, strides=4, batch_size=ppe)
-    theirs = run_captum(ppe)()[0, 0].cpu()
-    print(f"occlusion 3x128x128, 8x8 window, stride 4, {sum(len(b) for b in batches)} forward images, "
+    theirs = runs["captum"]()[0, 0].cpu()
+    n_occluded = (math.ceil((128 - 8) / 4) + 1) ** 2  # patch positions, as occlusion_map places them
+    print(f"occlusion 3x128x128, 8x8 window, stride 4, {n_occluded} forward images, "
           f"batch {ppe}; max |ours - Captum| = {float((ours - theirs).abs().max()):.2e}")  # fmt: skip
     print(
         f"  occlusion_map {times['ours']:.3f} s, Captum {times['captum']:.3f} s, bare forwards {times['bare']:.3f} s"
