@@ -454,3 +454,16 @@ def test_features_of_uint8_storage_equal_features_of_the_float_images():
     named = extract_features(model, stored, layer="features.0", batch_size=4, device="cpu")
     assert torch.allclose(named, model.features[0](pixels.float() / 255).flatten(1), atol=1e-6)
     assert stored.storage.dtype == torch.uint8
+
+
+def test_to_dataset_rejects_anything_but_uint8_nchw_naming_what_arrived():
+    from deepimaging.data import to_dataset
+
+    with pytest.raises(
+        ValueError, match=r"uint8 of shape \(N, C, H, W\); got float64 of shape \(2, 3, 4, 4\)"
+    ):
+        to_dataset(np.zeros((2, 3, 4, 4)), [0, 1], ["a", "b"])
+    with pytest.raises(ValueError, match=r"got uint8 of shape \(2, 4, 4\)"):
+        to_dataset(np.zeros((2, 4, 4), dtype=np.uint8), [0, 1], ["a", "b"])
+    ds = to_dataset(np.full((2, 1, 4, 4), 51, dtype=np.uint8), [0, 1], ["a", "b"])
+    assert ds.storage.dtype == torch.uint8 and torch.allclose(ds.images, torch.full((2, 1, 4, 4), 0.2))
