@@ -18,22 +18,21 @@ spent inside vs around the model's forward calls. On Linux, glibc may hand the m
 batch's activations back to the OS when they are freed, so the next batch faults it in again
 (about 700,000 faults, +40 % time, per occlusion run here); whether that happens depends on the
 heap's history in the process, not on the method, and it can favour either one in a given run.
-``--steady-malloc`` re-runs the script with glibc settings that keep freed memory in the heap,
-which takes this out of the comparison. On the CPU the comparison is also run with every
-contender in a fresh process of its own (``--rounds`` of them, alternating), so that each starts
-from the same heap: once with glibc's defaults and once with the steady settings.
+``--keep-freed-memory`` first calls ``deepimaging.train.keep_freed_memory()``, which keeps freed
+memory in the heap and so takes this out of the comparison. On the CPU the comparison is also
+run with every contender in a fresh process of its own (``--rounds`` of them, alternating), so
+that each starts from the same heap: once with glibc's defaults and once after that call.
 
 The model is the course's BasicCNN(3, 4). Each timing is the best of ``--repeats`` runs,
 the runs of the things compared interleaved so that drift in machine load hits them alike.
 
     python benchmarks/bench_attribution.py                 # CPU
     python benchmarks/bench_attribution.py --device cuda --repeats 10   # GPU
-    python benchmarks/bench_attribution.py --steady-malloc              # CPU, no page-fault churn
+    python benchmarks/bench_attribution.py --keep-freed-memory          # CPU, no page-fault churn
 """
 
 import argparse
 import math
-import os
 import sys
 import time
 
@@ -44,7 +43,7 @@ from deepimaging.data import ImageDataset, simulate_blood_smear, simulate_smear_
 from deepimaging.interpret import occlusion_map, sliding_window
 from deepimaging.metrics import box_jaccard
 from deepimaging.models import BasicCNN
-from deepimaging.train import evaluate, fit, seed_everything
+from deepimaging.train import evaluate, fit, keep_freed_memory, seed_everything
 
 
 def timed(run, device):
@@ -157,7 +156,7 @@ def bench_occlusion(model, device, repeats, rounds=3):
     # the first block) are freed after every batch; whether glibc hands that memory back to the OS
     # (and the next batch faults it in again) depends on the heap's history, not on the method.
     print(f"  minor page faults in each best run: ours {FAULTS['ours']:,}, Captum {FAULTS['captum']:,}, "
-          f"bare {FAULTS['bare']:,} (--steady-malloc keeps freed memory in the heap)")  # fmt: skip
+          f"bare {FAULTS['bare']:,} (--keep-freed-memory keeps freed memory in the heap)")  # fmt: skip
     for name in ("ours", "captum"):
         wall, inside, calls = time_in_model(model, runs[name])
         print(f"  {name}: {calls} forward calls, {inside:.3f} s inside the model, "
@@ -289,34 +288,26 @@ def occlusion_child(name, ppe):
     print(timed(run, torch.device("cpu"))[0])
 
 
-# glibc settings under which freed memory stays in the heap: blocks up to 256 MB come from the heap
-# (not from mmap) and the heap is never trimmed, so a batch's freed activations are reused by the
-# next batch instead of being returned to the OS and faulted in again. PyTorch's CPU performance
-# guide recommends a caching allocator (jemalloc, TCMalloc) for the same reason.
-STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(256 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
-
-
 def bench_occlusion_isolated(ppe, rounds):
     """Each contender in a fresh process of its own, ``rounds`` times, alternating; best and median.
 
     In one process, the memory allocator's history (what earlier runs left in the heap) decides
     whether a batch's freed activations are reused or handed back to the OS and faulted in again,
     and it can favour whichever method runs after a particular other one. A fresh process per
-    run gives every method the same start. This is done twice: with glibc's default settings,
-    and with ``STEADY_MALLOC``, which takes the page faults out and so compares the methods.
+    run gives every method the same start. This is done twice: with glibc's default settings, and
+    after ``deepimaging.train.keep_freed_memory()`` (as the course notebooks and the ``deepimaging``
+    command run), which takes the page faults out and so compares the methods.
     """
     import statistics
     import subprocess
 
     names = ("ours", "captum", "bare")
-    for label, settings in (("glibc defaults", {}), ("freed memory kept in the heap", STEADY_MALLOC)):
-        env = {key: value for key, value in os.environ.items() if key not in STEADY_MALLOC}
-        env.update(settings)
+    for label, flags in (("glibc defaults", []), ("after keep_freed_memory()", ["--keep-freed-memory"])):
         times = {name: [] for name in names}
         for round_ in range(rounds):
             for name in names[round_ % 3 :] + names[: round_ % 3]:
-                command = [sys.executable, __file__, "--child", name, "--ppe", str(ppe)]
-                output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
+                command = [sys.executable, __file__, "--child", name, "--ppe", str(ppe), *flags]
+                output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
                 times[name].append(float(output.split()[-1]))
         summary = {
             "best": {name: min(values) for name, values in times.items()},
@@ -345,16 +336,15 @@ def main():
         "--random-model", action="store_true", help="sliding window with a random-init model (no training)"
     )
     parser.add_argument(
-        "--steady-malloc",
+        "--keep-freed-memory",
         action="store_true",
-        help="rerun under glibc settings that keep freed memory in the heap (no page-fault churn)",
+        help="call deepimaging.train.keep_freed_memory() first (Linux: no page-fault churn)",
     )
     args = parser.parse_args()
+    if args.keep_freed_memory:
+        print("keep_freed_memory():", keep_freed_memory())
     if args.child:
         return occlusion_child(args.child, args.ppe)
-    if args.steady_malloc and "MALLOC_TRIM_THRESHOLD_" not in os.environ:
-        # glibc reads these at start-up only: re-execute with them.
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **STEADY_MALLOC})
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = BasicCNN(3, 4).to(device).eval()

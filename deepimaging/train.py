@@ -6,9 +6,11 @@ Conventions: the same ``seed`` on the same machine gives the same numbers;
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import random
+import sys
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
@@ -59,6 +61,49 @@ def smoke_mode() -> bool:
     if flag:
         return flag not in ("0", "false", "False", "no")
     return bool(os.environ.get("CI"))
+
+
+# glibc's mallopt() parameters (malloc.h) and the values keep_freed_memory() gives them.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_HEAP_BLOCKS_UP_TO = 256 << 20  # blocks up to 256 MB come from the heap, not from their own mapping
+_KEEP_FREE_UP_TO = 512 << 20  # the heap gives memory back to the system only beyond 512 MB free
+
+
+def keep_freed_memory() -> bool:
+    """Let this process reuse the memory PyTorch frees on the CPU instead of handing it back (Linux).
+
+    Each training step or batch of predictions allocates the network's activations
+    (tens of MB) and frees them at the end. With its default settings, the C
+    library on Linux (glibc) gives memory that large back to the operating system
+    on free, so the next batch asks for it again and the system zeroes every 4 kB
+    page as it is touched: hundreds of thousands of page faults per second of
+    compute. This call changes two of glibc's settings (``mallopt``) for the
+    current process: blocks up to 256 MB come from the heap, and the heap keeps up
+    to 512 MB of freed memory for reuse. The numbers are unchanged; only where the
+    memory comes from changes. On a 2-core CPU, BasicCNN training ran 1.14x as
+    fast, predictions 2.2x and an occlusion map 1.8x (``benchmarks/bench_memory.py``,
+    ``benchmarks/bench_attribution.py``).
+
+    The cost: the process keeps up to 512 MB of memory it no longer uses until it
+    exits. Call it once, at the start (the ``deepimaging`` command and the course
+    notebooks do). Elsewhere than Linux with glibc (macOS, Windows, musl) it does
+    nothing and returns False: their allocators keep freed memory already.
+
+    Returns
+    -------
+    bool
+        True when glibc took both settings.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)  # the C library this process already runs on
+        libc.gnu_get_libc_version  # noqa: B018 -- only glibc has it (musl takes no such settings)
+    except (OSError, AttributeError):
+        return False
+    took_blocks = libc.mallopt(_M_MMAP_THRESHOLD, _HEAP_BLOCKS_UP_TO)
+    took_free = libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_FREE_UP_TO)
+    return bool(took_blocks and took_free)
 
 
 @dataclass
