@@ -55,9 +55,11 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+import deepimaging.models as models
 import deepimaging.physics as P
 from deepimaging.models import BasicCNN, PhysicalModel
 from deepimaging.physics import mosaic
+from deepimaging.train import keep_freed_memory
 
 VALUES = {
     "identity": None,
@@ -185,11 +187,25 @@ TOLIST = "aten::_local_scalar_dense (tolist)"
 SYNCS = ("aten::_local_scalar_dense", TOLIST)
 
 
-def _launches(event, tally) -> int:
+# Elementwise operators (TensorIterator) whose inputs of another dtype (a Python number, a bool mask) the CPU
+# first copies to the common dtype (an aten::to inside the operator), while a GPU kernel casts them as it
+# reads them: on a GPU those copies are not launches.
+CASTS_IN_KERNEL = {
+    "aten::" + op
+    for op in """add add_ sub sub_ mul mul_ div div_ addcmul addcmul_ addcdiv eq ne ge gt le lt maximum minimum
+    clamp clamp_ clamp_min clamp_max where lerp pow rsub""".split()
+}
+
+
+def _launches(event, tally, parent=None) -> int:
     if event.name.startswith("aten::_foreach_") or event.name in ONE_LAUNCH or event.name == TOLIST:
         tally[event.name] += 1
         return 1
-    inner = sum(_launches(child, tally) for child in event.cpu_children if child.name.startswith("aten::"))
+    if event.name == "aten::to" and parent in CASTS_IN_KERNEL:
+        return 0
+    inner = sum(
+        _launches(child, tally, event.name) for child in event.cpu_children if child.name.startswith("aten::")
+    )
     if inner or event.name in NO_LAUNCH:
         return inner
     tally[event.name] += 1
@@ -225,19 +241,25 @@ def count_layer(name, value, x, labels, device):
     # foreach=True is the optimizer a GPU uses by default; its step counters stay on the CPU there, so
     # their .item() calls are not device syncs and are left out.
     options = CUDA_OPTIONS.get(name) if device.type == "cpu" else None
-    with _gpu_mosaic_path():
+    with _gpu_paths():
         return _count_layer(name, value, x, labels, device, options)
 
 
 @contextlib.contextmanager
-def _gpu_mosaic_path():
-    """Filter mosaics broadcast the tile over blocks on a GPU but copy it over the field on a CPU: count the GPU's."""
-    times_tile = mosaic._times_tile
+def _gpu_paths():
+    """Count what a GPU runs where the CPU runs something else.
+
+    Filter mosaics broadcast the tile over blocks on a GPU but copy it over the field on a CPU, and
+    BasicCNN lays its input out channels-last on a CPU only (its copies, forward and backward, would
+    add launches to every step that a GPU does not run).
+    """
+    times_tile, fast_layout = mosaic._times_tile, models._fast_layout
     mosaic._times_tile = functools.partial(times_tile, blocks=True)
+    models._fast_layout = lambda x: x
     try:
         yield
     finally:
-        mosaic._times_tile = times_tile
+        mosaic._times_tile, models._fast_layout = times_tile, fast_layout
 
 
 def _count_layer(name, value, x, labels, device, options):
@@ -307,7 +329,14 @@ def main():
     parser.add_argument(
         "--verbose", action="store_true", help="with --count-ops: list each layer's operators"
     )
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="call deepimaging.train.keep_freed_memory() first, as the notebooks and the CLI do",
+    )
     args = parser.parse_args()
+    if args.keep_freed_memory:
+        print("keep_freed_memory():", keep_freed_memory())
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

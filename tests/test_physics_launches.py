@@ -327,3 +327,121 @@ def test_bit_allocation_matches_the_autograd_formulation(mean_bits, max_bits, dt
 def test_budget_shift_reads_the_device_once_per_round_and_finds_the_same_shift(fraction):
     logits = 3 * torch.randn(20, 20, generator=torch.Generator().manual_seed(3))
     assert torch.equal(P._common.budget_shift(logits, fraction), budget_shift_reference(logits, fraction))
+
+
+# ---------------------------------------------------------------- quantization
+
+
+@pytest.mark.parametrize("bits", [1, 3, 8, 16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_quantize_matches_the_autograd_straight_through_expression(bits, dtype):
+    levels = 2**bits - 1
+
+    def reference(x):
+        return _round_ste(x * levels) / levels
+
+    images = tied_images().to(dtype)
+    new, ref = outputs_and_grads(P.Quantize(bits), [images]), outputs_and_grads(reference, [images])
+    assert torch.equal(new[0], ref[0])  # the same values, bit for bit
+    assert_same(new, ref)
+
+
+# ---------------------------------------------------------------- shot noise and the sensor
+
+
+def shot_reference(rates, generator, method):
+    """The autograd expression ShotNoise and Sensor used before _ShotNoise wrote its gradient out."""
+    counts = P.poisson_sample(rates, generator, method)
+    std = rates.clamp_min(1e-8).sqrt()
+    epsilon = ((counts - rates) / std).detach()
+    surrogate = rates + std * epsilon
+    return counts + (surrogate - surrogate.detach())
+
+
+def dim_images(dtype):
+    """Intensities from 0 (no light: rate 0, below the clamp) through 1e-9 to 1: all the rate regimes."""
+    images = rand(2, 3, 8, 8, dtype=dtype)
+    images[:, :, 0, :3] = 0.0
+    images[:, :, 1, :3] = 1e-9
+    images[:, :, 2, :3] = 1.0
+    return images
+
+
+@pytest.mark.parametrize("method", ["exact", "hybrid"])
+@pytest.mark.parametrize("photons", [5.0, 50.0, 1000.0])
+def test_shot_noise_gradient_matches_the_autograd_reparameterisation(method, photons):
+    layer = P.ShotNoise(photons, seed=3, method=method).double()
+
+    def reference(x):
+        counts = shot_reference(x * photons, torch.Generator().manual_seed(3), method)
+        return (counts / photons).clamp(0.0, 1.0)
+
+    assert_same(
+        outputs_and_grads(layer, [dim_images(torch.float64)]),
+        outputs_and_grads(reference, [dim_images(torch.float64)]),
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sensor_matches_shot_read_saturate_quantize_composed_as_before(dtype):
+    photons, sigma, full_well, bits = 40.0, 2.5, 30.0, 6
+    sensor = P.Sensor(photons, read_noise=sigma, full_well=full_well, bits=bits, seed=7).to(dtype)
+
+    def reference(x):
+        generator = torch.Generator().manual_seed(7)
+        electrons = shot_reference(x * photons, generator, "auto")
+        electrons = P.read_noise(electrons, sigma, generator)
+        return P.quantize(P.saturate(electrons, full_well) / full_well, bits)
+
+    images = dim_images(dtype)
+    assert_same(outputs_and_grads(sensor, [images]), outputs_and_grads(reference, [images]), atol=1e-6)
+
+
+def test_sensor_and_shot_noise_read_no_number_back_from_the_device():
+    """Their fixed parameters are used as tensors: float(buffer) would be a device-to-host copy (a sync on a GPU)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    images = rand(2, 3, 8, 8, dtype=torch.float32).requires_grad_()
+    for layer in (P.Sensor(100.0, read_noise=2.0, bits=8, seed=0), P.ShotNoise(100.0, seed=0)):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            layer(images).sum().backward()
+        names = [event.key for event in prof.key_averages()]
+        # check_images reads min and max back once; nothing else may.
+        assert sum(e.count for e in prof.key_averages() if e.key == "aten::_local_scalar_dense") <= 1, names
+
+
+# ---------------------------------------------------------------- pixels of different sizes
+
+
+def variable_pixels_reference(images, pixel_sizes):
+    """Bin the whole image at every pixel size, then keep each size where the map says so (the former code)."""
+    out = torch.zeros_like(images)
+    for f in [int(f) for f in pixel_sizes.unique().tolist()]:
+        small = F.avg_pool2d(images, f).repeat_interleave(f, -2).repeat_interleave(f, -1)
+        out = out + (pixel_sizes == f).to(images.dtype) * small
+    return out
+
+
+def patchwork_pixel_sizes():
+    """A 16x24 map with aligned blocks of sides 1, 2, 4 and 8 in no ring order."""
+    sizes = torch.ones(16, 24, dtype=torch.long)
+    sizes[:8, :8] = 8
+    sizes[8:16, 16:24] = 8
+    sizes[:4, 8:16] = 4
+    sizes[12:16, 0:4] = 4
+    sizes[4:8, 8:12] = 2
+    sizes[8:12, 4:8] = 2
+    return sizes
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("which", ["foveated", "patchwork"])
+def test_variable_pixels_matches_binning_at_every_size_blended_with_masks(dtype, which):
+    if which == "foveated":
+        pixel_sizes, images = P.foveated_pixel_sizes(32, 32, (1, 2, 4, 8)), rand(3, 2, 32, 32, dtype=dtype)
+    else:
+        pixel_sizes, images = patchwork_pixel_sizes(), rand(3, 2, 16, 24, dtype=dtype)
+    layer = P.VariablePixelSensor(tuple(images.shape[1:]), pixel_sizes=pixel_sizes).to(dtype)
+    reference = outputs_and_grads(lambda x: variable_pixels_reference(x, pixel_sizes), [images])
+    assert_same(outputs_and_grads(layer, [images]), reference)
+    assert_same(outputs_and_grads(lambda x: P.variable_pixels(x, pixel_sizes), [images]), reference)

@@ -11,7 +11,7 @@ from torch import nn
 
 from .._checks import check_choice, check_images, check_int, check_number
 from ._common import SeededNoise
-from .quantization import MAX_BITS, quantize
+from .quantization import MAX_BITS, _QuantizeSTE
 
 __all__ = ["ReadNoise", "Sensor", "ShotNoise", "poisson_sample", "read_noise", "saturate", "shot_noise"]
 
@@ -122,15 +122,44 @@ def shot_noise(
 
 
 def _shot(mean_electrons: torch.Tensor, generator, method: str) -> torch.Tensor:
-    counts = poisson_sample(mean_electrons, generator, method)
     if not mean_electrons.requires_grad:
-        return counts  # the surrogate below adds exactly 0 to the value; skip it when no gradient is needed
-    # Clamp keeps sqrt's gradient finite at lambda = 0, where the standardised noise is exactly 0.
-    std = mean_electrons.clamp_min(1e-8).sqrt()
-    epsilon = ((counts - mean_electrons) / std).detach()
-    surrogate = mean_electrons + std * epsilon
-    # The value is exactly the Poisson count; the surrogate only carries the gradient (it adds 0).
-    return counts + (surrogate - surrogate.detach())
+        return poisson_sample(mean_electrons, generator, method)
+    return _ShotNoise.apply(mean_electrons, generator, method)
+
+
+class _ShotNoise(torch.autograd.Function):
+    r"""Poisson counts ``n`` for the rates ``lambda``, with the gradient of the reparameterisation
+    :math:`n = \lambda + \sqrt{\lambda}\,\varepsilon`, :math:`\varepsilon = (n - \lambda)/\sqrt{\lambda}` held fixed:
+
+    .. math:: \frac{\partial n}{\partial \lambda} = 1 + \frac{\varepsilon}{2\sqrt{\lambda}} = \frac{n + \lambda}{2\lambda}
+
+    It gives the values and gradients of the autograd expression
+
+    .. code-block:: python
+
+        std = rates.clamp_min(1e-8).sqrt()
+        epsilon = ((counts - rates) / std).detach()
+        surrogate = rates + std * epsilon
+        counts + (surrogate - surrogate.detach())
+
+    (where ``rates <= 1e-8`` the clamp passes no gradient to ``std``, so the derivative is 1), without its
+    eight passes over the batch in the forward pass: the forward pass only draws the counts.
+    """
+
+    @staticmethod
+    def forward(ctx, rates, generator, method):
+        counts = poisson_sample(rates, generator, method)
+        ctx.save_for_backward(rates, counts)
+        return counts
+
+    @staticmethod
+    def backward(ctx, grad):
+        rates, counts = ctx.saved_tensors
+        slope = torch.where(rates > _MIN_RATE, (counts + rates) / (2 * rates), 1.0)
+        return grad * slope, None, None
+
+
+_MIN_RATE = 1e-8
 
 
 def read_noise(images: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -171,8 +200,9 @@ class ShotNoise(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         check_images(images)
-        photons = float(self.photons)
-        return saturate(_shot(images * photons, self._noise(images.device), self.method) / photons)
+        # The buffer is used as a tensor, not read as a number: on a GPU that read would wait for the device.
+        electrons = _shot(images * self.photons, self._noise(images.device), self.method)
+        return saturate(electrons / self.photons)
 
     def extra_repr(self) -> str:
         return f"photons={float(self.photons):g}, method={self.method!r}"
@@ -252,12 +282,16 @@ class Sensor(nn.Module):
         """The readout before the ADC: shot noise, read noise and saturation, normalised to [0, 1]."""
         check_images(images)
         generator = self._noise(images.device)
-        electrons = _shot(images * float(self.photons), generator, self.method)
-        electrons = read_noise(electrons, float(self.read_noise), generator)
-        return saturate(electrons, float(self.full_well)) / float(self.full_well)
+        # The buffers are used as tensors, not read as numbers: on a GPU each read would wait for the device.
+        electrons = _shot(images * self.photons, generator, self.method)
+        noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+        electrons = torch.addcmul(electrons, noise, self.read_noise)  # + read noise (see read_noise)
+        zero = torch.zeros((), device=images.device, dtype=images.dtype)
+        return electrons.clamp(zero, self.full_well).div_(self.full_well)  # saturation, then [0, 1]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return quantize(self.analog(images), self.bits)
+        # analog() checked the images and returns values in [0, 1]: quantize them without a second check.
+        return _QuantizeSTE.apply(self.analog(images), 2**self.bits - 1)
 
     def extra_repr(self) -> str:
         return (

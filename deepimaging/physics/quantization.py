@@ -27,9 +27,20 @@ __all__ = [
 MAX_BITS = 16
 
 
-def _round_ste(values: torch.Tensor) -> torch.Tensor:
-    # Straight-through estimator: the value of round(v), the gradient of v (v - v.detach() is exactly 0).
-    return torch.round(values).detach() + (values - values.detach())
+class _QuantizeSTE(torch.autograd.Function):
+    """``round(x * levels) / levels`` with the straight-through gradient dy/dx = 1 (Bengio et al., 2013).
+
+    The same values as ``round(v).detach() + (v - v.detach())`` divided by ``levels`` (``v - v`` is
+    exactly 0), in two operations instead of five, and a backward pass with no operation at all.
+    """
+
+    @staticmethod
+    def forward(ctx, images, levels):
+        return torch.round(images * levels).div_(levels)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
 
 
 def quantize(images: torch.Tensor, bits: int) -> torch.Tensor:
@@ -61,7 +72,7 @@ def quantize(images: torch.Tensor, bits: int) -> torch.Tensor:
     """
     check_images(images)
     bits = check_int(bits, "bits", 1, MAX_BITS)
-    return _round_ste(images * (2**bits - 1)) / (2**bits - 1)
+    return _QuantizeSTE.apply(images, 2**bits - 1)
 
 
 class Quantize(nn.Module):
@@ -129,7 +140,7 @@ class _LearnedDiscretization(torch.autograd.Function):
         values = torch.minimum(torch.maximum(gain * images, low), high)
         span = (high - low).clamp_min(1e-3)
         normalized = ((values - low) / span).clamp(0, 1)
-        y = _round_ste(normalized * levels) / levels
+        y = torch.round(normalized * levels) / levels  # rounding straight-through: gradient 1
 
     but in some 30 operations (kernel launches on a GPU) instead of 60. With ``g`` the gradient of the
     loss with respect to ``y``, ``a = gain * x``, ``r = (v - low) / span`` and the masks

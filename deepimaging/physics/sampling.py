@@ -91,16 +91,51 @@ def variable_pixels(images: torch.Tensor, pixel_sizes: torch.Tensor) -> torch.Te
     """
     check_images(images)
     _check_pixel_sizes(pixel_sizes, images.shape[-2:])
-    sizes = [int(f) for f in pixel_sizes.unique().tolist()]
-    return _variable_pixels(images, sizes, torch.stack([pixel_sizes == f for f in sizes]))
+    return _variable_pixels(images, pixel_sizes.to(images.device))
 
 
-def _variable_pixels(images, sizes, masks):
-    out = torch.zeros_like(images)
-    for f, mask in zip(sizes, masks):
-        small = F.avg_pool2d(images, f)
-        out = out + mask.to(images.dtype) * small.repeat_interleave(f, -2).repeat_interleave(f, -1)
-    return out
+def _variable_pixels(images, pixel_sizes):
+    return _BlockMean.apply(images, *_physical_pixels(pixel_sizes))
+
+
+def _physical_pixels(pixel_sizes):
+    """(index, inverse_area): the physical pixel each fine pixel belongs to (H*W,), and 1/(its f^2) (B,)."""
+    height, width = pixel_sizes.shape
+    f = pixel_sizes.long()
+    rows = torch.arange(height, device=f.device)[:, None] // f
+    cols = torch.arange(width, device=f.device)[None, :] // f
+    # A physical pixel is named by its size and its block row and column in the grid of that size.
+    key = (f * (height + 1) + rows) * (width + 1) + cols
+    _, index = torch.unique(key.flatten(), return_inverse=True)
+    area = torch.bincount(index).to(torch.get_default_dtype())
+    return index, 1.0 / area
+
+
+class _BlockMean(torch.autograd.Function):
+    r"""Each fine pixel takes the mean of the physical pixel it belongs to: :math:`y = A x`.
+
+    ``index`` names, for each of the H*W fine pixels, the physical pixel (of B) covering it;
+    ``inverse_area`` is 1 / (number of fine pixels in it). The sum over each physical pixel is one
+    ``index_add_``, the spread back one ``index_select``: 4 operations (kernel launches on a GPU),
+    where binning at every size and blending with masks takes 9 for three sizes. ``A`` averages over
+    disjoint blocks, so it is symmetric and the backward pass is the same operation, :math:`A^T g = A g`.
+    """
+
+    @staticmethod
+    def forward(ctx, images, index, inverse_area):
+        ctx.save_for_backward(index, inverse_area)
+        return _block_mean(images, index, inverse_area)
+
+    @staticmethod
+    def backward(ctx, grad):
+        index, inverse_area = ctx.saved_tensors
+        return _block_mean(grad, index, inverse_area), None, None
+
+
+def _block_mean(values, index, inverse_area):
+    n, c = values.shape[:2]
+    sums = values.new_zeros(n, c, len(inverse_area)).index_add_(2, index, values.reshape(n, c, -1))
+    return sums.mul_(inverse_area.to(values.dtype)).index_select(2, index).view(values.shape)
 
 
 def _check_pixel_sizes(pixel_sizes, size):
@@ -157,14 +192,15 @@ class VariablePixelSensor(nn.Module):
             pixel_sizes = foveated_pixel_sizes(h, w, sizes)
         _check_pixel_sizes(pixel_sizes, (h, w))
         self.register_buffer("pixel_sizes", pixel_sizes.clone())
-        # Checked once here; the masks of each pixel size are kept so forward only bins and blends.
-        self.sizes = [int(f) for f in pixel_sizes.unique().tolist()]
-        self.register_buffer("masks", torch.stack([pixel_sizes == f for f in self.sizes]), persistent=False)
+        # Checked once here; which physical pixel each fine pixel belongs to is kept, so forward only averages.
+        index, inverse_area = _physical_pixels(pixel_sizes)
+        self.register_buffer("index", index, persistent=False)
+        self.register_buffer("inverse_area", inverse_area, persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         check_images(images)
         check_size_matches(images, *self.pixel_sizes.shape, "VariablePixelSensor")
-        return _variable_pixels(images, self.sizes, self.masks)
+        return _BlockMean.apply(images, self.index, self.inverse_area)
 
 
 class _MaskStraightThrough(torch.autograd.Function):
