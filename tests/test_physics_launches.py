@@ -232,6 +232,23 @@ def test_shift_variant_blur_matches_the_grouped_convolution_with_weights_built_e
     assert_same(outputs_and_grads(new, args), outputs_and_grads(shift_variant_reference, args))
 
 
+@pytest.mark.parametrize("method", ["direct", "fft", "local"])
+def test_shift_variant_blur_layer_learning_rotated_psfs_blurs_with_its_psfs(method):
+    """The layer keeps the logits of its PSFs rotated by 180 degrees; what it applies is still ``psfs``."""
+    layer = P.ShiftVariantBlur(size=5, grid=(2, 3), method=method).double()
+    with torch.no_grad():
+        layer.logits += 0.5 * rand(2, 3, 5, 5, seed=6)  # asymmetric PSFs: a missing flip would show
+    images = rand(2, 3, 16, 18, seed=7)
+
+    def new(images, logits):
+        return torch.func.functional_call(layer, {"logits": logits}, (images,))
+
+    args = (images, layer.logits.detach().clone())
+    reference = outputs_and_grads(lambda x, rotated: shift_variant_reference(x, rotated.flip(-2, -1)), args)
+    assert_same(outputs_and_grads(new, args), reference)
+    torch.testing.assert_close(layer(images), P.shift_variant_blur(images, layer.psfs, method))
+
+
 def test_shift_variant_blur_builds_its_zone_weights_once_per_size():
     layer = P.ShiftVariantBlur(size=3, grid=(2, 2), method="direct")
     images = rand(1, 1, 10, 12, dtype=torch.float32)

@@ -286,8 +286,7 @@ class Sensor(nn.Module):
         electrons = _shot(images * self.photons, generator, self.method)
         noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
         electrons = torch.addcmul(electrons, noise, self.read_noise)  # + read noise (see read_noise)
-        zero = torch.zeros((), device=images.device, dtype=images.dtype)
-        return electrons.clamp(zero, self.full_well).div_(self.full_well)  # saturation, then [0, 1]
+        return (electrons / self.full_well).clamp(0.0, 1.0)  # saturation at the full well, in [0, 1]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # analog() checked the images and returns values in [0, 1]: quantize them without a second check.

@@ -325,27 +325,39 @@ def shift_variant_blur(images: torch.Tensor, psfs: torch.Tensor, method: str = "
     if not isinstance(psfs, torch.Tensor) or psfs.ndim != 4 or psfs.shape[-1] != psfs.shape[-2]:
         shape = tuple(psfs.shape) if isinstance(psfs, torch.Tensor) else type(psfs).__name__
         raise ValueError(f"psfs must have shape (gy, gx, k, k); got {shape}")
+    k = _check_psf_size(psfs.shape[-1])
+    if k > min(images.shape[-2:]):
+        raise ValueError(f"psf size must be at most the image size {min(images.shape[-2:])}; got {k}")
+    return _blur_zones(images, psfs, method)
+
+
+def _blur_zones(images, psfs, method, rotated=False):
+    """:func:`shift_variant_blur` after its checks; ``rotated=True``: ``psfs`` come rotated by 180 degrees.
+
+    A convolution layer computes a correlation, so it applies a PSF rotated by 180 degrees;
+    :class:`ShiftVariantBlur` learns the rotated PSFs, which saves a flip forward and one backward.
+    """
     n, c, h, w = images.shape
-    gy, gx, k = psfs.shape[0], psfs.shape[1], _check_psf_size(psfs.shape[-1])
-    if k > min(h, w):
-        raise ValueError(f"psf size must be at most the image size {min(h, w)}; got {k}")
+    gy, gx, k = psfs.shape[0], psfs.shape[1], psfs.shape[-1]
     zones = gy * gx
     pad = k // 2
     padded = F.pad(images, (pad, pad, pad, pad), mode="reflect") if pad else images
     kernels = psfs.reshape(zones, k, k).to(images.dtype)
+    # Correlation kernels: each weights padded[p + offset].
+    correlation = kernels if rotated else kernels.flip(-2, -1)
     weights = _blend_weights(gy, gx, h, w, images.device, images.dtype)
     if method == "local" or (method == "auto" and images.device.type == "cpu" and k <= LOCAL_UP_TO_SIZE_CPU):
-        # Per-pixel kernel of the convolution, flipped so that it weights padded[p + offset] (a correlation).
-        local_kernels = torch.einsum("zuv,zhw->uvhw", kernels.flip(-2, -1), weights)
+        local_kernels = torch.einsum("zuv,zhw->uvhw", correlation, weights)  # one kernel per pixel
         return local_convolution(padded, local_kernels)
     if _use_fft(method, k, images.device):
         # All zone-blurred copies at once: (N, C, 1, Hp, Wp) against (Z, k, k) gives (N, C, Z, H, W).
-        blurred = _fft_convolve(padded[:, :, None], kernels, pad)[..., :h, :w]
+        convolution = kernels.flip(-2, -1) if rotated else kernels
+        blurred = _fft_convolve(padded[:, :, None], convolution, pad)[..., :h, :w]
     else:
         # One convolution of every channel, as its own image, with the Z kernels: output channel z of
         # image (n, c) is h_z * x_c (no copies of the kernels per channel, as a grouped convolution needs).
-        weight = kernels.flip(-2, -1)[:, None]
-        blurred = F.conv2d(padded.reshape(n * c, 1, *padded.shape[-2:]), weight).view(n, c, zones, h, w)
+        blurred = F.conv2d(padded.reshape(n * c, 1, *padded.shape[-2:]), correlation[:, None])
+        blurred = blurred.view(n, c, zones, h, w)
     return (blurred * weights).sum(2)
 
 
@@ -463,7 +475,9 @@ class ShiftVariantBlur(nn.Module):
         logits = torch.stack(
             [torch.log(gaussian_psf(size, float(s)).clamp_min(1e-8)) for s in sigmas.flatten()]
         )
-        logits = logits.view(gy, gx, size, size)
+        # The logits are those of the PSFs rotated by 180 degrees, which a convolution applies as they are
+        # (see _blur_zones); psfs turns them back.
+        logits = logits.view(gy, gx, size, size).flip(-2, -1)
         if learnable:
             self.logits = nn.Parameter(logits)
         else:
@@ -472,11 +486,18 @@ class ShiftVariantBlur(nn.Module):
     @property
     def psfs(self) -> torch.Tensor:
         """(gy, gx, k, k) PSFs, each non-negative and summing to one."""
+        return self._rotated_psfs().flip(-2, -1)
+
+    def _rotated_psfs(self) -> torch.Tensor:
         gy, gx, k, _ = self.logits.shape
         return torch.softmax(self.logits.reshape(gy, gx, k * k), -1).view_as(self.logits)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return shift_variant_blur(images, self.psfs, self.method)
+        check_images(images)
+        k = self.logits.shape[-1]
+        if k > min(images.shape[-2:]):
+            raise ValueError(f"psf size must be at most the image size {min(images.shape[-2:])}; got {k}")
+        return _blur_zones(images, self._rotated_psfs(), self.method, rotated=True)
 
     def extra_repr(self) -> str:
         gy, gx, k, _ = self.logits.shape
