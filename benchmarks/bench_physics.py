@@ -41,6 +41,23 @@ one sync each), variable_pixels 21, sensor 20 (6 syncs), the microscope 71. Not 
 CPU after BasicCNN took the channels-last layout (a faster step, so larger shares), 2 threads of the
 quiet 2-core machine, --skip-convolution, one run (step 157-341 ms): every layer <= 20%
 (learned_discretization 18.7%, sensor 17.6%, the others 0.2-11.3%) except the microscope 50.8%.
+
+Third session (2026-11-27). The launch count now leaves out what only a CPU runs: BasicCNN's
+channels-last copies (they had raised the step from 47 to 65 launches, so every share looked smaller)
+and the copies the CPU makes to promote an operand's dtype inside an elementwise operator (a GPU kernel
+casts as it reads). Rewritten with their gradients written out: quantization (2 operations, none
+backward), shot noise (the forward pass only draws), pixels of different sizes (one index_add and one
+index_select, the same backward); ShiftVariantBlur learns its PSFs rotated by 180 degrees (no flip);
+Sensor reads none of its buffers back from the device. Launches (--count-ops --threads 1), layer /
+step of 47: variable_pixels 21 -> 6 (11%), sensor 20 (6 syncs) -> 11 (1) (19%), shift_variant_blur
+12 -> 10 (17.5%), quantize 5 (10%); still above 20%: learned_discretization 34 (42%), bit_allocation
+71 (7 syncs, 60%); the microscope 71. Not yet timed on a GPU.
+CPU, same machine, --skip-convolution, one run each: with glibc's default allocator every layer
+<= 20% (learned_discretization 17.6%, sensor 17.3%, noise 12.5%) except the microscope 50.5%; after
+--keep-freed-memory (deepimaging.train.keep_freed_memory(), which the notebooks and the CLI call) the
+step itself is about twice as fast (80-95 ms), and noise (21.6-24.8%) and sensor (23.5-29.7%) go above
+20%: their forward pass is random-number generation, which PyTorch's CPU generator does serially
+(3.5 ns per normal draw, about 70 ns per exact Poisson draw).
 """
 
 from __future__ import annotations
