@@ -424,7 +424,10 @@ def run_study(config: StudyConfig, out_dir, *, jobs: int = 1, progress: bool = T
 
 def _worker(config_dict: dict, key, out_dir: str):
     """One point in a joblib worker process (it rebuilds the configuration from plain data)."""
+    from ..train import keep_freed_memory
+
     torch.set_num_threads(1)
+    keep_freed_memory()  # the study's own process: reuse freed memory, as the deepimaging command does
     config = StudyConfig.from_dict(config_dict)
     return key, run_point(config, *key, out_dir=out_dir)
 
