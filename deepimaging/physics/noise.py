@@ -127,6 +127,9 @@ def _shot(mean_electrons: torch.Tensor, generator, method: str) -> torch.Tensor:
     return _ShotNoise.apply(mean_electrons, generator, method)
 
 
+_MIN_RATE = 1e-8  # below it the surrogate's clamp passes no gradient to sqrt(rate): the derivative is 1
+
+
 class _ShotNoise(torch.autograd.Function):
     r"""Poisson counts ``n`` for the rates ``lambda``, with the gradient of the reparameterisation
     :math:`n = \lambda + \sqrt{\lambda}\,\varepsilon`, :math:`\varepsilon = (n - \lambda)/\sqrt{\lambda}` held fixed:
@@ -159,9 +162,6 @@ class _ShotNoise(torch.autograd.Function):
         return grad * slope, None, None
 
 
-_MIN_RATE = 1e-8
-
-
 def read_noise(images: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
     r"""Additive Gaussian read noise of the amplifier and ADC: :math:`y = x + \sigma \varepsilon`, ``eps ~ N(0, 1)``.
 
@@ -171,8 +171,12 @@ def read_noise(images: torch.Tensor, sigma: float, generator: torch.Generator | 
     if not isinstance(images, torch.Tensor) or not images.is_floating_point():
         raise TypeError(f"images must be a floating-point torch.Tensor; got {type(images).__name__}")
     sigma = check_number(sigma, "sigma", 0.0)
-    noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
-    return noise.mul_(sigma).add_(images)  # images + sigma * noise, without a second temporary batch
+    return _standard_normal(images, generator).mul_(sigma).add_(images)  # no second temporary batch
+
+
+def _standard_normal(like: torch.Tensor, generator) -> torch.Tensor:
+    """Draws from N(0, 1) in the shape, dtype and device of ``like``."""
+    return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
 
 def saturate(values: torch.Tensor, full_well: float = 1.0) -> torch.Tensor:
@@ -284,8 +288,8 @@ class Sensor(nn.Module):
         generator = self._noise(images.device)
         # The buffers are used as tensors, not read as numbers: on a GPU each read would wait for the device.
         electrons = _shot(images * self.photons, generator, self.method)
-        noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
-        electrons = torch.addcmul(electrons, noise, self.read_noise)  # + read noise (see read_noise)
+        # + read noise (see read_noise), the buffer as a tensor factor
+        electrons = torch.addcmul(electrons, _standard_normal(images, generator), self.read_noise)
         return (electrons / self.full_well).clamp(0.0, 1.0)  # saturation at the full well, in [0, 1]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

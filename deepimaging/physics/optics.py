@@ -325,9 +325,7 @@ def shift_variant_blur(images: torch.Tensor, psfs: torch.Tensor, method: str = "
     if not isinstance(psfs, torch.Tensor) or psfs.ndim != 4 or psfs.shape[-1] != psfs.shape[-2]:
         shape = tuple(psfs.shape) if isinstance(psfs, torch.Tensor) else type(psfs).__name__
         raise ValueError(f"psfs must have shape (gy, gx, k, k); got {shape}")
-    k = _check_psf_size(psfs.shape[-1])
-    if k > min(images.shape[-2:]):
-        raise ValueError(f"psf size must be at most the image size {min(images.shape[-2:])}; got {k}")
+    _check_psf_size(psfs.shape[-1])
     return _blur_zones(images, psfs, method)
 
 
@@ -339,6 +337,8 @@ def _blur_zones(images, psfs, method, rotated=False):
     """
     n, c, h, w = images.shape
     gy, gx, k = psfs.shape[0], psfs.shape[1], psfs.shape[-1]
+    if k > min(h, w):
+        raise ValueError(f"psf size must be at most the image size {min(h, w)}; got {k}")
     zones = gy * gx
     pad = k // 2
     padded = F.pad(images, (pad, pad, pad, pad), mode="reflect") if pad else images
@@ -494,9 +494,6 @@ class ShiftVariantBlur(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         check_images(images)
-        k = self.logits.shape[-1]
-        if k > min(images.shape[-2:]):
-            raise ValueError(f"psf size must be at most the image size {min(images.shape[-2:])}; got {k}")
         return _blur_zones(images, self._rotated_psfs(), self.method, rotated=True)
 
     def extra_repr(self) -> str:

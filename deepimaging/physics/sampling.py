@@ -91,11 +91,7 @@ def variable_pixels(images: torch.Tensor, pixel_sizes: torch.Tensor) -> torch.Te
     """
     check_images(images)
     _check_pixel_sizes(pixel_sizes, images.shape[-2:])
-    return _variable_pixels(images, pixel_sizes.to(images.device))
-
-
-def _variable_pixels(images, pixel_sizes):
-    return _BlockMean.apply(images, *_physical_pixels(pixel_sizes))
+    return _BlockMean.apply(images, *_physical_pixels(pixel_sizes.to(images.device)))
 
 
 def _physical_pixels(pixel_sizes):
