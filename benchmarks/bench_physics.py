@@ -2,6 +2,7 @@
 
 Run:  python benchmarks/bench_physics.py [--device cpu|cuda] [--batch 128] [--repeats 5] [--layers noise ...]
       python benchmarks/bench_physics.py --count-ops [--verbose] [--layers ...]   (operator launches)
+      python benchmarks/bench_physics.py --draws [--repeats 21]   (CPU noise draws: all threads vs one)
 
 Prints, for every layer of deepimaging.physics.LAYERS, the layer's forward +
 backward time as a share of one full training step (forward, backward, Adam
@@ -101,19 +102,21 @@ VALUES = {
 }
 
 
+def once(fn, device):
+    """Wall time of one call of fn() (on a GPU, until its work is done)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 def timed(fn, device, repeats):
     """Median wall time of fn() over repeats, after one warm-up call."""
     fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(once(fn, device) for _ in range(repeats))
 
 
 def bench_convolution(x, device, repeats):
@@ -153,7 +156,11 @@ def build(name, value, x, device, options=None, foreach=None):
 
 
 def measure_layer(name, value, x, labels, device, repeats):
-    """(layer forward + backward, full training step) median seconds for one registered layer."""
+    """(layer forward + backward, full training step, share) for one registered layer: medians over repeats.
+
+    The layer and the step are timed in alternation and the share is the median of the pairs' ratios, so a
+    machine that slows down or speeds up during the run moves both alike.
+    """
     scene, layer, model, optimizer, params = build(name, value, x, device)
     loss_fn = torch.nn.CrossEntropyLoss()
 
@@ -167,7 +174,11 @@ def measure_layer(name, value, x, labels, device, repeats):
         if params:  # in a training step the layer's backward only reaches its own parameters
             torch.autograd.grad(out, params, torch.ones_like(out))
 
-    return timed(layer_step, device, repeats), timed(train_step, device, repeats)
+    layer_step(), train_step()  # warm-up
+    pairs = [(once(layer_step, device), once(train_step, device)) for _ in range(repeats)]
+    layer_times, step_times = zip(*pairs)
+    share = statistics.median(a / b for a, b in pairs)
+    return statistics.median(layer_times), statistics.median(step_times), share
 
 
 # Operator launches, a load-independent proxy for a GPU step that is launch-bound (an H100 runs a step of
@@ -318,13 +329,42 @@ def bench_counts(x, labels, device, names=None, verbose=False):
             print("    " + ", ".join(f"{op.removeprefix('aten::')} {n}" for op, n in tally.most_common()))
 
 
+def bench_draws(x, repeats):
+    """The CPU noise draws of deepimaging.physics (fixed chunks on all threads) against one generator."""
+    from deepimaging.physics.noise import EXACT_BELOW, _poisson, _standard_normal
+
+    generator = torch.Generator().manual_seed(0)
+    rates = 100 * x.cpu()
+    small = rates[rates < EXACT_BELOW]  # what the hybrid sampler draws exactly (photons 100)
+    print(
+        f"\ndraw on the CPU ({torch.get_num_threads()} threads)           | one generator (ms) | chunked (ms) | speed-up"
+    )
+    for label, single, chunked in (
+        (
+            f"normal, {x.numel():,} values",
+            lambda: torch.randn(x.shape, generator=generator),
+            lambda: _standard_normal(x, generator),
+        ),
+        (
+            f"Poisson, {small.numel():,} rates < {EXACT_BELOW:g}",
+            lambda: torch.poisson(small, generator),
+            lambda: _poisson(small, generator),
+        ),
+    ):
+        # Alternating, so that both see the same machine.
+        a, b = zip(*((timed(single, x.device, 1), timed(chunked, x.device, 1)) for _ in range(repeats)))
+        a, b = statistics.median(a), statistics.median(b)
+        print(f"{label:38s} | {1e3 * a:18.2f} | {1e3 * b:12.2f} | {a / b:7.2f}x")
+
+
 def bench_layers(x, labels, device, repeats, names=None):
-    print("\nlayer                  | layer fwd+bwd (ms) | training step (ms) | share of step")
+    print(
+        f"\nlayer                  | layer fwd+bwd (ms) | training step (ms) | share of step (median of {repeats} pairs)"
+    )
     for name, value in VALUES.items():
         if names and name not in names:
             continue
-        t_layer, t_step = measure_layer(name, value, x, labels, device, repeats)
-        share = t_layer / t_step
+        t_layer, t_step, share = measure_layer(name, value, x, labels, device, repeats)
         flag = "" if share <= 0.2 or name == "microscope" else "  <-- above 20%"
         print(f"{name:22s} | {1e3 * t_layer:18.1f} | {1e3 * t_step:18.1f} | {100 * share:11.1f}%{flag}")
 
@@ -334,7 +374,7 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--skip-convolution", action="store_true")
     parser.add_argument("--layers", nargs="+", choices=list(VALUES), help="only these layers (default: all)")
@@ -345,6 +385,11 @@ def main():
     )
     parser.add_argument(
         "--verbose", action="store_true", help="with --count-ops: list each layer's operators"
+    )
+    parser.add_argument(
+        "--draws",
+        action="store_true",
+        help="time the CPU noise draws: chunked on all threads vs one generator",
     )
     parser.add_argument(
         "--keep-freed-memory",
@@ -365,6 +410,9 @@ def main():
     )
     if args.count_ops:
         bench_counts(x, labels, device, args.layers, args.verbose)
+        return
+    if args.draws:
+        bench_draws(x, args.repeats)
         return
     if not args.skip_convolution:
         bench_convolution(x, device, args.repeats)

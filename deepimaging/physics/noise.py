@@ -79,12 +79,16 @@ def poisson_sample(
     rates = rates.detach()
     if method == "exact" or (method == "auto" and rates.device.type != "cpu"):
         return _poisson(rates, generator)
-    z = _standard_normal(rates, generator)
+    flat = rates.reshape(-1)
+    z = _standard_normal(flat, generator)
     # lambda + sqrt(lambda) z + (z^2 - 1) / 6, in place: each pass over the batch costs as much as the arithmetic.
-    counts = rates.sqrt().mul_(z).add_(rates).addcmul_(z, z, value=1 / 6).sub_(1 / 6)
+    counts = torch.addcmul(flat, flat.sqrt(), z).addcmul_(z, z, value=1 / 6).sub_(1 / 6)
     counts.round_().clamp_min_(0)
-    small = rates < EXACT_BELOW
-    return counts.masked_scatter_(small, _poisson(rates[small], generator))
+    # Exact draws where the rate is small: gathered by position (index_select / index_copy_ scan the
+    # mask once, where indexing with the mask and masked_scatter_ scan it twice, the second time serially).
+    small = torch.nonzero(flat < EXACT_BELOW).view(-1)
+    exact = _poisson(flat.index_select(0, small), generator)
+    return counts.index_copy_(0, small, exact).view(rates.shape)
 
 
 def _poisson(rates: torch.Tensor, generator) -> torch.Tensor:
