@@ -59,6 +59,20 @@ CPU, same machine, --skip-convolution, one run each: with glibc's default alloca
 step itself is about twice as fast (80-95 ms), and noise (21.6-24.8%) and sensor (23.5-29.7%) go above
 20%: their forward pass is random-number generation, which PyTorch's CPU generator does serially
 (3.5 ns per normal draw, about 70 ns per exact Poisson draw).
+
+Fourth session (2026-11-27). The CPU noise draws run in fixed chunks of 65,536 values, each with its own
+generator seeded from the caller's, on all threads (same seed, same noise for any thread count), and the
+hybrid Poisson sampler gathers its exact draws by position. --draws, 2 threads: normal 1.18-1.76x,
+exact Poisson 1.40-1.51x faster than one generator. The share is now the median of 9 alternating
+(layer, step) pairs. Layer ms and share, the commit before (e9ec0d9) and after, alternating, 3 runs each,
+--keep-freed-memory: noise 20.3-27.9 ms (20.2-21.1%) -> 14.9-16.0 ms (14.0-16.1%), sensor 26.3-31.7 ms
+(24.4-25.3%) -> 18.0-18.9 ms (18.1-18.7%). Two full runs after --keep-freed-memory: every layer <= 20%
+(sensor 19.1% and 19.8%, learned_psf 13.6-14.4%, noise 14.5-15.3%) except the microscope (36-39%) and,
+in one of the two runs, shift_variant_blur (14.1% in one, 26.7% in the other); with glibc's defaults
+every layer <= 15% except the microscope (37%). On this 2-core virtual machine some processes run
+PyTorch's two-thread parallel regions 2-3x slower than others while one thread runs as fast as ever
+(shift_variant_blur, many passes over the batch: 13-17 ms in most processes, 37-46 ms in some; direct
+convolution 32-45 ms, FFT 66-77 ms), so a single run can flag it.
 """
 
 from __future__ import annotations
