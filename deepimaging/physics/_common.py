@@ -86,7 +86,7 @@ def budget_shift(
 
 # Random draws on the CPU. PyTorch's CPU generator (a Mersenne Twister) draws one number after another on
 # one thread (normal: ~3.5 ns a number, Poisson: ~50-70 ns), while the network's step runs on every core;
-# in a training step with a noisy sensor the draw became the largest part of the step. Above
+# in a training step with a noisy sensor the draws took a quarter of the step on 2 cores. Above
 # 2 * PARALLEL_CHUNK numbers the draw is split into chunks of PARALLEL_CHUNK numbers, each drawn by its own
 # generator seeded from the caller's generator (or PyTorch's global one), and the chunks are drawn on
 # torch.get_num_threads() threads. The chunks depend only on the number of values, not on the number of
@@ -99,8 +99,8 @@ def _executor(workers: int) -> concurrent.futures.ThreadPoolExecutor:
     global _pool
     pid, size, executor = _pool
     if pid != os.getpid() or size != workers:
-        if executor is not None and pid == os.getpid():
-            executor.shutdown(wait=False)
+        # A replaced pool is not shut down (another thread may still be using it): its idle threads end
+        # when it is garbage-collected.
         executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="deepimaging-draw")
         _pool = (os.getpid(), workers, executor)
     return executor
