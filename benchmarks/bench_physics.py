@@ -90,6 +90,7 @@ from torch.profiler import ProfilerActivity, profile
 import deepimaging.models as models
 import deepimaging.physics as P
 from deepimaging.models import BasicCNN, PhysicalModel
+from deepimaging.physics import _common as physics_common
 from deepimaging.physics import mosaic
 from deepimaging.train import keep_freed_memory
 
@@ -291,17 +292,20 @@ def count_layer(name, value, x, labels, device):
 def _gpu_paths():
     """Count what a GPU runs where the CPU runs something else.
 
-    Filter mosaics broadcast the tile over blocks on a GPU but copy it over the field on a CPU, and
+    Filter mosaics broadcast the tile over blocks on a GPU but copy it over the field on a CPU,
     BasicCNN lays its input out channels-last on a CPU only (its copies, forward and backward, would
-    add launches to every step that a GPU does not run).
+    add launches to every step that a GPU does not run), and noise is drawn in chunks on a CPU only
+    (one kernel on a GPU).
     """
-    times_tile, fast_layout = mosaic._times_tile, models._fast_layout
+    times_tile, fast_layout, chunk = mosaic._times_tile, models._fast_layout, physics_common.PARALLEL_CHUNK
     mosaic._times_tile = functools.partial(times_tile, blocks=True)
     models._fast_layout = lambda x: x
+    physics_common.PARALLEL_CHUNK = 2**62
     try:
         yield
     finally:
         mosaic._times_tile, models._fast_layout = times_tile, fast_layout
+        physics_common.PARALLEL_CHUNK = chunk
 
 
 def _count_layer(name, value, x, labels, device, options):

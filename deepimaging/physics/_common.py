@@ -106,6 +106,11 @@ def _executor(workers: int) -> concurrent.futures.ThreadPoolExecutor:
     return executor
 
 
+def drawn_in_chunks(tensor: torch.Tensor) -> bool:
+    """Whether random values of ``tensor``'s size and device are drawn in chunks (:func:`draw_in_chunks`)."""
+    return tensor.device.type == "cpu" and tensor.numel() >= 2 * PARALLEL_CHUNK
+
+
 def draw_in_chunks(numel: int, generator: torch.Generator | None, draw) -> None:
     """Run ``draw(start, stop, generator)`` over [0, numel) in fixed chunks, on all CPU threads.
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .._checks import check_choice, check_images, check_int, check_number
-from ._common import SeededNoise, draw_in_chunks
+from ._common import SeededNoise, draw_in_chunks, drawn_in_chunks
 from .quantization import MAX_BITS, _QuantizeSTE
 
 __all__ = ["ReadNoise", "Sensor", "ShotNoise", "poisson_sample", "read_noise", "saturate", "shot_noise"]
@@ -93,7 +93,7 @@ def poisson_sample(
 
 def _poisson(rates: torch.Tensor, generator) -> torch.Tensor:
     """``torch.poisson(rates)``; on the CPU drawn in fixed chunks on all threads (see ``draw_in_chunks``)."""
-    if rates.device.type != "cpu":
+    if not drawn_in_chunks(rates):
         return torch.poisson(rates, generator=generator)
     flat = rates.reshape(-1)
     counts = torch.empty_like(flat)
@@ -194,7 +194,7 @@ def read_noise(images: torch.Tensor, sigma: float, generator: torch.Generator | 
 def _standard_normal(like: torch.Tensor, generator) -> torch.Tensor:
     """Draws from N(0, 1) in the shape, dtype and device of ``like`` (on the CPU on all threads, see ``draw_in_chunks``)."""
     noise = torch.empty(like.shape, device=like.device, dtype=like.dtype)
-    if like.device.type != "cpu":
+    if not drawn_in_chunks(like):
         return noise.normal_(generator=generator)
     flat = noise.view(-1)
     draw_in_chunks(flat.numel(), generator, lambda a, b, g: flat[a:b].normal_(generator=g))
