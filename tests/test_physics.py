@@ -461,6 +461,79 @@ def test_pure_phase_object_is_invisible_in_focus_and_visible_with_a_small_pupil(
     assert low_pass.std() > 0.05
 
 
+def plane_wave_images(objects, pupil, frequencies):
+    """The coherent-imaging equation as written: object times tilted plane wave, FFT, pupil, inverse FFT, |.|^2."""
+    h, w = objects.shape[-2:]
+    y, x = torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64)
+    f = frequencies.double()
+    phase = 2 * math.pi * (f[:, 0, None, None] * y[:, None] / h + f[:, 1, None, None] * x[None, :] / w)
+    field = torch.fft.ifft2(
+        torch.fft.fft2(objects[:, None] * torch.polar(torch.ones_like(phase), phase)) * pupil
+    )
+    return field.abs() ** 2
+
+
+def complex_field(*shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.polar(
+        torch.rand(*shape, generator=g, dtype=torch.float64),
+        6 * torch.rand(*shape, generator=g, dtype=torch.float64),
+    )
+
+
+@pytest.mark.parametrize(
+    "frequencies",
+    [
+        [
+            [0.0, 0.0],
+            [2.0, -3.0],
+            [-5.0, 7.0],
+            [9.0, 1.0],
+            [20.0, -23.0],
+        ],  # whole cycles: the pupil-shift form
+        [[0.5, 0.0], [1.25, -2.5]],  # fractions of a cycle: the plane waves themselves
+    ],
+)
+def test_coherent_image_follows_the_plane_wave_equation(frequencies):
+    objects, pupil = complex_field(3, 16, 20, seed=1), complex_field(16, 20, seed=2)
+    frequencies = torch.tensor(frequencies)
+    assert torch.allclose(
+        P.coherent_image(objects, pupil, frequencies),
+        plane_wave_images(objects, pupil, frequencies),
+        atol=1e-12,
+    )
+
+
+def test_fourier_microscope_values_and_gradients_follow_the_plane_wave_equation():
+    microscope = P.FourierMicroscope((3, 16, 16), na=0.6, led_grid=3, output="stack").double()
+    with torch.no_grad():  # an aberrated pupil, so that every LED sees a different part of it
+        microscope.pupil_amplitude.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(3))
+        microscope.pupil_phase.normal_(0, 1, generator=torch.Generator().manual_seed(4))
+    images = rand(2, 3, 16, 16).double().requires_grad_()
+    out = microscope(images)
+    objects = P.thin_object(images, microscope.phase_strength)
+    expected = plane_wave_images(objects, microscope.pupil, microscope.frequencies).clamp(0, 1)
+    assert torch.allclose(out, expected, atol=1e-12)
+    weights = torch.rand(out.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    inputs = [images, microscope.pupil_amplitude, microscope.pupil_phase]
+    got = torch.autograd.grad((weights * out).sum(), inputs)
+    want = torch.autograd.grad((weights * expected).sum(), inputs)
+    for a, b in zip(got, want):
+        assert a.abs().max() > 0 and torch.allclose(a, b, atol=1e-10)
+
+
+def test_coherent_image_names_the_shapes_it_expects():
+    objects = complex_field(2, 8, 8)
+    with pytest.raises(ValueError, match=r"objects must have shape \(N, H, W\); got \(8, 8\)"):
+        P.coherent_image(objects[0], torch.ones(8, 8), torch.zeros(1, 2))
+    with pytest.raises(ValueError, match=r"pupil must have shape \(8, 8\) like the objects; got \(8, 9\)"):
+        P.coherent_image(objects, torch.ones(8, 9), torch.zeros(1, 2))
+    with pytest.raises(ValueError, match=r"frequencies must be a tensor of shape \(K, 2\).*got list"):
+        P.coherent_image(objects, torch.ones(8, 8), [[0.0, 1.0]])
+    with pytest.raises(ValueError, match=r"frequencies must be a tensor of shape \(K, 2\).*got \(2,\)"):
+        P.coherent_image(objects, torch.ones(8, 8), torch.zeros(2))
+
+
 def test_circular_pupil_passes_frequencies_up_to_the_cutoff():
     pupil = P.circular_pupil(16, 16, 3.0)
     assert pupil[0, 3] == 1 and pupil[0, 4] == 0 and pupil[2, 2] == 1 and pupil[3, 3] == 0

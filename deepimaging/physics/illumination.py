@@ -159,18 +159,57 @@ def coherent_image(objects: torch.Tensor, pupil: torch.Tensor, frequencies: torc
     -------
     torch.Tensor
         (N, K, H, W) real intensities, one image per LED (not clipped).
+
+    Notes
+    -----
+    When every frequency is a whole number of cycles per field (as
+    :func:`led_frequencies` makes them), the tilt shifts the spectrum exactly:
+    :math:`\mathcal{F}\{t\, e^{2\pi i f_k \cdot x}\}(f) = T(f - f_k)`, so
+
+    .. math:: I_k = \big|\mathcal{F}^{-1}\{P(f + f_k)\, T(f)\}\big|^2
+
+    (the two fields differ by the phase ramp :math:`e^{2\pi i f_k \cdot x}`, which
+    the intensity drops). That takes one Fourier transform per object and one
+    inverse per LED, where the equation above takes two per LED; it is what
+    this function computes then.
     """
     if not isinstance(objects, torch.Tensor) or objects.ndim != 3:
-        raise ValueError(f"objects must have shape (N, H, W); got {getattr(objects, 'shape', type(objects))}")
+        raise ValueError(f"objects must have shape (N, H, W); got {_shape(objects)}")
     h, w = objects.shape[-2:]
-    if tuple(pupil.shape) != (h, w):
-        raise ValueError(f"pupil must have shape {(h, w)} like the objects; got {tuple(pupil.shape)}")
-    y = torch.arange(h, device=objects.device, dtype=torch.float32)
-    x = torch.arange(w, device=objects.device, dtype=torch.float32)
-    freq = frequencies.to(objects.device, torch.float32)
+    if not isinstance(pupil, torch.Tensor) or tuple(pupil.shape) != (h, w):
+        raise ValueError(f"pupil must have shape {(h, w)} like the objects; got {_shape(pupil)}")
+    if not isinstance(frequencies, torch.Tensor) or frequencies.ndim != 2 or frequencies.shape[1] != 2:
+        raise ValueError(
+            f"frequencies must be a tensor of shape (K, 2), (fy, fx) per LED; got {_shape(frequencies)}"
+        )
+    if torch.equal(frequencies, frequencies.round()):
+        return _shifted_pupil_image(objects, pupil, frequencies)
+    real = objects.real.dtype  # the plane waves in the objects' precision
+    y = torch.arange(h, device=objects.device, dtype=real)
+    x = torch.arange(w, device=objects.device, dtype=real)
+    freq = frequencies.to(objects.device, real)
     phase = 2 * math.pi * (freq[:, 0, None, None] * y[:, None] / h + freq[:, 1, None, None] * x[None, :] / w)
     waves = torch.polar(torch.ones_like(phase), phase)  # (K, H, W)
     field = torch.fft.ifft2(torch.fft.fft2(objects[:, None] * waves) * pupil)
+    return field.real**2 + field.imag**2
+
+
+def _shape(value):
+    """A tensor's shape as a tuple, or the type of anything else (for error messages)."""
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+
+
+def _shifted_pupil_image(
+    objects: torch.Tensor, pupil: torch.Tensor, frequencies: torch.Tensor
+) -> torch.Tensor:
+    """:func:`coherent_image` for frequencies of whole cycles per field: the pupil shifted per LED."""
+    h, w = objects.shape[-2:]
+    shift = frequencies.to(objects.device, torch.long)
+    # P(f + f_k) in FFT order: row (m + fy_k) mod H, column (n + fx_k) mod W, one gather for all LEDs.
+    rows = (torch.arange(h, device=objects.device) + shift[:, :1]) % h  # (K, H)
+    cols = (torch.arange(w, device=objects.device) + shift[:, 1:]) % w  # (K, W)
+    shifted = pupil[rows[:, :, None], cols[:, None, :]]  # (K, H, W)
+    field = torch.fft.ifft2(torch.fft.fft2(objects)[:, None] * shifted)
     return field.real**2 + field.imag**2
 
 
@@ -246,7 +285,9 @@ class FourierMicroscope(nn.Module):
     def led_images(self, images: torch.Tensor) -> torch.Tensor:
         """(N, K, H, W) single-LED intensity images in [0, 1]."""
         objects = thin_object(images, self.phase_strength)
-        return coherent_image(objects, self.pupil, self.frequencies).clamp(0, 1)
+        # led_frequencies gives whole cycles per field: the pupil-shift form of coherent_image, without
+        # the check that reads the frequencies back from the device.
+        return _shifted_pupil_image(objects, self.pupil, self.frequencies).clamp(0, 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         stack = self.led_images(images)
