@@ -3,6 +3,7 @@
 Run:  python benchmarks/bench_physics.py [--device cpu|cuda] [--batch 128] [--repeats 5] [--layers noise ...]
       python benchmarks/bench_physics.py --count-ops [--verbose] [--layers ...]   (operator launches)
       python benchmarks/bench_physics.py --draws [--repeats 21]   (CPU noise draws: all threads vs one)
+      python benchmarks/bench_physics.py --compile --skip-convolution [--layers ...]   (through torch.compile)
 
 Prints, for every layer of deepimaging.physics.LAYERS, the layer's forward +
 backward time as a share of one full training step (forward, backward, Adam
@@ -173,22 +174,24 @@ def build(name, value, x, device, options=None, foreach=None):
     return scene, layer, model, optimizer, params
 
 
-def measure_layer(name, value, x, labels, device, repeats):
+def measure_layer(name, value, x, labels, device, repeats, compile_=False):
     """(layer forward + backward, full training step, share) for one registered layer: medians over repeats.
 
     The layer and the step are timed in alternation and the share is the median of the pairs' ratios, so a
-    machine that slows down or speeds up during the run moves both alike.
+    machine that slows down or speeds up during the run moves both alike. ``compile_``: the layer and the
+    whole model run through ``torch.compile`` (their first calls, which compile, are not timed).
     """
     scene, layer, model, optimizer, params = build(name, value, x, device)
     loss_fn = torch.nn.CrossEntropyLoss()
+    run_layer, run_model = (torch.compile(layer), torch.compile(model)) if compile_ else (layer, model)
 
     def train_step():
         optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(scene), labels).backward()
+        loss_fn(run_model(scene), labels).backward()
         optimizer.step()
 
     def layer_step():
-        out = layer(scene)
+        out = run_layer(scene)
         if params:  # in a training step the layer's backward only reaches its own parameters
             torch.autograd.grad(out, params, torch.ones_like(out))
 
@@ -378,14 +381,15 @@ def bench_draws(x, repeats):
         print(f"{label:38s} | {1e3 * a:18.2f} | {1e3 * b:12.2f} | {a / b:7.2f}x")
 
 
-def bench_layers(x, labels, device, repeats, names=None):
+def bench_layers(x, labels, device, repeats, names=None, compile_=False):
     print(
         f"\nlayer                  | layer fwd+bwd (ms) | training step (ms) | share of step (median of {repeats} pairs)"
+        + (", torch.compile" if compile_ else "")
     )
     for name, value in VALUES.items():
         if names and name not in names:
             continue
-        t_layer, t_step, share = measure_layer(name, value, x, labels, device, repeats)
+        t_layer, t_step, share = measure_layer(name, value, x, labels, device, repeats, compile_)
         flag = "" if share <= 0.2 or name == "microscope" else "  <-- above 20%"
         print(f"{name:22s} | {1e3 * t_layer:18.1f} | {1e3 * t_step:18.1f} | {100 * share:11.1f}%{flag}")
 
@@ -406,6 +410,11 @@ def main():
     )
     parser.add_argument(
         "--verbose", action="store_true", help="with --count-ops: list each layer's operators"
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="time the layer and the training step through torch.compile (compiling takes seconds per layer)",
     )
     parser.add_argument(
         "--draws",
@@ -437,7 +446,7 @@ def main():
         return
     if not args.skip_convolution:
         bench_convolution(x, device, args.repeats)
-    bench_layers(x, labels, device, args.repeats, args.layers)
+    bench_layers(x, labels, device, args.repeats, args.layers, args.compile)
 
 
 if __name__ == "__main__":

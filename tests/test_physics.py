@@ -700,6 +700,41 @@ def test_every_learnable_parameter_gets_a_gradient_through_layer_and_cnn(name):
         assert p.grad is not None and p.grad.abs().sum() > 0, pname
 
 
+@pytest.mark.parametrize("name", list(VALUES))
+def test_every_layer_compiles_once_and_gives_its_eager_values(name):
+    """torch.compile (here its tracer, dynamo, with the eager backend) traces each layer once.
+
+    Values a layer reads back from its tensors (the image range check, the bit budget) must not become
+    constants of the traced graph: then every new batch, or every optimizer step, would trace it again.
+    """
+    import torch._dynamo
+
+    shape = shape_for(name)
+    torch.manual_seed(0)
+    layer = P.make_layer(name, VALUES[name], shape)
+    compiled = torch.compile(layer, backend="eager")
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    for step in range(4):
+        x = rand(2, *shape, seed=step) * (1 - step / 8)  # a new batch, with a new range
+        with torch.no_grad():  # and new parameter values, as after an optimizer step
+            for parameter in layer.parameters():
+                parameter.add_(
+                    0.01 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(step))
+                )
+        torch.manual_seed(step)
+        expected = layer(x)
+        torch.manual_seed(step)
+        out = compiled(x)
+        assert torch.allclose(out, expected, atol=1e-6)
+        if any(p.requires_grad for p in layer.parameters()):
+            out.sum().backward()
+        if step == 0:
+            graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    assert graphs > 0 or name == "identity"  # nn.Identity runs no operation: nothing to trace
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs, "traced again for new values"
+
+
 @pytest.mark.parametrize("name", [n for n in VALUES if n != "identity"])
 def test_every_layer_refuses_images_outside_0_1(name):
     shape = shape_for(name)

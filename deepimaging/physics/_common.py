@@ -56,6 +56,7 @@ def _rounded_to(value: float, dtype) -> float:
     return torch.tensor(value, dtype=dtype).item()
 
 
+@torch.compiler.disable  # it reads values back to steer the search: compiled, each would be a new graph
 def budget_shift(
     logits: torch.Tensor, fraction: float, rounds: int = 4, candidates: int = 64
 ) -> torch.Tensor:
@@ -111,6 +112,7 @@ def drawn_in_chunks(tensor: torch.Tensor) -> bool:
     return tensor.device.type == "cpu" and tensor.numel() >= 2 * PARALLEL_CHUNK
 
 
+@torch.compiler.disable  # threads and generators: torch.compile runs it as it is, outside its graphs
 def draw_in_chunks(numel: int, generator: torch.Generator | None, draw) -> None:
     """Run ``draw(start, stop, generator)`` over [0, numel) in fixed chunks, on all CPU threads.
 

@@ -22,6 +22,7 @@ SHOT_NOISE_METHODS = ("auto", "exact", "hybrid")
 EXACT_BELOW = 10.0
 
 
+@torch.compiler.disable  # its exact draws have a data-dependent count: torch.compile runs it as it is
 def poisson_sample(
     rates: torch.Tensor, generator: torch.Generator | None = None, method: str = "auto"
 ) -> torch.Tensor:

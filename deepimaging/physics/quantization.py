@@ -445,6 +445,7 @@ class BitAllocation(nn.Module):
         # dc/dz_i = -w_i with w = sigmoid' / sum(sigmoid'), is written out in _BudgetSigmoid.
         return _BudgetSigmoid.apply(logits, budget_shift(logits, fraction), self.min_bits, span)
 
+    @torch.compiler.disable  # the number of extra bits is read back: compiled, each value would be a new graph
     def _integer_bits(self, bits: torch.Tensor) -> torch.Tensor:
         # Largest remainder: floor every pixel, then give the leftover bits to the largest fractions.
         base = bits.detach().floor()
