@@ -77,6 +77,11 @@ convolution 32-45 ms, FFT 66-77 ms), so a single run can flag it.
 The microscope now shifts the pupil per LED instead of tilting the object (LED frequencies are whole
 cycles per field): one FFT per object instead of one per LED. Alternating with the commit before, 2 runs,
 --keep-freed-memory: layer 92-96 ms (36.4-36.7%) -> 63-72 ms (29.2-30.6%); launches 71 -> 70 (2 syncs).
+--compile --keep-freed-memory (every layer now traced once; bit_allocation had recompiled at every step,
+294 ms): every layer <= 20% (sensor 18.2%, shift_variant_blur 16.5%, noise 14.7%, learned_psf 12.7%,
+learned_discretization 3.9 ms instead of ~10-12 ms eager) except the microscope 27.3% (inductor does not
+generate code for complex operators); the training step itself is not faster on this CPU (82-127 ms).
+Not yet run on a GPU: python benchmarks/bench_physics.py --device cuda [--compile] --skip-convolution.
 """
 
 from __future__ import annotations
