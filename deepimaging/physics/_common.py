@@ -1,4 +1,4 @@
-"""Helpers shared by the physical layers: shape checks, seeded noise, budget constraints."""
+"""Helpers shared by the physical layers: shape checks, seeded noise (drawn on all CPU threads), budget constraints."""
 
 from __future__ import annotations
 

@@ -53,8 +53,8 @@ def poisson_sample(
     lambda).
 
     ``"auto"`` is ``"hybrid"`` on the CPU and ``"exact"`` elsewhere (on a GPU
-    ``torch.poisson`` is parallel and cheap). On the CPU, batches of more than
-    131 072 values are drawn in fixed chunks, each with its own generator seeded
+    ``torch.poisson`` is parallel and cheap). On the CPU, batches of 131 072
+    values or more are drawn in fixed chunks, each with its own generator seeded
     from ``generator``, on all of PyTorch's threads: the same seed gives the same
     counts whatever the number of threads.
 
