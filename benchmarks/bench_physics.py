@@ -2,7 +2,6 @@
 
 Run:  python benchmarks/bench_physics.py [--device cpu|cuda] [--batch 128] [--repeats 5] [--layers noise ...]
       python benchmarks/bench_physics.py --count-ops [--verbose] [--layers ...]   (operator launches)
-      python benchmarks/bench_physics.py --draws [--repeats 21]   (CPU noise draws: all threads vs one)
       python benchmarks/bench_physics.py --compile --skip-convolution [--layers ...]   (through torch.compile)
 
 Prints, for every layer of deepimaging.physics.LAYERS, the layer's forward +
@@ -61,19 +60,25 @@ step itself is about twice as fast (80-95 ms), and noise (21.6-24.8%) and sensor
 20%: their forward pass is random-number generation, which PyTorch's CPU generator does serially
 (3.5 ns per normal draw, about 70 ns per exact Poisson draw).
 
-Fourth session (2026-11-27). The CPU noise draws run in fixed chunks of 65,536 values, each with its own
-generator seeded from the caller's, on all threads (same seed, same noise for any thread count), and the
-hybrid Poisson sampler gathers its exact draws by position. --draws, 2 threads: normal 1.18-1.76x,
-exact Poisson 1.40-1.51x faster than one generator. The share is now the median of 9 alternating
-(layer, step) pairs. Layer ms and share, the commit before (e9ec0d9) and after, alternating, 3 runs each,
---keep-freed-memory: noise 20.3-27.9 ms (20.2-21.1%) -> 14.9-16.0 ms (14.0-16.1%), sensor 26.3-31.7 ms
-(24.4-25.3%) -> 18.0-18.9 ms (18.1-18.7%). Two full runs after --keep-freed-memory: every layer <= 20%
-(sensor 19.1% and 19.8%, learned_psf 13.6-14.4%, noise 14.5-15.3%) except the microscope (36-39%) and,
-in one of the two runs, shift_variant_blur (14.1% in one, 26.7% in the other); with glibc's defaults
-every layer <= 15% except the microscope (37%). On this 2-core virtual machine some processes run
-PyTorch's two-thread parallel regions 2-3x slower than others while one thread runs as fast as ever
-(shift_variant_blur, many passes over the batch: 13-17 ms in most processes, 37-46 ms in some; direct
-convolution 32-45 ms, FFT 66-77 ms), so a single run can flag it.
+Fourth session (2026-11-27). The share is now the median of 9 alternating (layer, step) pairs. The hybrid
+Poisson sampler gathers its exact draws by position (1.7 ms less). Layer ms and share against the commit
+before (e9ec0d9), alternating, 3 runs each, --keep-freed-memory: noise 20.9-22.0 ms (19.7-20.3%) ->
+18.9-25.3 ms (16.1-18.8%), sensor 27.6-28.8 ms (23.7-25.0%) -> 25.3-34.2 ms (21.2-24.1%): the sensor stays
+above 20% after keep_freed_memory (it is below with glibc's defaults), bound by PyTorch's serial CPU random
+number generation (two normal fields and the exact small-rate Poisson draws, ~20 of its ~27 ms).
+Tried and not kept: drawing in fixed chunks on a thread pool, each chunk with its own seeded generator.
+Alone it drew 1.2-1.8x faster, but in a training step libgomp's workers spin for milliseconds after
+every parallel region and hold the cores the drawing threads need: after a parallel operation the
+chunked sensor took 26.2-27.4 ms against 24.7-25.1 ms drawn serially (it won, 17.9-21.5 against
+25.7-28.0 ms, only with OMP_WAIT_POLICY=PASSIVE). Where a drawing thread ran a parallel operator itself
+(torch.poisson zero-fills its output) it started a second OpenMP team, after which libgomp let every
+worker sleep between regions; that made the draws look faster and slowed later parallel work
+(shift_variant_blur 15.9-22.8 ms before such a draw, 23.1-26.0 ms after).
+On this 2-core virtual machine some processes run PyTorch's two-thread parallel regions 2-3x slower
+than others while one thread runs as fast as ever (shift_variant_blur, ~200 small parallel regions:
+13-17 ms in most processes, 33-43 ms in some, and in 3 of 3 processes that first ran the eight layers
+before it; OMP_WAIT_POLICY=PASSIVE made every process slow, ACTIVE made 3 of 4 fast; direct convolution
+32-45 ms, FFT 66-77 ms), so a single run can flag it.
 The microscope now shifts the pupil per LED instead of tilting the object (LED frequencies are whole
 cycles per field): one FFT per object instead of one per LED. Alternating with the commit before, 2 runs,
 --keep-freed-memory: layer 92-96 ms (36.4-36.7%) -> 63-72 ms (29.2-30.6%); launches 71 -> 70 (2 syncs).
@@ -99,7 +104,6 @@ from torch.profiler import ProfilerActivity, profile
 import deepimaging.models as models
 import deepimaging.physics as P
 from deepimaging.models import BasicCNN, PhysicalModel
-from deepimaging.physics import _common as physics_common
 from deepimaging.physics import mosaic
 from deepimaging.train import keep_freed_memory
 
@@ -303,20 +307,17 @@ def count_layer(name, value, x, labels, device):
 def _gpu_paths():
     """Count what a GPU runs where the CPU runs something else.
 
-    Filter mosaics broadcast the tile over blocks on a GPU but copy it over the field on a CPU,
+    Filter mosaics broadcast the tile over blocks on a GPU but copy it over the field on a CPU, and
     BasicCNN lays its input out channels-last on a CPU only (its copies, forward and backward, would
-    add launches to every step that a GPU does not run), and noise is drawn in chunks on a CPU only
-    (one kernel on a GPU).
+    add launches to every step that a GPU does not run).
     """
-    times_tile, fast_layout, chunk = mosaic._times_tile, models._fast_layout, physics_common.PARALLEL_CHUNK
+    times_tile, fast_layout = mosaic._times_tile, models._fast_layout
     mosaic._times_tile = functools.partial(times_tile, blocks=True)
     models._fast_layout = lambda x: x
-    physics_common.PARALLEL_CHUNK = 2**62
     try:
         yield
     finally:
         mosaic._times_tile, models._fast_layout = times_tile, fast_layout
-        physics_common.PARALLEL_CHUNK = chunk
 
 
 def _count_layer(name, value, x, labels, device, options):
@@ -358,34 +359,6 @@ def bench_counts(x, labels, device, names=None, verbose=False):
             print("    " + ", ".join(f"{op.removeprefix('aten::')} {n}" for op, n in tally.most_common()))
 
 
-def bench_draws(x, repeats):
-    """The CPU noise draws of deepimaging.physics (fixed chunks on all threads) against one generator."""
-    from deepimaging.physics.noise import EXACT_BELOW, _poisson, _standard_normal
-
-    generator = torch.Generator().manual_seed(0)
-    rates = 100 * x.cpu()
-    small = rates[rates < EXACT_BELOW]  # what the hybrid sampler draws exactly (photons 100)
-    print(
-        f"\ndraw on the CPU ({torch.get_num_threads()} threads)           | one generator (ms) | chunked (ms) | speed-up"
-    )
-    for label, single, chunked in (
-        (
-            f"normal, {x.numel():,} values",
-            lambda: torch.randn(x.shape, generator=generator),
-            lambda: _standard_normal(x, generator),
-        ),
-        (
-            f"Poisson, {small.numel():,} rates < {EXACT_BELOW:g}",
-            lambda: torch.poisson(small, generator),
-            lambda: _poisson(small, generator),
-        ),
-    ):
-        # Alternating, so that both see the same machine.
-        a, b = zip(*((timed(single, x.device, 1), timed(chunked, x.device, 1)) for _ in range(repeats)))
-        a, b = statistics.median(a), statistics.median(b)
-        print(f"{label:38s} | {1e3 * a:18.2f} | {1e3 * b:12.2f} | {a / b:7.2f}x")
-
-
 def bench_layers(x, labels, device, repeats, names=None, compile_=False):
     print(
         f"\nlayer                  | layer fwd+bwd (ms) | training step (ms) | share of step (median of {repeats} pairs)"
@@ -422,11 +395,6 @@ def main():
         help="time the layer and the training step through torch.compile (compiling takes seconds per layer)",
     )
     parser.add_argument(
-        "--draws",
-        action="store_true",
-        help="time the CPU noise draws: chunked on all threads vs one generator",
-    )
-    parser.add_argument(
         "--keep-freed-memory",
         action="store_true",
         help="call deepimaging.train.keep_freed_memory() first, as the notebooks and the CLI do",
@@ -445,9 +413,6 @@ def main():
     )
     if args.count_ops:
         bench_counts(x, labels, device, args.layers, args.verbose)
-        return
-    if args.draws:
-        bench_draws(x, args.repeats)
         return
     if not args.skip_convolution:
         bench_convolution(x, device, args.repeats)

@@ -1,7 +1,6 @@
 """Physical layers: each property checked against an independent fact (hand computation, SciPy, scikit-image)."""
 
 import math
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +11,6 @@ from skimage.measure import block_reduce
 import deepimaging.physics as P
 from deepimaging.data import ImageDataset, simulate_blood_smear
 from deepimaging.models import BasicCNN, PhysicalModel
-from deepimaging.physics import _common
 
 torch.set_num_threads(1)
 
@@ -822,84 +820,3 @@ def test_physics_explorer_refuses_images_it_cannot_show():
         PhysicsExplorer(rand(1, 9, 16, 16))
     with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
         PhysicsExplorer(rand(1, 3, 16, 16) + 1)
-
-
-# Random draws on the CPU run in fixed chunks, each with its own generator, on all threads (_common.draw_in_chunks).
-
-
-def _draws(threads, generator=None):
-    from deepimaging.physics.noise import _standard_normal
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        like = torch.empty(5 * _common.PARALLEL_CHUNK + 123)
-        rates = torch.linspace(0, 30, like.numel())
-        return _standard_normal(like, generator), P.poisson_sample(rates, generator, "exact")
-    finally:
-        torch.set_num_threads(previous)
-
-
-def test_chunked_draws_are_the_same_whatever_the_number_of_threads():
-    one, three = _draws(1, torch.Generator().manual_seed(4)), _draws(3, torch.Generator().manual_seed(4))
-    assert torch.equal(one[0], three[0]) and torch.equal(one[1], three[1])
-    torch.manual_seed(9)  # generator=None draws the chunk seeds from PyTorch's global generator
-    first = _draws(2)
-    torch.manual_seed(9)
-    assert torch.equal(first[0], _draws(1)[0])
-
-
-def test_chunked_normal_draws_are_standard_normal_and_the_chunks_independent():
-    from scipy.stats import kstest
-
-    z = _draws(2, torch.Generator().manual_seed(5))[0]
-    assert kstest(z.numpy(), "norm").pvalue > 1e-3  # fails if chunks repeat or a chunk is left unfilled
-    chunks = z[: 5 * _common.PARALLEL_CHUNK].view(5, -1)
-    correlation = torch.corrcoef(chunks)
-    # Distinct seeds: off-diagonal correlations within 5 standard errors (1 / sqrt(chunk)) of 0.
-    assert (correlation - torch.eye(5)).abs().max() < 5 / math.sqrt(_common.PARALLEL_CHUNK)
-
-
-def test_small_draws_use_the_callers_generator_directly():
-    from deepimaging.physics.noise import _standard_normal
-
-    like = torch.empty(3, 8, 8)
-    assert torch.equal(
-        _standard_normal(like, torch.Generator().manual_seed(2)),
-        torch.randn(like.shape, generator=torch.Generator().manual_seed(2)),
-    )
-
-
-def _chunked_normal_sum(threads):
-    from deepimaging.physics.noise import _standard_normal
-
-    torch.set_num_threads(threads)
-    # normal_ and empty run no OpenMP region: a forked child cannot enter one once the parent has (libgomp).
-    z = _standard_normal(torch.empty(5 * _common.PARALLEL_CHUNK + 123), torch.Generator().manual_seed(6))
-    return float(z.numpy().astype(np.float64).sum())
-
-
-def _draw_in_child(queue):
-    queue.put(_chunked_normal_sum(2))
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
-def test_a_forked_process_draws_on_its_own_threads():
-    # A process forked after the parent drew (its thread pool exists) must not wait for the parent's pool.
-    import multiprocessing
-
-    previous = torch.get_num_threads()
-    try:
-        expected = _chunked_normal_sum(2)
-    finally:
-        torch.set_num_threads(previous)
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    child = context.Process(target=_draw_in_child, args=(queue,))
-    child.start()
-    child.join(timeout=60)
-    alive = child.is_alive()
-    if alive:
-        child.kill()
-    assert not alive, "the forked process hung drawing noise"
-    assert queue.get(timeout=5) == expected

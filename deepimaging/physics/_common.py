@@ -1,10 +1,8 @@
-"""Helpers shared by the physical layers: shape checks, seeded noise (drawn on all CPU threads), budget constraints."""
+"""Helpers shared by the physical layers: shape checks, seeded noise, budget constraints."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
-import os
 
 import torch
 
@@ -83,60 +81,3 @@ def budget_shift(
             i = min(max(above, 1), candidates - 1)
             low, high = shift_values[i - 1], shift_values[i]
         return torch.tensor((low + high) / 2, device=logits.device, dtype=logits.dtype)
-
-
-# Random draws on the CPU. PyTorch's CPU generator (a Mersenne Twister) draws one number after another on
-# one thread (normal: ~3.5 ns a number, Poisson: ~50-70 ns), while the network's step runs on every core;
-# in a training step with a noisy sensor the draws took a quarter of the step on 2 cores. Above
-# 2 * PARALLEL_CHUNK numbers the draw is split into chunks of PARALLEL_CHUNK numbers, each drawn by its own
-# generator seeded from the caller's generator (or PyTorch's global one), and the chunks are drawn on
-# torch.get_num_threads() threads. The chunks depend only on the number of values, not on the number of
-# threads, so the same seed gives the same numbers on every CPU.
-PARALLEL_CHUNK = 1 << 16
-_pool: tuple = (None, None, None)  # (process id, workers, executor): a forked child makes its own
-
-
-def _executor(workers: int) -> concurrent.futures.ThreadPoolExecutor:
-    global _pool
-    pid, size, executor = _pool
-    if pid != os.getpid() or size != workers:
-        # A replaced pool is not shut down (another thread may still be using it): its idle threads end
-        # when it is garbage-collected.
-        executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="deepimaging-draw")
-        _pool = (os.getpid(), workers, executor)
-    return executor
-
-
-def drawn_in_chunks(tensor: torch.Tensor) -> bool:
-    """Whether random values of ``tensor``'s size and device are drawn in chunks (:func:`draw_in_chunks`)."""
-    return tensor.device.type == "cpu" and tensor.numel() >= 2 * PARALLEL_CHUNK
-
-
-@torch.compiler.disable  # threads and generators: torch.compile runs it as it is, outside its graphs
-def draw_in_chunks(numel: int, generator: torch.Generator | None, draw) -> None:
-    """Run ``draw(start, stop, generator)`` over [0, numel) in fixed chunks, on all CPU threads.
-
-    Each chunk gets its own CPU generator, seeded from ``generator`` (None: the global generator),
-    so the result does not depend on the number of threads. Below 2 chunks, ``draw(0, numel, generator)``
-    runs once, on the caller's generator. ``draw`` writes its values itself (into a preallocated tensor).
-    """
-    chunks = -(-numel // PARALLEL_CHUNK)
-    if chunks < 2:
-        draw(0, numel, generator)
-        return
-    seeds = torch.randint(0, 2**62, (chunks,), generator=generator).tolist()
-
-    def run(first: int, step: int):
-        for i in range(first, chunks, step):
-            stop = min(numel, (i + 1) * PARALLEL_CHUNK)
-            draw(i * PARALLEL_CHUNK, stop, torch.Generator().manual_seed(seeds[i]))
-
-    workers = min(torch.get_num_threads(), chunks)
-    if workers == 1:
-        run(0, 1)
-        return
-    # The caller's thread draws its share too; PyTorch releases the GIL inside its operators.
-    futures = [_executor(workers - 1).submit(run, w, workers) for w in range(1, workers)]
-    run(0, workers)
-    for future in futures:
-        future.result()

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .._checks import check_choice, check_images, check_int, check_number
-from ._common import SeededNoise, draw_in_chunks, drawn_in_chunks
+from ._common import SeededNoise
 from .quantization import MAX_BITS, _QuantizeSTE
 
 __all__ = ["ReadNoise", "Sensor", "ShotNoise", "poisson_sample", "read_noise", "saturate", "shot_noise"]
@@ -28,11 +28,11 @@ def poisson_sample(
 ) -> torch.Tensor:
     r"""Draw Poisson counts ``n ~ Poisson(lambda)`` for a tensor of rates ``lambda >= 0`` (no gradient).
 
-    ``method="exact"`` calls :func:`torch.poisson`. On the CPU that draws one
-    value at a time per thread (~50-100 ns each: 70-150 ms for a batch of
-    128 x 3 x 64 x 64 on one thread, as long as a training step of a small
-    CNN), so ``"hybrid"`` keeps the exact draw only where it is cheap and
-    needed, at small rates, and uses a vectorised approximation elsewhere:
+    ``method="exact"`` calls :func:`torch.poisson`. On the CPU it draws one
+    value at a time on one thread (~50-100 ns each: 70-150 ms for a batch of
+    128 x 3 x 64 x 64, as long as a training step of a small CNN), so
+    ``"hybrid"`` keeps the exact draw only where it is cheap and needed, at
+    small rates, and uses a vectorised approximation elsewhere:
 
     .. math::
         n = \begin{cases}
@@ -53,10 +53,7 @@ def poisson_sample(
     lambda).
 
     ``"auto"`` is ``"hybrid"`` on the CPU and ``"exact"`` elsewhere (on a GPU
-    ``torch.poisson`` is parallel and cheap). On the CPU, batches of 131 072
-    values or more are drawn in fixed chunks, each with its own generator seeded
-    from ``generator``, on all of PyTorch's threads: the same seed gives the same
-    counts whatever the number of threads.
+    ``torch.poisson`` is parallel and cheap).
 
     Parameters
     ----------
@@ -79,7 +76,7 @@ def poisson_sample(
     check_choice(method, "method", SHOT_NOISE_METHODS)
     rates = rates.detach()
     if method == "exact" or (method == "auto" and rates.device.type != "cpu"):
-        return _poisson(rates, generator)
+        return torch.poisson(rates, generator=generator)
     flat = rates.reshape(-1)
     z = _standard_normal(flat, generator)
     # lambda + sqrt(lambda) z + (z^2 - 1) / 6, in place: each pass over the batch costs as much as the arithmetic.
@@ -88,18 +85,8 @@ def poisson_sample(
     # Exact draws where the rate is small: gathered by position (index_select / index_copy_ scan the
     # mask once, where indexing with the mask and masked_scatter_ scan it twice, the second time serially).
     small = torch.nonzero(flat < EXACT_BELOW).view(-1)
-    exact = _poisson(flat.index_select(0, small), generator)
+    exact = torch.poisson(flat.index_select(0, small), generator=generator)
     return counts.index_copy_(0, small, exact).view(rates.shape)
-
-
-def _poisson(rates: torch.Tensor, generator) -> torch.Tensor:
-    """``torch.poisson(rates)``; on the CPU drawn in fixed chunks on all threads (see ``draw_in_chunks``)."""
-    if not drawn_in_chunks(rates):
-        return torch.poisson(rates, generator=generator)
-    flat = rates.reshape(-1)
-    counts = torch.empty_like(flat)
-    draw_in_chunks(flat.numel(), generator, lambda a, b, g: counts[a:b].copy_(torch.poisson(flat[a:b], g)))
-    return counts.view(rates.shape)
 
 
 def shot_noise(
@@ -193,13 +180,8 @@ def read_noise(images: torch.Tensor, sigma: float, generator: torch.Generator | 
 
 
 def _standard_normal(like: torch.Tensor, generator) -> torch.Tensor:
-    """Draws from N(0, 1) in the shape, dtype and device of ``like`` (on the CPU on all threads, see ``draw_in_chunks``)."""
-    noise = torch.empty(like.shape, device=like.device, dtype=like.dtype)
-    if not drawn_in_chunks(like):
-        return noise.normal_(generator=generator)
-    flat = noise.view(-1)
-    draw_in_chunks(flat.numel(), generator, lambda a, b, g: flat[a:b].normal_(generator=g))
-    return noise
+    """Draws from N(0, 1) in the shape, dtype and device of ``like``."""
+    return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
 
 def saturate(values: torch.Tensor, full_well: float = 1.0) -> torch.Tensor:
