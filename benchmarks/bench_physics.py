@@ -79,6 +79,10 @@ than others while one thread runs as fast as ever (shift_variant_blur, ~200 smal
 13-17 ms in most processes, 33-43 ms in some, and in 3 of 3 processes that first ran the eight layers
 before it; OMP_WAIT_POLICY=PASSIVE made every process slow, ACTIVE made 3 of 4 fast; direct convolution
 32-45 ms, FFT 66-77 ms), so a single run can flag it.
+--scene blood (the course's simulated blood smear: no pixel below 0.1, so no exact Poisson draws at 100
+photons), --skip-convolution --keep-freed-memory, one full run: every layer <= 20% (sensor 18.3%,
+shift_variant_blur 14.4%, learned_psf 13.0%, noise 9.9%) except the microscope 32.7%; noise and sensor
+alone, two more runs: 9.4-10.1% and 15.4-17.7%.
 The microscope now shifts the pupil per LED instead of tilting the object (LED frequencies are whole
 cycles per field): one FFT per object instead of one per LED. Alternating with the commit before, 2 runs,
 --keep-freed-memory: layer 92-96 ms (36.4-36.7%) -> 63-72 ms (29.2-30.6%); launches 71 -> 70 (2 syncs).
@@ -103,6 +107,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import deepimaging.models as models
 import deepimaging.physics as P
+from deepimaging.data import simulate_blood_smear
 from deepimaging.models import BasicCNN, PhysicalModel
 from deepimaging.physics import mosaic
 from deepimaging.train import keep_freed_memory
@@ -390,6 +395,13 @@ def main():
         "--verbose", action="store_true", help="with --count-ops: list each layer's operators"
     )
     parser.add_argument(
+        "--scene",
+        choices=("uniform", "blood"),
+        default="uniform",
+        help="the images: uniform noise in [0, 1] (10%% of pixels below 0.1: the darkest case for the shot "
+        "noise's exact draws) or the built-in simulated blood smear",
+    )
+    parser.add_argument(
         "--compile",
         action="store_true",
         help="time the layer and the training step through torch.compile (compiling takes seconds per layer)",
@@ -406,10 +418,16 @@ def main():
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     generator = torch.Generator().manual_seed(0)
-    x = torch.rand(args.batch, 3, args.size, args.size, generator=generator).to(device)
-    labels = torch.randint(0, 4, (args.batch,), generator=generator).to(device)
+    if args.scene == "uniform":
+        x = torch.rand(args.batch, 3, args.size, args.size, generator=generator)
+        labels = torch.randint(0, 4, (args.batch,), generator=generator)
+    else:  # the course's built-in images: bright background, no pixel below 0.1
+        smear = simulate_blood_smear(-(-args.batch // 4), size=args.size, seed=0)
+        x, labels = smear.images[: args.batch], smear.labels[: args.batch]
+    x, labels = x.to(device), labels.to(device)
     print(
-        f"device {device}, {torch.get_num_threads()} threads, batch {tuple(x.shape)}, torch {torch.__version__}\n"
+        f"device {device}, {torch.get_num_threads()} threads, batch {tuple(x.shape)} ({args.scene}), "
+        f"torch {torch.__version__}\n"
     )
     if args.count_ops:
         bench_counts(x, labels, device, args.layers, args.verbose)
