@@ -54,6 +54,11 @@ def check_images(
     return images
 
 
+def shape_of(value):
+    """A tensor's shape as a tuple, or the type name of anything else: what an error message says arrived."""
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+
+
 def check_int(value, name: str, low: int | None = None, high: int | None = None) -> int:
     """Check that ``value`` is an integer in [low, high] and return it as ``int``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._checks import check_int
+from ._checks import check_int, shape_of
 
 
 class BasicCNN(nn.Module):
@@ -79,8 +79,7 @@ class BasicCNN(nn.Module):
 
     def _check_input(self, x):
         if not isinstance(x, torch.Tensor) or x.ndim != 4:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"BasicCNN expects images of shape (N, C, H, W); got {shape}")
+            raise ValueError(f"BasicCNN expects images of shape (N, C, H, W); got {shape_of(x)}")
         if x.shape[1] != self.in_channels:
             raise ValueError(
                 f"BasicCNN was built for {self.in_channels} input channel(s); "

@@ -28,7 +28,7 @@ import math
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_images, check_int, check_number
+from .._checks import check_choice, check_images, check_int, check_number, shape_of
 from ..metrics import box_jaccard
 
 __all__ = [
@@ -588,8 +588,9 @@ def heatmap_detections(
         (M,) int64 class indices.
     """
     if not isinstance(heatmaps, torch.Tensor) or heatmaps.ndim != 3:
-        got = tuple(heatmaps.shape) if isinstance(heatmaps, torch.Tensor) else type(heatmaps).__name__
-        raise ValueError(f"heatmaps must be a tensor (K, rows, cols) from sliding_window; got {got}")
+        raise ValueError(
+            f"heatmaps must be a tensor (K, rows, cols) from sliding_window; got {shape_of(heatmaps)}"
+        )
     check_number(threshold, "threshold", 0.0, 1.0)
     check_number(overlap, "overlap", 0.0, 1.0)
     n_classes = heatmaps.shape[0]

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_images, check_int, check_number
+from .._checks import check_choice, check_images, check_int, check_number, shape_of
 
 __all__ = [
     "FourierMicroscope",
@@ -47,9 +47,8 @@ def led_weighting(stack: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """
     check_images(stack, "stack")
     if not isinstance(weights, torch.Tensor) or weights.ndim != 2 or weights.shape[1] != stack.shape[1]:
-        shape = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
         raise ValueError(
-            f"weights must have shape (O, {stack.shape[1]}) for {stack.shape[1]} LEDs; got {shape}"
+            f"weights must have shape (O, {stack.shape[1]}) for {stack.shape[1]} LEDs; got {shape_of(weights)}"
         )
     # A 1x1 convolution is a matrix product over the LED axis; einsum's backward is faster than conv2d's.
     return torch.einsum("ok,nkhw->nohw", weights.to(stack.dtype), stack)
@@ -174,13 +173,13 @@ def coherent_image(objects: torch.Tensor, pupil: torch.Tensor, frequencies: torc
     this function computes then.
     """
     if not isinstance(objects, torch.Tensor) or objects.ndim != 3:
-        raise ValueError(f"objects must have shape (N, H, W); got {_shape(objects)}")
+        raise ValueError(f"objects must have shape (N, H, W); got {shape_of(objects)}")
     h, w = objects.shape[-2:]
     if not isinstance(pupil, torch.Tensor) or tuple(pupil.shape) != (h, w):
-        raise ValueError(f"pupil must have shape {(h, w)} like the objects; got {_shape(pupil)}")
+        raise ValueError(f"pupil must have shape {(h, w)} like the objects; got {shape_of(pupil)}")
     if not isinstance(frequencies, torch.Tensor) or frequencies.ndim != 2 or frequencies.shape[1] != 2:
         raise ValueError(
-            f"frequencies must be a tensor of shape (K, 2), (fy, fx) per LED; got {_shape(frequencies)}"
+            f"frequencies must be a tensor of shape (K, 2), (fy, fx) per LED; got {shape_of(frequencies)}"
         )
     if torch.equal(frequencies, frequencies.round()):
         return _shifted_pupil_image(objects, pupil, frequencies)
@@ -192,11 +191,6 @@ def coherent_image(objects: torch.Tensor, pupil: torch.Tensor, frequencies: torc
     waves = torch.polar(torch.ones_like(phase), phase)  # (K, H, W)
     field = torch.fft.ifft2(torch.fft.fft2(objects[:, None] * waves) * pupil)
     return field.real**2 + field.imag**2
-
-
-def _shape(value):
-    """A tensor's shape as a tuple, or the type of anything else (for error messages)."""
-    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
 
 
 def _shifted_pupil_image(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_images, check_int, check_number
+from .._checks import check_choice, check_images, check_int, check_number, shape_of
 
 __all__ = [
     "BAYER_PATTERNS",
@@ -59,8 +59,7 @@ def filter_mosaic(images: torch.Tensor, tile: torch.Tensor, output: str = "maske
     check_images(images)
     check_choice(output, "output", _OUTPUTS)
     if not isinstance(tile, torch.Tensor) or tile.ndim != 3 or tile.shape[-1] != tile.shape[-2]:
-        shape = tuple(tile.shape) if isinstance(tile, torch.Tensor) else type(tile).__name__
-        raise ValueError(f"tile must have shape (C, K, K); got {shape}")
+        raise ValueError(f"tile must have shape (C, K, K); got {shape_of(tile)}")
     if tile.shape[0] != images.shape[1]:
         raise ValueError(
             f"the mosaic tile has {tile.shape[0]} filter channels but the images have {images.shape[1]} "
@@ -200,8 +199,7 @@ def exposure_mosaic(images: torch.Tensor, exposures: torch.Tensor) -> torch.Tens
         or exposures.ndim != 2
         or exposures.shape[0] != exposures.shape[1]
     ):
-        shape = tuple(exposures.shape) if isinstance(exposures, torch.Tensor) else type(exposures).__name__
-        raise ValueError(f"exposures must be a square tile of shape (K, K); got {shape}")
+        raise ValueError(f"exposures must be a square tile of shape (K, K); got {shape_of(exposures)}")
     if not bool((exposures > 0).all()):
         raise ValueError(f"exposures must be > 0; got minimum {float(exposures.min()):.4g}")
     return _times_tile(images, exposures.to(images.dtype)).clamp(max=1.0)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_choice, check_images, check_int, check_number
+from .._checks import check_choice, check_images, check_int, check_number, shape_of
 
 __all__ = [
     "Blur",
@@ -147,8 +147,7 @@ def blur(images: torch.Tensor, psf: torch.Tensor, method: str = "auto") -> torch
     check_choice(method, "method", ("auto", "direct", "fft"))
     n, c, h, w = images.shape
     if not isinstance(psf, torch.Tensor) or psf.ndim not in (2, 3) or psf.shape[-1] != psf.shape[-2]:
-        shape = tuple(psf.shape) if isinstance(psf, torch.Tensor) else type(psf).__name__
-        raise ValueError(f"psf must be a square tensor of shape (k, k) or (C, k, k); got {shape}")
+        raise ValueError(f"psf must be a square tensor of shape (k, k) or (C, k, k); got {shape_of(psf)}")
     k = _check_psf_size(psf.shape[-1])
     if k > min(h, w):
         raise ValueError(f"psf size must be at most the image size {min(h, w)}; got {k}")
@@ -323,8 +322,7 @@ def shift_variant_blur(images: torch.Tensor, psfs: torch.Tensor, method: str = "
     check_images(images)
     check_choice(method, "method", ("auto", "local", "direct", "fft"))
     if not isinstance(psfs, torch.Tensor) or psfs.ndim != 4 or psfs.shape[-1] != psfs.shape[-2]:
-        shape = tuple(psfs.shape) if isinstance(psfs, torch.Tensor) else type(psfs).__name__
-        raise ValueError(f"psfs must have shape (gy, gx, k, k); got {shape}")
+        raise ValueError(f"psfs must have shape (gy, gx, k, k); got {shape_of(psfs)}")
     _check_psf_size(psfs.shape[-1])
     return _blur_zones(images, psfs, method)
 

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from .._checks import check_images, check_int, check_number
+from .._checks import check_images, check_int, check_number, shape_of
 from ._common import budget_shift, check_image_shape, check_size_matches
 
 __all__ = [
@@ -271,8 +271,9 @@ def quantize_per_pixel(images: torch.Tensor, bits_map: torch.Tensor) -> torch.Te
     """
     check_images(images)
     if not isinstance(bits_map, torch.Tensor) or bits_map.shape != images.shape[-2:]:
-        shape = tuple(bits_map.shape) if isinstance(bits_map, torch.Tensor) else type(bits_map).__name__
-        raise ValueError(f"bits_map must be a tensor of shape {tuple(images.shape[-2:])}; got {shape}")
+        raise ValueError(
+            f"bits_map must be a tensor of shape {tuple(images.shape[-2:])}; got {shape_of(bits_map)}"
+        )
     lo, hi = float(bits_map.detach().min()), float(bits_map.detach().max())
     if not (lo >= 1 and hi <= MAX_BITS):
         raise ValueError(f"bits_map must have values in [1, {MAX_BITS}]; got values in [{lo:.4g}, {hi:.4g}]")

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_choice, check_images, check_int, check_number
+from .._checks import check_choice, check_images, check_int, check_number, shape_of
 from ._common import SeededNoise, budget_shift, check_image_shape, check_size_matches
 
 __all__ = [
@@ -136,10 +136,7 @@ def _block_mean(values, index, inverse_area):
 
 def _check_pixel_sizes(pixel_sizes, size):
     if not isinstance(pixel_sizes, torch.Tensor) or tuple(pixel_sizes.shape) != tuple(size):
-        shape = (
-            tuple(pixel_sizes.shape) if isinstance(pixel_sizes, torch.Tensor) else type(pixel_sizes).__name__
-        )
-        raise ValueError(f"pixel_sizes must be a tensor of shape {tuple(size)}; got {shape}")
+        raise ValueError(f"pixel_sizes must be a tensor of shape {tuple(size)}; got {shape_of(pixel_sizes)}")
     for f in pixel_sizes.unique().tolist():
         if f < 1 or f != int(f) or size[0] % f or size[1] % f:
             raise ValueError(

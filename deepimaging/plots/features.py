@@ -10,7 +10,7 @@ import torch
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from torch import nn
 
-from .._checks import check_choice, check_int
+from .._checks import check_choice, check_int, shape_of
 from ..data.dataset import ImageDataset
 from ..interpret.features import Neighbors, activation_maps, conv_layer_names, filter_weights
 from ._common import get_ax, imshow, to_hwc
@@ -376,5 +376,4 @@ def _images_labels(data, name):
         return data.images, data.labels
     if isinstance(data, torch.Tensor) and data.ndim == 4:
         return data, None
-    shape = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
-    raise TypeError(f"{name} must be an ImageDataset or images (N, C, H, W); got {shape}")
+    raise TypeError(f"{name} must be an ImageDataset or images (N, C, H, W); got {shape_of(data)}")
