@@ -587,6 +587,61 @@ def test_sensor_read_noise_adds_its_variance_in_electrons():
     assert float(y.var()) == pytest.approx(500 + 100, rel=0.03)  # Poisson 500 + read 10**2
 
 
+def poisson_gaussian_cdf(x, rate, sigma):
+    """P(n + sigma eps <= x), n ~ Poisson(rate), eps ~ N(0, 1): the exact law, from scipy.stats."""
+    from scipy.stats import norm, poisson
+
+    k = np.arange(int(rate + 12 * math.sqrt(rate)) + 30)
+    if sigma == 0:
+        return poisson.cdf(np.floor(x), rate)
+    return norm.cdf((x[:, None] - k[None, :]) / sigma) @ poisson.pmf(k, rate)
+
+
+@pytest.mark.parametrize("method", ["exact", "auto"])
+@pytest.mark.parametrize(
+    "rate, sigma",
+    # auto on the CPU: exact counts + read noise (3.0), the sum drawn as one variable (sigma >= 0.5),
+    # and counts then read noise below it (0.3).
+    [(3.0, 2.0), (10.0, 0.5), (40.0, 2.0), (400.0, 5.0), (40.0, 0.3)],
+)
+def test_sensor_readout_follows_the_law_of_poisson_counts_plus_gaussian_read_noise(method, rate, sigma):
+    n = 400_000
+    full_well = rate + 30 * math.sqrt(rate + sigma**2)  # nothing saturates at the top
+    sensor = P.Sensor(photons=rate, read_noise=sigma, full_well=full_well, seed=5, method=method)
+    electrons = np.sort(
+        (sensor.analog(torch.ones(1, 1, 1, n, dtype=torch.float64)) * full_well).numpy().ravel()
+    )
+    # Kolmogorov distance on a grid above 0 (below it the readout is clipped at 0).
+    x = np.linspace(1e-9, rate + 8 * math.sqrt(rate + sigma**2), 3000)
+    empirical = np.searchsorted(electrons, x, side="right") / n
+    distance = np.abs(empirical - poisson_gaussian_cdf(x, rate, sigma)).max()
+    # 1.63 / sqrt(n): the 1% critical value of the Kolmogorov-Smirnov statistic; 7e-4: the largest distance
+    # of the hybrid sampler's law from the exact one (see noise._smooth_electrons). The normal law with the
+    # same mean and variance is 0.010 away at rate 40, sigma 2, and would fail.
+    assert distance < 1.63 / math.sqrt(n) + 7e-4
+
+
+@pytest.mark.parametrize("method", ["exact", "auto"])
+@pytest.mark.parametrize("sigma", [0.0, 0.3, 2.0])
+def test_sensor_gradient_is_the_reparameterisation_of_shot_plus_read_noise(method, sigma):
+    photons, full_well = 50.0, 500.0  # no pixel saturates
+    sensor = P.Sensor(photons, read_noise=sigma, full_well=full_well, seed=2, method=method).double()
+    x = torch.linspace(0.02, 1, 40_000, dtype=torch.float64).view(1, 1, 200, 200).requires_grad_()
+    readout = sensor.analog(x)
+    readout.sum().backward()
+    # e = lambda + s z, s^2 = lambda + sigma^2, z held fixed: de/dlambda = 1 + (e - lambda) / (2 s^2).
+    e, lam = readout.detach() * full_well, x.detach() * photons
+    # A readout of 0 with read noise was clipped (negative electrons): no gradient. Without read noise it
+    # is a count of 0, and the clamp passes the gradient at its bound.
+    unclipped = e > 0 if sigma > 0 else e >= 0
+    slope = torch.where(unclipped, 1 + (e - lam) / (2 * (lam + sigma**2)), 0.0)
+    assert torch.allclose(x.grad, photons / full_well * slope, rtol=1e-6, atol=1e-12)
+    # Its mean is the derivative of the mean readout, photons / full_well (slope 1), within 5 standard errors,
+    # where nothing is clipped (at least 25 electrons, more than 12 standard deviations of read noise).
+    slope = slope[lam >= 25]
+    assert abs(float(slope.mean()) - 1) < 5 * float(slope.std()) / math.sqrt(slope.numel())
+
+
 @pytest.mark.parametrize("photons", [0, -5])
 def test_photon_counts_must_be_positive(photons):
     with pytest.raises(ValueError, match=rf"photons must be greater than 0.*got {float(photons)}"):
