@@ -1,6 +1,7 @@
 """Cost of each physical layer inside a training step of PhysicalModel(layer, BasicCNN).
 
-Run:  python benchmarks/bench_physics.py [--device cpu|cuda] [--batch 128] [--repeats 5] [--layers noise ...]
+Run:  python benchmarks/bench_physics.py [--device cpu|cuda] [--batch 128] [--repeats 9] [--layers noise ...]
+                                         [--skip-convolution] [--keep-freed-memory] [--scene uniform|blood]
       python benchmarks/bench_physics.py --count-ops [--verbose] [--layers ...]   (operator launches)
       python benchmarks/bench_physics.py --compile --skip-convolution [--layers ...]   (through torch.compile)
 
@@ -11,86 +12,8 @@ measured in the same run. Target: <= 20% for every layer except the coherent
 microscope. First it times direct against FFT convolution for PSF sizes 3 to
 31 (the crossover sets how deepimaging.physics.blur's method="auto" chooses).
 
-Measured 2026-11-27 (commit "physics: auto convolution by measured device"), median of 5 (CPU) or
-10 (GPU) steps, share = layer forward+backward / whole training step:
-
-- CPU, 4 threads of an otherwise idle 16-core x86 machine (step 124-312 ms): every layer <= 13%
-  except shift_variant_blur 23%, noise 49%, sensor 51% (torch.poisson draws serially on the CPU:
-  ~150 ms for 1.5 M pixels) and the microscope 36%.
-  FFT / direct convolution: fixed PSF 0.25-0.85x, learnable PSF 0.03-0.51x (FFT faster at every size).
-- CPU after the hybrid Poisson sampler and the per-pixel-kernel shift-variant blur (2026-11-27), 4 threads
-  on a shared, loaded 2-core machine, runs alternating the package before and after the change
-  (--skip-convolution --layers noise sensor shift_variant_blur, 8 runs each): shift_variant_blur 25-64%
-  -> 8-17%, noise 19-42% -> 6-13%, sensor 18-35% -> 7-14% (layer 75-265 -> 40-92 ms, 75-152 -> 21-50 ms,
-  82-105 -> 34-54 ms). One full run: every layer <= 20% except the microscope (shift_variant_blur 19%).
-  Not remeasured on the idle machine nor on a GPU (where "auto" keeps torch.poisson and the grouped conv).
-- GPU, NVIDIA H100 (step 3.4-5.9 ms, launch-bound): quantize 6%, blurs 6-8%, learned_psf 19%,
-  noise 11%, sensor 18%, led_weighting 19%, but learned_discretization 73%, bit_allocation 30%,
-  shift_variant_blur 36%, learned_cfa 24%, sparse_mask 39% (0.8-3.3 ms of small kernels each) and
-  the microscope 42%. Direct (cuDNN) convolution was faster up to 15 px, the FFT at 31 px.
-
-Operator launches (--count-ops --threads 1; load-independent; batch 128, on the path a GPU takes), layer
-forward + backward / training step (the step alone, with nn.Identity, is 47 launches), before -> after the
-rewrite of 2026-11-27 (custom autograd Functions, cached zone weights, tile broadcast, one sync in
-check_images): learned_discretization 62 (2 syncs) / 109 = 57% -> 35 (1) / 82 = 43%; bit_allocation
-104 (16) / 151 = 69% -> 71 (7) / 118 = 60%; shift_variant_blur 43 (2) / 90 = 48% -> 12 (1) / 59 = 20%;
-sparse_mask 13 (2) / 60 = 22% -> 10 (1) / 57 = 18%; learned_cfa 15 (2) / 62 = 24% -> 9 (1) / 56 = 16%.
-Every layer's check_images has one device-to-host copy instead of two (one launch less). Still above 20% of
-the launches: learned_discretization, bit_allocation (its budget bisection: 4 rounds of ~6 launches and
-one sync each), variable_pixels 21, sensor 20 (6 syncs), the microscope 71. Not yet timed on a GPU.
-
-CPU after BasicCNN took the channels-last layout (a faster step, so larger shares), 2 threads of the
-quiet 2-core machine, --skip-convolution, one run (step 157-341 ms): every layer <= 20%
-(learned_discretization 18.7%, sensor 17.6%, the others 0.2-11.3%) except the microscope 50.8%.
-
-Third session (2026-11-27). The launch count now leaves out what only a CPU runs: BasicCNN's
-channels-last copies (they had raised the step from 47 to 65 launches, so every share looked smaller)
-and the copies the CPU makes to promote an operand's dtype inside an elementwise operator (a GPU kernel
-casts as it reads). Rewritten with their gradients written out: quantization (2 operations, none
-backward), shot noise (the forward pass only draws), pixels of different sizes (one index_add and one
-index_select, the same backward); ShiftVariantBlur learns its PSFs rotated by 180 degrees (no flip);
-Sensor reads none of its buffers back from the device. Launches (--count-ops --threads 1), layer /
-step of 47: variable_pixels 21 -> 6 (11%), sensor 20 (6 syncs) -> 11 (1) (19%), shift_variant_blur
-12 -> 10 (17.5%), quantize 5 (10%); still above 20%: learned_discretization 34 (42%), bit_allocation
-71 (7 syncs, 60%); the microscope 71. Not yet timed on a GPU.
-CPU, same machine, --skip-convolution, one run each: with glibc's default allocator every layer
-<= 20% (learned_discretization 17.6%, sensor 17.3%, noise 12.5%) except the microscope 50.5%; after
---keep-freed-memory (deepimaging.train.keep_freed_memory(), which the notebooks and the CLI call) the
-step itself is about twice as fast (80-95 ms), and noise (21.6-24.8%) and sensor (23.5-29.7%) go above
-20%: their forward pass is random-number generation, which PyTorch's CPU generator does serially
-(3.5 ns per normal draw, about 70 ns per exact Poisson draw).
-
-Fourth session (2026-11-27). The share is now the median of 9 alternating (layer, step) pairs. The hybrid
-Poisson sampler gathers its exact draws by position (1.7 ms less). Layer ms and share against the commit
-before (e9ec0d9), alternating, 3 runs each, --keep-freed-memory: noise 20.9-22.0 ms (19.7-20.3%) ->
-18.9-25.3 ms (16.1-18.8%), sensor 27.6-28.8 ms (23.7-25.0%) -> 25.3-34.2 ms (21.2-24.1%): the sensor stays
-above 20% after keep_freed_memory (it is below with glibc's defaults), bound by PyTorch's serial CPU random
-number generation (two normal fields and the exact small-rate Poisson draws, ~20 of its ~27 ms).
-Tried and not kept: drawing in fixed chunks on a thread pool, each chunk with its own seeded generator.
-Alone it drew 1.2-1.8x faster, but in a training step libgomp's workers spin for milliseconds after
-every parallel region and hold the cores the drawing threads need: after a parallel operation the
-chunked sensor took 26.2-27.4 ms against 24.7-25.1 ms drawn serially (it won, 17.9-21.5 against
-25.7-28.0 ms, only with OMP_WAIT_POLICY=PASSIVE). Where a drawing thread ran a parallel operator itself
-(torch.poisson zero-fills its output) it started a second OpenMP team, after which libgomp let every
-worker sleep between regions; that made the draws look faster and slowed later parallel work
-(shift_variant_blur 15.9-22.8 ms before such a draw, 23.1-26.0 ms after).
-On this 2-core virtual machine some processes run PyTorch's two-thread parallel regions 2-3x slower
-than others while one thread runs as fast as ever (shift_variant_blur, ~200 small parallel regions:
-13-17 ms in most processes, 33-43 ms in some, and in 3 of 3 processes that first ran the eight layers
-before it; OMP_WAIT_POLICY=PASSIVE made every process slow, ACTIVE made 3 of 4 fast; direct convolution
-32-45 ms, FFT 66-77 ms), so a single run can flag it.
---scene blood (the course's simulated blood smear: no pixel below 0.1, so no exact Poisson draws at 100
-photons), --skip-convolution --keep-freed-memory, one full run: every layer <= 20% (sensor 18.3%,
-shift_variant_blur 14.4%, learned_psf 13.0%, noise 9.9%) except the microscope 32.7%; noise and sensor
-alone, two more runs: 9.4-10.1% and 15.4-17.7%.
-The microscope now shifts the pupil per LED instead of tilting the object (LED frequencies are whole
-cycles per field): one FFT per object instead of one per LED. Alternating with the commit before, 2 runs,
---keep-freed-memory: layer 92-96 ms (36.4-36.7%) -> 63-72 ms (29.2-30.6%); launches 71 -> 70 (2 syncs).
---compile --keep-freed-memory (every layer now traced once; bit_allocation had recompiled at every step,
-294 ms): every layer <= 20% (sensor 18.2%, shift_variant_blur 16.5%, noise 14.7%, learned_psf 12.7%,
-learned_discretization 3.9 ms instead of ~10-12 ms eager) except the microscope 27.3% (inductor does not
-generate code for complex operators); the training step itself is not faster on this CPU (82-127 ms).
-Not yet run on a GPU: python benchmarks/bench_physics.py --device cuda [--compile] --skip-convolution.
+The figures measured so far, and what was tried and dropped, are in
+benchmarks/physics_results.md.
 """
 
 from __future__ import annotations
