@@ -574,6 +574,20 @@ def test_same_seed_gives_the_same_noise_and_another_seed_other_noise():
     assert torch.equal(P.ShotNoise(10, seed=4)(x), P.ShotNoise(10, seed=4)(x))
 
 
+@pytest.mark.parametrize("method", ["exact", "auto"])
+def test_noise_layers_give_the_same_values_with_and_without_a_gradient_to_keep(method):
+    """Without a gradient they compute in place: the same operations on the same draws."""
+    x = rand(2, 3, 16, 16)
+    for make in (
+        lambda: P.Sensor(30, read_noise=2.0, seed=3, method=method),
+        lambda: P.ShotNoise(30, seed=3, method=method),
+    ):
+        with_grad = make()(x.clone().requires_grad_())
+        with torch.no_grad():
+            without = make()(x)
+        assert torch.equal(with_grad.detach(), without) and not without.requires_grad
+
+
 def test_sensor_applies_saturation_before_quantization():
     sensor = P.Sensor(photons=1e6, read_noise=0.0, full_well=5e5, bits=4, seed=0)
     y = sensor(torch.tensor([0.1, 0.3, 0.6, 1.0]).view(1, 1, 1, 4))

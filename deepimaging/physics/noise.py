@@ -188,21 +188,32 @@ def _electrons(rates: torch.Tensor, read_noise, generator, method: str) -> torch
 SMOOTH_READ_NOISE = 0.5
 
 
+@torch.compiler.disable  # it reads a number to choose the sampler
+def _smooth_read_noise(rates: torch.Tensor, read_noise, method: str) -> float:
+    """The read noise (electrons rms) when the hybrid sampler draws shot and read noise as one variable,
+    else 0. Only the hybrid sampler reads the number: on the CPU, where it waits for no device."""
+    hybrid = method == "hybrid" or (method == "auto" and rates.device.type == "cpu")
+    if read_noise is None or not hybrid:
+        return 0.0
+    sigma = float(read_noise)
+    return sigma if sigma >= SMOOTH_READ_NOISE else 0.0
+
+
 @torch.compiler.disable  # the hybrid draws have a data-dependent count, as in poisson_sample
-def _sample_electrons(rates: torch.Tensor, read_noise, generator, method: str) -> torch.Tensor:
+def _sample_electrons(rates: torch.Tensor, read_noise, generator, method: str, smooth=None) -> torch.Tensor:
     r"""``e = n + sigma eps``, ``n ~ Poisson(rates)``, ``eps ~ N(0, 1)`` (no gradient).
 
     ``method`` as in :func:`poisson_sample`. With read noise of at least
     ``SMOOTH_READ_NOISE`` electrons the hybrid sampler draws the sum at once
     (:func:`_smooth_electrons`); otherwise the counts, then the read noise.
+    ``smooth``: :func:`_smooth_read_noise`, if the caller has it.
     """
     rates = rates.detach()
     if read_noise is None:
         return poisson_sample(rates, generator, method)
-    hybrid = method == "hybrid" or (method == "auto" and rates.device.type == "cpu")
-    # On the CPU (where "auto" is hybrid) reading the number waits for no device.
-    if hybrid and float(read_noise) >= SMOOTH_READ_NOISE:
-        return _smooth_electrons(rates, float(read_noise), generator)
+    smooth = _smooth_read_noise(rates, read_noise, method) if smooth is None else smooth
+    if smooth:
+        return _smooth_electrons(rates, smooth, generator)
     counts = poisson_sample(rates, generator, method)
     return torch.addcmul(counts, _standard_normal(rates, generator), read_noise)
 
@@ -285,8 +296,10 @@ class _Electrons(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, rates, read_noise, generator, method):
-        electrons = _sample_electrons(rates, read_noise, generator, method)
+        smooth = _smooth_read_noise(rates, read_noise, method)
+        electrons = _sample_electrons(rates, read_noise, generator, method, smooth)
         ctx.save_for_backward(rates, electrons, read_noise)
+        ctx.spread_above_minimum = smooth**2 > _MIN_SPREAD  # then no pixel needs the clamp's case
         return electrons
 
     @staticmethod
@@ -294,7 +307,8 @@ class _Electrons(torch.autograd.Function):
         rates, electrons, read_noise = ctx.saved_tensors
         spread = rates if read_noise is None else rates + read_noise.square()
         deviation = (electrons - rates).div_(spread)  # z / s
-        deviation = torch.where(spread > _MIN_SPREAD, deviation, 0.0)
+        if not ctx.spread_above_minimum:
+            deviation = torch.where(spread > _MIN_SPREAD, deviation, 0.0)
         return torch.addcmul(grad, grad, deviation, value=0.5), None, None, None
 
 
@@ -342,6 +356,8 @@ class ShotNoise(nn.Module):
         check_images(images)
         # The buffer is used as a tensor, not read as a number: on a GPU that read would wait for the device.
         electrons = _shot(images * self.photons, self._noise(images.device), self.method)
+        if not electrons.requires_grad:  # no gradient to keep: the same operations, in place
+            return electrons.div_(self.photons).clamp_(0.0, 1.0)
         return saturate(electrons / self.photons)
 
     def extra_repr(self) -> str:
@@ -432,11 +448,18 @@ class Sensor(nn.Module):
         generator = self._noise(images.device)
         # The buffers are used as tensors, not read as numbers: on a GPU each read would wait for the device.
         electrons = _electrons(images * self.photons, self.read_noise, generator, self.method)
+        if not electrons.requires_grad:  # no gradient to keep: the same operations, in place
+            return electrons.div_(self.full_well).clamp_(0.0, 1.0)
         return (electrons / self.full_well).clamp(0.0, 1.0)  # saturation at the full well, in [0, 1]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # analog() checked the images and returns values in [0, 1]: quantize them without a second check.
-        return _QuantizeSTE.apply(self.analog(images), 2**self.bits - 1)
+        analog, levels = self.analog(images), 2**self.bits - 1
+        if (
+            not analog.requires_grad
+        ):  # as _QuantizeSTE, in place (in a training step, images need no gradient)
+            return analog.mul_(levels).round_().div_(levels)
+        return _QuantizeSTE.apply(analog, levels)
 
     def extra_repr(self) -> str:
         return (
