@@ -81,7 +81,7 @@ def poisson_sample(
     """
     check_choice(method, "method", SHOT_NOISE_METHODS)
     rates = rates.detach()
-    if method == "exact" or (method == "auto" and rates.device.type != "cpu"):
+    if not _is_hybrid(method, rates.device):
         return torch.poisson(rates, generator=generator)
     flat = rates.reshape(-1)
     z = _standard_normal(flat, generator)
@@ -171,6 +171,22 @@ def shot_noise(
     return _shot(images * photons, generator, method) / photons
 
 
+def _is_hybrid(method: str, device) -> bool:
+    """Whether ``method`` draws with the hybrid sampler on ``device`` ("auto": on the CPU)."""
+    return method == "hybrid" or (method == "auto" and device.type == "cpu")
+
+
+def _full_scale(electrons: torch.Tensor, full_well) -> torch.Tensor:
+    """Electrons over the full well, clamped to [0, 1] (saturation).
+
+    In place when no gradient is kept (in a training step the images reach the layer without one): the
+    same operations, on the tensor the sampler has just drawn.
+    """
+    if electrons.requires_grad:
+        return (electrons / full_well).clamp(0.0, 1.0)
+    return electrons.div_(full_well).clamp_(0.0, 1.0)
+
+
 def _shot(mean_electrons: torch.Tensor, generator, method: str) -> torch.Tensor:
     return _electrons(mean_electrons, None, generator, method)
 
@@ -192,8 +208,7 @@ SMOOTH_READ_NOISE = 0.5
 def _smooth_read_noise(rates: torch.Tensor, read_noise, method: str) -> float:
     """The read noise (electrons rms) when the hybrid sampler draws shot and read noise as one variable,
     else 0. Only the hybrid sampler reads the number: on the CPU, where it waits for no device."""
-    hybrid = method == "hybrid" or (method == "auto" and rates.device.type == "cpu")
-    if read_noise is None or not hybrid:
+    if read_noise is None or not _is_hybrid(method, rates.device):
         return 0.0
     sigma = float(read_noise)
     return sigma if sigma >= SMOOTH_READ_NOISE else 0.0
@@ -356,9 +371,7 @@ class ShotNoise(nn.Module):
         check_images(images)
         # The buffer is used as a tensor, not read as a number: on a GPU that read would wait for the device.
         electrons = _shot(images * self.photons, self._noise(images.device), self.method)
-        if not electrons.requires_grad:  # no gradient to keep: the same operations, in place
-            return electrons.div_(self.photons).clamp_(0.0, 1.0)
-        return saturate(electrons / self.photons)
+        return _full_scale(electrons, self.photons)
 
     def extra_repr(self) -> str:
         return f"photons={float(self.photons):g}, method={self.method!r}"
@@ -448,18 +461,14 @@ class Sensor(nn.Module):
         generator = self._noise(images.device)
         # The buffers are used as tensors, not read as numbers: on a GPU each read would wait for the device.
         electrons = _electrons(images * self.photons, self.read_noise, generator, self.method)
-        if not electrons.requires_grad:  # no gradient to keep: the same operations, in place
-            return electrons.div_(self.full_well).clamp_(0.0, 1.0)
-        return (electrons / self.full_well).clamp(0.0, 1.0)  # saturation at the full well, in [0, 1]
+        return _full_scale(electrons, self.full_well)  # saturation at the full well, in [0, 1]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # analog() checked the images and returns values in [0, 1]: quantize them without a second check.
         analog, levels = self.analog(images), 2**self.bits - 1
-        if (
-            not analog.requires_grad
-        ):  # as _QuantizeSTE, in place (in a training step, images need no gradient)
-            return analog.mul_(levels).round_().div_(levels)
-        return _QuantizeSTE.apply(analog, levels)
+        if analog.requires_grad:
+            return _QuantizeSTE.apply(analog, levels)
+        return analog.mul_(levels).round_().div_(levels)  # _QuantizeSTE's operations, in place
 
     def extra_repr(self) -> str:
         return (
