@@ -95,10 +95,22 @@ def find_bccd(root=None) -> Path:
     """The BCCD folder (holding ``Annotations``, ``JPEGImages``, ``ImageSets``).
 
     ``root`` may be that folder or any folder above it (e.g. an unzipped
-    download). Default: ``$DEEPIMAGING_BCCD``, else ``<data_dir>/BCCD``.
+    download). Default: ``$DEEPIMAGING_BCCD`` when set; else ``<data_dir>/BCCD``
+    (a copy you put there) when it exists; else where :func:`download_bccd`
+    saves it by default, ``<data_dir>/downloads/BCCD_Dataset-d272fb1/BCCD``.
     """
     if root is None:
-        root = os.environ.get(ENV_VAR) or data_dir(sub="BCCD")
+        root = os.environ.get(ENV_VAR) or None
+    if root is None:
+        # The two default places, in the order the docstring gives; the error names both.
+        own_copy, downloaded = data_dir(sub="BCCD"), _download_target(None)
+        root = own_copy if own_copy.is_dir() or not downloaded.is_dir() else downloaded
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"BCCD was not found in {own_copy} nor in {downloaded}. Get it with "
+                "deepimaging.data.download_bccd(), or `git clone https://github.com/Shenggan/BCCD_Dataset` "
+                f"and pass its BCCD folder (or set {ENV_VAR})."
+            )
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(
@@ -196,7 +208,9 @@ def download_bccd(path=None, n_jobs: int = 8, progress: bool = False) -> Path:
     Parameters
     ----------
     path : str or Path, optional
-        Where to keep it; default ``<data_dir>/downloads``.
+        Where to keep it; default ``<data_dir>/downloads``, where
+        :func:`load_bccd_images` and :func:`load_bccd_crops` look when given
+        no ``root``.
     n_jobs : int
         Files downloaded at once.
     progress : bool
@@ -217,11 +231,10 @@ def download_bccd(path=None, n_jobs: int = 8, progress: bool = False) -> Path:
         in the ``.part`` folder for the next call).
     """
     check_int(n_jobs, "n_jobs", 1)
-    root = Path(path).expanduser() if path is not None else data_dir(sub="downloads")
-    name = f"BCCD_Dataset-{BCCD_COMMIT}"
-    target = root / name / "BCCD"
+    target = _download_target(path)
     if target.is_dir():  # only ever renamed into place complete
         return target
+    root, name = target.parent.parent, target.parent.name
     partial = root / f".{name}.part"
     files = _read_registry(BCCD_REGISTRY)
 
@@ -248,6 +261,13 @@ def download_bccd(path=None, n_jobs: int = 8, progress: bool = False) -> Path:
         logger.setLevel(level)
     os.replace(partial, root / name)
     return target
+
+
+def _download_target(path) -> Path:
+    """The ``BCCD`` folder that :func:`download_bccd` writes under ``path`` (default
+    ``<data_dir>/downloads``); :func:`find_bccd` looks there too, so the two always agree."""
+    root = Path(path).expanduser() if path is not None else data_dir(sub="downloads")
+    return root / f"BCCD_Dataset-{BCCD_COMMIT}" / "BCCD"
 
 
 def _read_registry(path: Path) -> dict:
