@@ -12,8 +12,11 @@ import ast
 import csv
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
 import sys
+import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -202,23 +205,32 @@ def submissions(released, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def grading(released, submissions, tmp_path_factory):
-    """Grade everything at once: the hw1 folder (one job) beside a pool of 2 for the rest."""
+    """Grade everything at once: the hw1 folder (one job) beside a pool of 2 for the rest.
+
+    The graders' temporary folders go into a folder of the test's own, to see what is left there.
+    """
     made, folder = submissions
     csv_path = tmp_path_factory.mktemp("scores") / "hw1.csv"
     autograder = released["hw1"]["autograder_zip"]
-    with ThreadPoolExecutor(1) as outer:
-        folder_rows = outer.submit(
-            grade.grade_folder, autograder, folder, csv_path, timeout=LOOP_TIMEOUT, jobs=1
-        )
-        with ThreadPoolExecutor(2) as pool:
-            futures = {
-                key: pool.submit(
-                    grade.grade_submission, path, released[hw]["autograder_zip"], timeout=TIMEOUT
-                )
-                for key, (path, hw) in made.items()
-            }
-            rows = {key: future.result() for key, future in futures.items()}
-        rows["folder"] = {row["submission"]: row for row in folder_rows.result()}
+    scratch = tmp_path_factory.mktemp("grader_tmp")
+    saved, tempfile.tempdir = tempfile.tempdir, str(scratch)
+    try:
+        with ThreadPoolExecutor(1) as outer:
+            folder_rows = outer.submit(
+                grade.grade_folder, autograder, folder, csv_path, timeout=LOOP_TIMEOUT, jobs=1
+            )
+            with ThreadPoolExecutor(2) as pool:
+                futures = {
+                    key: pool.submit(
+                        grade.grade_submission, path, released[hw]["autograder_zip"], timeout=TIMEOUT
+                    )
+                    for key, (path, hw) in made.items()
+                }
+                rows = {key: future.result() for key, future in futures.items()}
+            rows["folder"] = {row["submission"]: row for row in folder_rows.result()}
+    finally:
+        tempfile.tempdir = saved
+    rows["left_in_tmp"] = sorted(p.name for p in scratch.iterdir())
     rows["csv"] = csv_path
     rows["csv_all"] = csv_path.with_name("all.csv")
     grade.write_csv([rows[key] for key in sorted(made)], rows["csv_all"])
@@ -395,6 +407,11 @@ def test_folder_grading_goes_on_after_an_endless_loop_corrupt_json_and_non_noteb
     assert "'hw2'" in wrong["reason"] and "'hw1'" in wrong["reason"], wrong["reason"]
 
 
+def test_grading_leaves_no_temporary_folder_behind_timeouts_included(grading):
+    assert grading["folder"]["endless_loop.ipynb"]["status"] == "timeout"
+    assert grading["left_in_tmp"] == []
+
+
 def test_scores_csv_has_one_row_per_submission_with_reasons(grading):
     with open(grading["csv"], newline="") as f:
         table = list(csv.DictReader(f))
@@ -413,6 +430,91 @@ def test_scores_csv_has_points_per_question(grading):
     solution = table["hw1_solution.ipynb"]
     assert float(solution["score"]) == sum(float(solution[q]) for q in header[4:-1]) == 16
     assert table["hw2_blank.ipynb"]["q1"] == "0.0"
+
+
+# ---------------------------------------------------------------- the README's command, a hostile submission
+
+HOSTILE = """
+import os, pathlib, shutil, subprocess, sys, tempfile
+import psutil
+
+# 1. Delete every autograder zip named on the command line of a process above this kernel:
+#    otter's copy (after making its folder writable) and grade.py's own argument.
+for ancestor in psutil.Process().parents():
+    try:
+        args, cwd = ancestor.cmdline(), ancestor.cwd()
+    except psutil.Error:
+        continue
+    for arg in args:
+        path = pathlib.Path(cwd, arg)
+        if arg.endswith(".zip") and path.is_file():
+            os.chmod(path.parent, 0o700)
+            path.unlink()
+# 2. A process in a session of its own, meant to outlive the grading.
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+pathlib.Path({pid_file!r}).write_text(str(child.pid))
+# 3. Copy the tests, hidden ones included, into the working and the temporary folder.
+for target in (pathlib.Path("stolen"), pathlib.Path(tempfile.gettempdir(), "stolen")):
+    shutil.copytree("tests", target, dirs_exist_ok=True)
+"""
+
+
+def _readme_grading_command() -> str:
+    """The grading command of homework/README.md, as written there."""
+    text = (HOMEWORK / "README.md").read_text()
+    blocks = [b for b in text.split("```bash\n")[1:] if "homework/grade.py" in b.split("```")[0]]
+    assert len(blocks) == 1, "homework/README.md should show the grading command once"
+    (command,) = [line for line in blocks[0].split("```")[0].splitlines() if "grade.py" in line]
+    return command
+
+
+def test_readme_grading_command_works_verbatim_and_isolates_a_hostile_submission(released, tmp_path):
+    """From the folder the README assumes, with its relative paths: a solution, a blank notebook and
+    a submission that deletes the autograder, starts a process in a new session and copies the
+    hidden tests. The others are graded right, the hostile one gets nothing, and nothing is left."""
+    command = _readme_grading_command()
+    assert command.startswith("python homework/grade.py homework/dist/hw1/autograder/hw1-autograder_*.zip")
+    (tmp_path / "homework").mkdir()
+    shutil.copy(HOMEWORK / "grade.py", tmp_path / "homework" / "grade.py")
+    autograder = released["hw1"]["autograder_zip"]
+    (tmp_path / "homework" / "dist" / "hw1" / "autograder").mkdir(parents=True)
+    shutil.copy(autograder, tmp_path / "homework" / "dist" / "hw1" / "autograder" / autograder.name)
+    folder = tmp_path / "submissions" / "hw1"
+    folder.mkdir(parents=True)
+    shutil.copy(released["hw1"]["solution"], folder / "b_solution.ipynb")
+    shutil.copy(released["hw1"]["student"], folder / "c_blank.ipynb")
+    pid_file = tmp_path / "spawned.pid"
+    nb = nbformat.read(released["hw1"]["student"], as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(HOSTILE.format(pid_file=str(pid_file))))
+    nbformat.write(nb, folder / "a_hostile.ipynb")
+    scratch = tmp_path / "grader_tmp"  # the graders' TMPDIR: must be empty afterwards
+    scratch.mkdir()
+    env = dict(
+        os.environ, TMPDIR=str(scratch), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    )
+    done = subprocess.run(
+        ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=2 * TIMEOUT
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    with open(tmp_path / "hw1-scores.csv", newline="") as f:
+        table = {row["submission"]: row for row in csv.DictReader(f)}
+    assert set(table) == {"a_hostile.ipynb", "b_solution.ipynb", "c_blank.ipynb"}
+    hostile = table["a_hostile.ipynb"]
+    assert hostile["status"] == "error" and hostile["score"] == "", hostile
+    assert "deleted or changed the autograder" in hostile["reason"]
+    assert table["b_solution.ipynb"]["status"] == "graded"
+    assert float(table["b_solution.ipynb"]["score"]) == float(table["b_solution.ipynb"]["max_score"]) == 16
+    assert table["c_blank.ipynb"]["status"] == "graded" and float(table["c_blank.ipynb"]["score"]) == 0
+    # The spawned process ran (it wrote its id) and was killed with the grading.
+    import psutil
+
+    pid = int(pid_file.read_text())
+    try:
+        assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, f"process {pid} survived grading"
+    except psutil.NoSuchProcess:
+        pass
+    assert list(scratch.iterdir()) == [], "grading left files in its temporary folder"
+    assert not list(tmp_path.rglob("stolen")), "the copied tests were left behind"
 
 
 # ---------------------------------------------------------------- bad input, without running otter
