@@ -19,6 +19,8 @@ def to_hwc(image) -> np.ndarray:
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu().float().numpy()
     image = np.asarray(image)
+    if image.dtype != bool and not np.issubdtype(image.dtype, np.number):
+        raise TypeError(f"image must be a tensor or array of numbers; got dtype {image.dtype}")
     if image.ndim == 2:
         return image
     if image.ndim != 3:
@@ -34,8 +36,12 @@ def to_hwc(image) -> np.ndarray:
 
 
 def imshow(ax, image, title=None, **kwargs):
-    """Show a (C, H, W) image in [0, 1] on ``ax`` without ticks; grey images use the grey colormap."""
+    """Show a (C, H, W) image in [0, 1] on ``ax`` (a new Axes when None) without ticks; return the Axes.
+
+    Grey images use the grey colormap.
+    """
     array = to_hwc(image)
+    ax = get_ax(ax)
     if array.ndim == 2:
         kwargs = {"cmap": "gray", "vmin": 0, "vmax": 1, **kwargs}
     ax.imshow(array, **kwargs)

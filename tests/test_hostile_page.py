@@ -1,0 +1,87 @@
+"""Hostile but realistic input to the results page, the widgets and the plots (issue 21).
+
+Each test is one case a student met: a broken file, a typo, an empty batch. The
+expected outcome is either the right result, checked against an independent
+oracle (an HTML parser, the pixels shown), or a ValueError / TypeError whose message names the parameter.
+"""
+
+from __future__ import annotations
+
+import html.parser
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+from deepimaging import plots
+from deepimaging.report import render_report
+
+matplotlib.use("Agg")
+
+
+# ---------------------------------------------------------------- results page
+
+
+class _Links(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.hrefs = []
+
+    def handle_starttag(self, tag, attrs):
+        self.hrefs += [value for key, value in attrs if key == "href"]
+
+
+def test_results_page_links_only_http_https_and_relative_urls(tmp_path):
+    from urllib.parse import urlsplit
+
+    links = {
+        "code": "javascript:alert(document.cookie)",
+        "tabbed": "java\tscript:alert(1)",
+        "spaced": "  JavaScript:alert(1)",
+        "data": "data:text/html,<script>alert(1)</script>",
+        "paper": "https://example.org/paper.pdf",
+        "table": "results.csv",
+    }
+    with pytest.warns(UserWarning, match="is not an http, https or relative URL"):
+        page = render_report(tmp_path, title="t", links=links).read_text()
+    parser = _Links()
+    parser.feed(page)
+    # The browser's view of each href (html.parser decodes entities; the URL parser, as
+    # browsers do, drops tabs and leading spaces) has only the allowed schemes.
+    schemes = {urlsplit(href.strip()).scheme for href in parser.hrefs}
+    assert parser.hrefs == ["https://example.org/paper.pdf", "results.csv"]
+    assert schemes <= {"https", ""}
+    assert "javascript:alert(document.cookie)" in page  # still shown, as inert text
+
+
+# ---------------------------------------------------------------- widgets and plots
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"bits": 0}, r"bits must be in \[1, 12\]; got 0"),
+        ({"bits": 13}, r"bits must be in \[1, 12\]"),
+        ({"photons": 0.5}, r"photons must be in \[1.0, 100000.0\]"),
+        ({"photons": float("nan")}, "photons must be a number; got NaN"),
+        ({"sigma": 50.0}, r"sigma must be in \[0.0, 3.0\]"),
+    ],
+)
+def test_physics_explorer_refuses_a_start_value_its_slider_would_clamp(options, message):
+    from deepimaging.widgets import PhysicsExplorer
+
+    with pytest.raises(ValueError, match=message):
+        PhysicsExplorer(torch.rand(1, 1, 32, 32), **options)
+
+
+def test_imshow_with_ax_none_draws_on_a_new_axes_and_returns_it():
+    import matplotlib.pyplot as plt
+
+    image = torch.rand(3, 5, 7)
+    ax = plots.imshow(None, image, title="t")
+    shown = ax.get_images()[0].get_array()
+    np.testing.assert_allclose(shown, image.permute(1, 2, 0).numpy(), atol=1e-7)
+    plt.close(ax.figure)
+    with pytest.raises(TypeError, match="image must be a tensor or array of numbers"):
+        plots.imshow(None, [["a"]])
