@@ -8,10 +8,12 @@ score) and return exactly what scikit-learn returns. See :mod:`deepimaging.metri
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
-from .._checks import check_choice, check_int, check_number
+from .._checks import check_bool, check_choice, check_int, check_number
 
 __all__ = [
     "confusion_matrix",
@@ -225,8 +227,9 @@ def confusion_matrix(
         return np.nan_to_num(counts / total)
 
 
-def _one_vs_rest_counts(y_true, y_pred, num_classes=None, binary=False):
+def _one_vs_rest_counts(y_true, y_pred, num_classes, average):
     """TP, FP, FN, TN of every class against the rest, each of shape (K,)."""
+    binary = check_choice(average, "average", AVERAGES) == "binary"
     y_true, y_pred, k = _check_label_pair(y_true, y_pred, num_classes, binary)
     cm = np.bincount(k * y_true + y_pred, minlength=k * k).reshape(k, k)
     tp = np.diag(cm)
@@ -239,8 +242,9 @@ def _one_vs_rest_counts(y_true, y_pred, num_classes=None, binary=False):
 def _rate(numerator, denominator, support, average, zero_division):
     """numerator / denominator per class, then averaged the way scikit-learn averages."""
     check_choice(average, "average", AVERAGES)
-    if zero_division == zero_division:  # NaN is allowed: "undefined stays undefined"
-        zero_division = check_number(zero_division, "zero_division")
+    # NaN is allowed, as in scikit-learn: "undefined stays undefined"; otherwise a rate in [0, 1].
+    if not (isinstance(zero_division, float) and math.isnan(zero_division)):
+        zero_division = check_number(zero_division, "zero_division", 0.0, 1.0)
     numerator = numerator.astype(np.float64)
     denominator = denominator.astype(np.float64)
     if average == "micro":  # pool the counts of all classes, then divide once
@@ -271,7 +275,8 @@ _AVERAGE_DOC = """
     num_classes : int, optional
         K for the multi-class versions, at most 4096 (default: largest label + 1).
     zero_division : float
-        Returned where the denominator is zero (default 0.0, as scikit-learn).
+        Returned where the denominator is zero: a number in [0, 1] or NaN (default 0.0,
+        as scikit-learn).
 
     Returns
     -------
@@ -287,7 +292,7 @@ def sensitivity(y_true, y_pred, *, average="binary", num_classes=None, zero_divi
     >>> sensitivity([0, 0, 1, 1], [0, 1, 1, 0])
     0.5
     """
-    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average == "binary")
+    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average)
     return _rate(tp, tp + fn, tp + fn, average, zero_division)
 
 
@@ -305,28 +310,28 @@ def specificity(y_true, y_pred, *, average="binary", num_classes=None, zero_divi
     >>> specificity([0, 0, 0, 1], [0, 0, 1, 1])
     0.6666666666666666
     """
-    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average == "binary")
+    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average)
     return _rate(tn, tn + fp, tp + fn, average, zero_division)
 
 
 def false_positive_rate(y_true, y_pred, *, average="binary", num_classes=None, zero_division=0.0):
     """False positive rate (false alarms) = FP / (TN + FP) = 1 - specificity.
     {doc}"""
-    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average == "binary")
+    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average)
     return _rate(fp, tn + fp, tp + fn, average, zero_division)
 
 
 def false_negative_rate(y_true, y_pred, *, average="binary", num_classes=None, zero_division=0.0):
     """False negative rate (missed events) = FN / (TP + FN) = 1 - sensitivity.
     {doc}"""
-    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average == "binary")
+    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average)
     return _rate(fn, tp + fn, tp + fn, average, zero_division)
 
 
 def precision(y_true, y_pred, *, average="binary", num_classes=None, zero_division=0.0):
     """Precision = positive predictive value = TP / (TP + FP): the share of alarms that are real.
     {doc}"""
-    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average == "binary")
+    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average)
     return _rate(tp, tp + fp, tp + fn, average, zero_division)
 
 
@@ -346,7 +351,7 @@ def f1_score(y_true, y_pred, *, average="binary", num_classes=None, zero_divisio
     >>> f1_score([0, 1, 1, 1], [1, 1, 1, 0])  # P = R = 2/3
     0.6666666666666666
     """
-    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average == "binary")
+    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average)
     return _rate(2 * tp, 2 * tp + fp + fn, tp + fn, average, zero_division)
 
 
@@ -398,7 +403,7 @@ def classification_report(y_true, y_pred, *, classes=None, output: str = "dict")
     k = None if classes is None else len(classes)
     y_true, y_pred, k = _check_label_pair(y_true, y_pred, k)
     names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(k)]
-    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, k)
+    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, k, None)
     support = tp + fn
     rates = {
         "precision": _rate(tp, tp + fp, support, None, 0.0),
@@ -499,6 +504,7 @@ def roc_curve(y_true, scores, *, drop_intermediate: bool = True):
     >>> fpr, tpr
     (array([0. , 0. , 0.5, 0.5, 1. ]), array([0. , 0.5, 0.5, 1. , 1. ]))
     """
+    drop_intermediate = check_bool(drop_intermediate, "drop_intermediate")
     y_true, scores = _check_binary_scores(y_true, scores)
     fps, tps, thresholds = _counts_at_thresholds(y_true, scores)
     if tps[-1] == 0 or fps[-1] == 0:
@@ -641,6 +647,7 @@ def precision_recall_curve(y_true, scores, *, drop_intermediate: bool = False):
     >>> recall
     array([1. , 1. , 0.5, 0.5, 0. ])
     """
+    drop_intermediate = check_bool(drop_intermediate, "drop_intermediate")
     y_true, scores = _check_binary_scores(y_true, scores)
     fps, tps, thresholds = _counts_at_thresholds(y_true, scores)
     if tps[-1] == 0:

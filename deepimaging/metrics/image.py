@@ -10,7 +10,7 @@ import math
 import numpy as np
 import torch
 
-from .._checks import check_int, check_number
+from .._checks import check_bool, check_int, check_number
 
 __all__ = [
     "jaccard",
@@ -40,12 +40,17 @@ def _as_tensor(values, name, what):
     return torch.as_tensor(array)
 
 
-def _check_positive(value, name: str) -> float:
-    """A finite number > 0 (an infinite data range or constant turns every SSIM into NaN)."""
+def _check_positive(value, name: str, high: float = math.inf) -> float:
+    """A finite number in (0, high] (an infinite data range or constant turns every SSIM into NaN)."""
     value = check_number(value, name, 0, low_open=True)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number > 0; got {value}")
-    return value
+    return check_number(value, name, 0, high)
+
+
+# The largest data range: that of 64-bit counts, 2**64 - 1 (data_range_from_bits(64)). A larger
+# value is no sensor's, and (k * L)**2 would overflow a float.
+_MAX_DATA_RANGE = float(2**64)
 
 
 def _check_mask(mask, name):
@@ -196,13 +201,14 @@ def _check_image_pair(x, y, data_range, function):
                 "data_range=1.0 for images in [0, 1], data_range_from_bits(b) = 2**b - 1 for raw b-bit counts "
                 "(only uint8 images imply it: 255)"
             )
-    data_range = _check_positive(data_range, "data_range")
+    data_range = _check_positive(data_range, "data_range", _MAX_DATA_RANGE)
     if not x.is_floating_point():
         x = x.float()
     if not y.is_floating_point():
         y = y.to(x.dtype)
-    if not (torch.all(torch.isfinite(x)) and torch.all(torch.isfinite(y))):
-        raise ValueError(f"{function} needs finite images; got NaN or infinite values")
+    for name, image in (("x", x), ("y", y)):
+        if not torch.all(torch.isfinite(image)):
+            raise ValueError(f"{function} needs finite images; {name} holds NaN or infinite values")
     return x, y, data_range
 
 
@@ -249,7 +255,7 @@ def _gaussian_window(window_size: int, sigma: float, dtype, device) -> torch.Ten
     """1-D Gaussian taps exp(-t^2 / 2 sigma^2), t = -r..r, normalised to sum 1."""
     radius = (window_size - 1) // 2
     t = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
-    taps = torch.exp(-(t**2) / (2 * sigma**2))
+    taps = torch.exp(-0.5 * (t / sigma) ** 2)  # t / sigma first: no overflow for any finite sigma
     return taps / taps.sum()
 
 
@@ -321,14 +327,14 @@ def ssim(
     x, y : Tensor, shape (N, C, H, W) or (C, H, W), H and W >= window_size
         Images to compare (SSIM is symmetric). Gradients flow to both.
     data_range : float
-        L: 1.0 for images in [0, 1], ``data_range_from_bits(bits)`` for raw counts.
-        Required for float images; uint8 images imply 255.
+        L: 1.0 for images in [0, 1], ``data_range_from_bits(bits)`` for raw counts
+        (at most 2**64). Required for float images; uint8 images imply 255.
     window_size : int
         Taps of the Gaussian window (odd); 11 as in Wang et al.
     sigma : float
         Standard deviation of the Gaussian window, in pixels.
     k1, k2 : float
-        Stabilising constants (0.01, 0.03 as in Wang et al.).
+        Stabilising constants in (0, 1] (0.01, 0.03 as in Wang et al.).
     return_map : bool
         Also return the SSIM map.
 
@@ -381,8 +387,9 @@ def ssim(
     if window_size % 2 == 0:
         raise ValueError(f"window_size must be odd so the window has a centre pixel; got {window_size}")
     sigma = _check_positive(sigma, "sigma")
-    k1 = _check_positive(k1, "k1")
-    k2 = _check_positive(k2, "k2")
+    k1 = _check_positive(k1, "k1", 1.0)
+    k2 = _check_positive(k2, "k2", 1.0)
+    return_map = check_bool(return_map, "return_map")
     height, width = x.shape[-2:]
     if height < window_size or width < window_size:
         raise ValueError(
