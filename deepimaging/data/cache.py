@@ -53,6 +53,10 @@ def data_dir(cache_dir=None, sub: str | None = None) -> Path:
     if cache_dir is None:
         cache_dir = os.environ.get(ENV_VAR) or _user_cache_dir()
     path = as_path(cache_dir, "cache_dir")
+    if sub is not None and (not isinstance(sub, str) or sub in (".", "..") or "/" in sub or os.sep in sub):
+        raise ValueError(
+            f"sub must be a plain folder name inside the data folder (no '/', no '..'); got {sub!r}"
+        )
     return path / sub if sub else path
 
 

@@ -28,6 +28,7 @@ import zipfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from urllib.parse import urlsplit
 
+from .._checks import check_bool
 from .cache import as_path, data_dir
 
 __all__ = ["fetch_file", "extract_archive", "fetch_archive", "UnsafeArchiveError"]
@@ -75,6 +76,7 @@ def fetch_file(
 
     _check_url(url)
     known_hash = _check_known_hash(known_hash, url)
+    progress = check_bool(progress, "progress")
     if fname is not None:
         fname = _check_file_name(fname, "fname")
     folder = as_path(path, "path") if path is not None else data_dir(sub="downloads")
@@ -164,8 +166,11 @@ def extract_archive(archive, target) -> Path:
         raise FileExistsError(f"cannot unpack {archive} into {target}: a file of that name exists")
     if not archive.is_file():
         raise FileNotFoundError(f"archive {archive} does not exist")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    except OSError as err:
+        raise type(err)(err.errno, f"cannot unpack {archive} into {target}: {err.strerror}") from err
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:

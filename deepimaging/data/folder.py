@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._checks import check_int
+from .._checks import check_bool, check_int
 from .cache import as_path, cached_array, data_dir, fingerprint
 from .dataset import ImageDataset
 
@@ -49,7 +49,10 @@ def decode_image(path, size: int, grayscale: bool = False) -> np.ndarray:
     """
     from PIL import Image
 
-    mode = "L" if grayscale else "RGB"
+    size = check_int(size, "size", 1, MAX_SIZE)
+    mode = "L" if check_bool(grayscale, "grayscale") else "RGB"
+    if not hasattr(path, "read"):  # an open file is fine too; anything else must be a path
+        path = as_path(path, "path")
     try:
         image = Image.open(path)
     except Image.DecompressionBombError as err:  # more than twice Pillow's pixel limit
@@ -87,8 +90,11 @@ def read_image_folder(
         The class (sub-folder) names; ``classes[k]`` is label ``k``.
     """
     size = check_int(size, "size", 1, MAX_SIZE)
+    grayscale = check_bool(grayscale, "grayscale")
+    if n_jobs is not None:
+        check_int(n_jobs, "n_jobs", 1)
     root, classes, files, labels = _list_folder(root, classes)
-    key = fingerprint(files, root=root, size=size, grayscale=bool(grayscale), version=_CACHE_VERSION)
+    key = fingerprint(files, root=root, size=size, grayscale=grayscale, version=_CACHE_VERSION)
 
     def build():
         images, keep, skipped = _decode_all(files, size, grayscale, n_jobs)
@@ -162,14 +168,17 @@ def to_dataset(images: np.ndarray, labels, classes) -> ImageDataset:
     (for a copy-on-write memory map, pages are read from disk as they are
     used) and converts images to float one batch at a time when they are read.
     """
-    images = np.asarray(images)
+    try:
+        images = np.asarray(images)
+    except ValueError as err:  # a ragged list
+        raise TypeError(
+            f"images must be a uint8 array of shape (N, C, H, W); got {type(images).__name__}"
+        ) from err
     if images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(
             f"images must be uint8 of shape (N, C, H, W); got {images.dtype} of shape {images.shape}"
         )
-    return ImageDataset(
-        torch.from_numpy(images), torch.as_tensor(np.asarray(labels), dtype=torch.long), list(classes)
-    )
+    return ImageDataset(torch.from_numpy(images), labels, classes)  # which checks labels and classes
 
 
 def _list_folder(root, classes):
@@ -191,7 +200,10 @@ def _list_folder(root, classes):
     for label, name in enumerate(classes):
         class_dir = root / name
         if not class_dir.is_dir():
-            raise FileNotFoundError(f"class folder {class_dir} does not exist")
+            found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+            raise FileNotFoundError(
+                f"class folder {class_dir} does not exist (classes names {name!r}; {root} holds {found})"
+            )
         found = [class_dir / n for n in _image_names(class_dir)]
         if not found:
             raise ValueError(

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._checks import check_choice
+from .._checks import check_bool, check_choice
 from .cache import as_path, data_dir
 from .dataset import ImageDataset
 from .download import fetch_file
@@ -130,6 +130,7 @@ def _file_name(name: str, size: int) -> str:
 
 def medmnist_url(name: str, size: int) -> str:
     """The published download URL of one MedMNIST file."""
+    _check_name_size(name, size)
     return f"{_ZENODO}/{_file_name(name, size)}?download=1"
 
 
@@ -178,6 +179,7 @@ def load_medmnist(
     """
     _check_name_size(name, size)
     check_choice(split, "split", ("train", "val", "test"))
+    download = check_bool(download, "download")
     if path is None:
         path = medmnist_path(name, size, cache_dir)
         if not path.exists():

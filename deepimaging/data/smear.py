@@ -144,7 +144,9 @@ def simulate_smear_field(size: int = 512, n_cells: int = 8, cell_size: int = 64,
     classes : list of str
     """
     check_int(cell_size, "cell_size", 16)
-    check_int(size, "size", 2 * cell_size)
+    check_int(size, "size", 1)
+    if size < 2 * cell_size:
+        raise ValueError(f"size must be at least 2 * cell_size = {2 * cell_size} pixels; got size = {size}")
     check_int(n_cells, "n_cells", 1)
     check_int(seed, "seed", 0, MAX_SEED)
     _check_memory(1, size, "size")
@@ -323,7 +325,7 @@ def _place_without_overlap(n_cells, size, cell_size, g, tries=1000):
             slots.append((top, left))
     if len(slots) < n_cells:
         raise ValueError(
-            f"cannot place {n_cells} cells of {cell_size} px without overlap in a {size} px field; "
-            f"placed {len(slots)} (use a larger size or fewer cells)"
+            f"cannot place n_cells = {n_cells} cells of cell_size = {cell_size} px without overlap in a "
+            f"size = {size} px field; placed {len(slots)} (use a larger size or fewer cells)"
         )
     return slots
