@@ -85,3 +85,43 @@ def test_imshow_with_ax_none_draws_on_a_new_axes_and_returns_it():
     plt.close(ax.figure)
     with pytest.raises(TypeError, match="image must be a tensor or array of numbers"):
         plots.imshow(None, [["a"]])
+
+
+PLOTS_OF_ARRAYS = [
+    ("plot_psf", "psf", lambda v: plots.plot_psf(v)),
+    ("plot_sensor_mask", "layer_or_mask", lambda v: plots.plot_sensor_mask(v)),
+    ("plot_filter_tile", "tile", lambda v: plots.plot_filter_tile(v)),
+    ("plot_pupil", "microscope_or_pupil", lambda v: plots.plot_pupil(v)),
+    ("filter_grid", "weights", lambda v: plots.filter_grid(v)),
+    ("imshow", "image", lambda v: plots.imshow(None, v)),
+    ("detection_boxes", "boxes", lambda v: plots.detection_boxes(torch.rand(3, 8, 8), boxes=v)),
+]
+HOSTILE_ARRAYS = {
+    "None": None,
+    "text": [["a", "b"], ["c", "d"]],
+    "ragged": [[0.0, 1.0], [2.0]],
+    "empty": torch.zeros(0, 0),
+    "nan": torch.full((3, 4, 4), float("nan")),
+    "5-D": torch.zeros(1, 1, 1, 1, 1),
+}
+
+
+@pytest.mark.parametrize("function, name, call", PLOTS_OF_ARRAYS, ids=[p[0] for p in PLOTS_OF_ARRAYS])
+@pytest.mark.parametrize("kind", sorted(HOSTILE_ARRAYS))
+def test_plots_refuse_what_they_cannot_draw_naming_the_argument(function, name, call, kind):
+    value = HOSTILE_ARRAYS[kind]
+    if kind == "nan" and function == "imshow":
+        plots.imshow(None, value)  # NaN pixels are drawn as holes: allowed for images
+        return
+    if function == "detection_boxes":
+        if kind in ("None", "empty"):  # no boxes: documented, nothing to draw over the image
+            return
+        if kind == "nan":
+            value = torch.full((1, 4), float("nan"))
+    with pytest.raises((ValueError, TypeError), match=name):
+        call(value)
+
+
+def test_detection_boxes_with_no_boxes_draws_only_the_image():
+    ax = plots.detection_boxes(torch.rand(3, 8, 8), true_boxes=[], boxes=torch.zeros(0, 4))
+    assert len(ax.patches) == 0 and len(ax.get_images()) == 1
