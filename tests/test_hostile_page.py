@@ -125,3 +125,49 @@ def test_plots_refuse_what_they_cannot_draw_naming_the_argument(function, name, 
 def test_detection_boxes_with_no_boxes_draws_only_the_image():
     ax = plots.detection_boxes(torch.rand(3, 8, 8), true_boxes=[], boxes=torch.zeros(0, 4))
     assert len(ax.patches) == 0 and len(ax.get_images()) == 1
+
+
+def test_threshold_explorer_holds_a_threshold_outside_the_scores_instead_of_clamping_it():
+    from sklearn.metrics import confusion_matrix
+
+    from deepimaging.widgets import ThresholdExplorer
+
+    y_true, scores = np.array([0, 1, 0, 1]), np.array([0.6, 0.9, 0.7, 0.8])
+    explorer = ThresholdExplorer(y_true, scores, threshold=0.5)
+    assert explorer.slider.value == 0.5 and explorer.slider.min <= 0.5
+    # At 0.5 every sample is called positive: the oracle's counts, not those at the lowest score.
+    tn, fp, fn, tp = confusion_matrix(y_true, scores >= 0.5).ravel()
+    assert explorer.counts() == {"TP": tp, "FP": fp, "FN": fn, "TN": tn}
+    with pytest.raises(ValueError, match="threshold must be a finite number; got inf"):
+        ThresholdExplorer(y_true, scores, threshold=float("inf"))
+    with pytest.raises(ValueError, match="threshold must be a number; got NaN"):
+        ThresholdExplorer(y_true, scores, threshold=float("nan"))
+    with pytest.raises(TypeError, match="classes must be two class names"):
+        ThresholdExplorer(y_true, scores, classes="ab")
+
+
+@pytest.mark.parametrize(
+    "explorer, options, error, message",
+    [
+        ("OcclusionExplorer", {"baselines": float("nan")}, ValueError, "baselines must be a number"),
+        ("OcclusionExplorer", {"baselines": 2.0}, ValueError, r"baselines must be in \[0.0, 1.0\]"),
+        ("OcclusionExplorer", {"patch_sizes": 8}, TypeError, "patch_sizes must be a list"),
+        ("OcclusionExplorer", {"batch_size": 0}, ValueError, "batch_size must be in"),
+        ("FilterExplorer", {"max_filters": 0}, ValueError, "max_filters must be in"),
+        ("EmbeddingExplorer", {"seed": -1}, ValueError, "seed must be in"),
+        ("EmbeddingExplorer", {"thumbnails": 0.5}, TypeError, "thumbnails must be an integer"),
+        ("EmbeddingExplorer", {"click_radius": float("inf")}, ValueError, "click_radius must be in"),
+    ],
+)
+def test_explorers_check_their_options_before_computing_anything(explorer, options, error, message):
+    from deepimaging import widgets
+    from deepimaging.data import ImageDataset
+    from deepimaging.models import BasicCNN
+
+    model = BasicCNN(in_channels=1, num_classes=2, widths=(4,))
+    data = ImageDataset(torch.rand(4, 1, 16, 16), torch.tensor([0, 1, 0, 1]), ["a", "b"])
+    first = data if explorer == "EmbeddingExplorer" else data.images
+    with pytest.raises(error, match=message):
+        getattr(widgets, explorer)(
+            model, first if explorer != "FilterExplorer" else data.images[0], **options
+        )
