@@ -20,6 +20,7 @@ development of automatic recognition systems", Data in Brief 30, 105474 (2020).
 
 from __future__ import annotations
 
+import math
 import numbers
 import zipfile
 from pathlib import Path
@@ -214,6 +215,8 @@ def _read_split(path: Path, split: str):
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in wanted if k not in npz.files]
             if not missing:
+                for key in wanted:
+                    _check_array_header(npz.zip, key, path)
                 return npz[wanted[0]], npz[wanted[1]]
     except ValueError as err:
         # numpy refuses object arrays when allow_pickle=False; its message suggests allow_pickle=True,
@@ -223,6 +226,29 @@ def _read_split(path: Path, split: str):
     except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path} is damaged and cannot be read ({err}); {expected}") from None
     raise ValueError(f"{path} lacks the key(s) {missing}; {expected}, found {sorted(npz.files)}")
+
+
+MAX_ARRAY_BYTES = 2**34  # 16 GiB; the largest MedMNIST array (BloodMNIST 224, train) is 1.8 GB
+
+
+def _check_array_header(archive: zipfile.ZipFile, key: str, path: Path) -> None:
+    """Refuse an array whose header claims more than MAX_ARRAY_BYTES, before numpy allocates it.
+
+    A .npy member starts with a header giving its dtype and shape; a damaged or hostile file can
+    claim exabytes (a compressed member can even hold them). Reading the header costs nothing.
+    """
+    with archive.open(f"{key}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        read_header = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read_header(member)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > MAX_ARRAY_BYTES:
+        raise ValueError(
+            f"{path}: {key} claims shape {shape} of {dtype} = {nbytes / 2**30:.3g} GiB, more than the "
+            f"{MAX_ARRAY_BYTES / 2**30:.0f} GiB any MedMNIST array needs; the file is damaged or not MedMNIST"
+        )
 
 
 def _to_dataset(images, labels, classes, path) -> ImageDataset:
