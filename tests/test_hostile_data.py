@@ -212,3 +212,15 @@ def test_a_medmnist_array_whose_header_claims_exabytes_is_refused_before_allocat
         archive.writestr("test_labels.npy", buffer.getvalue())
     with pytest.raises(ValueError, match=r"test_images claims shape \(1000000000000, 224, 224, 3\).*GiB"):
         load_medmnist("bloodmnist", "test", path=path)
+
+
+def test_image_dataset_takes_an_empty_label_list_and_refuses_text_labels_or_a_class_string():
+    import torch
+
+    from deepimaging.data import ImageDataset
+
+    assert len(ImageDataset(torch.zeros(0, 1, 2, 2), [], ["a"])) == 0
+    with pytest.raises(TypeError, match="labels must be integer class indices"):
+        ImageDataset(torch.zeros(1, 1, 2, 2), ["a"], ["a"])
+    with pytest.raises(TypeError, match="classes must be a list of class names; got 'ab'"):
+        ImageDataset(torch.zeros(1, 1, 2, 2), [0], "ab")

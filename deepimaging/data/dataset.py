@@ -72,6 +72,8 @@ class ImageDataset(torch.utils.data.Dataset):
             raise ValueError(
                 f"labels must have shape ({len(images)},) to match images; got shape {tuple(labels.shape)}"
             )
+        if labels.numel() == 0:  # np.asarray([]) is float64: no label, nothing to refuse
+            labels = labels.long()
         if labels.is_floating_point() or labels.is_complex():
             raise TypeError(f"labels must be integers; got dtype {labels.dtype}")
         self.labels = labels.long()
