@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
 import torch
 
 
@@ -80,9 +81,17 @@ def check_number(value, name: str, low=None, high=None, *, low_open: bool = Fals
     return value
 
 
+def check_bool(value, name: str) -> bool:
+    """Check that ``value`` is True or False (a numpy bool too); ``"no"`` or an array is not a flag."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
 def check_choice(value, name: str, choices) -> str:
     """Check that ``value`` is one of ``choices``."""
-    if value not in choices:
+    # An array compares element-wise, and `in` would then raise numpy's "truth value is ambiguous".
+    if isinstance(value, (np.ndarray, torch.Tensor, list, dict, set)) or value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices, key=repr)}; got {value!r}")
     return value
 

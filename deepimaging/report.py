@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import datetime
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -219,7 +221,9 @@ def render_report(
         ``{"header": [...], "rows": [[...], ...]}``; default: the study summary.
     links : dict, optional
         ``{label: url}`` shown under "Code and data"; default: the results files
-        in the folder and the deepimaging package.
+        in the folder and the deepimaging package. Only ``http``, ``https`` and
+        relative URLs become links; any other (``javascript:``, ``data:``, ``file:``)
+        is shown as inert text, with a warning.
     filename : str
     embed_images : bool
         Embed PNGs as ``data:`` URIs so the page is one file.
@@ -266,8 +270,18 @@ def render_report(
             f"batch {c.batch_size}; seeds {c.seeds}; configuration hash {c.hash()}"
         )
 
-    # Autoescaping on for everything this template renders: user text can never become markup.
+    for label, url in links.items():
+        if not _is_safe_link(url):
+            warnings.warn(
+                f"links[{label!r}] = {url!r} is not an http, https or relative URL; it is shown as text, "
+                "not as a link",
+                UserWarning,
+                stacklevel=2,
+            )
+    # Autoescaping on for everything this template renders: user text can never become markup;
+    # the test safe_link keeps URLs of other schemes (javascript:) out of every href.
     env = Environment(loader=PackageLoader("deepimaging", "templates"), autoescape=True)
+    env.tests["safe_link"] = _is_safe_link
     page = env.get_template("results.html.j2").render(
         title=title,
         authors=authors,
@@ -349,3 +363,16 @@ def _version() -> str:
     from . import __version__
 
     return __version__
+
+
+def _is_safe_link(url) -> bool:
+    """Whether ``url`` may become a link on the page: ``http``, ``https``, or relative (no scheme).
+
+    Autoescaping keeps text from becoming markup, but not a ``javascript:`` (or ``data:``,
+    ``file:``) URL in an ``href`` from running when clicked. Browsers drop ASCII whitespace and
+    control characters inside a URL ("java\tscript:" is "javascript:", WHATWG URL standard),
+    so they are removed before the scheme is read.
+    """
+    text = re.sub(r"[\x00-\x20\x7f]", "", str(url))
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.\-]*):", text)
+    return scheme is None or scheme.group(1).lower() in ("http", "https")

@@ -301,3 +301,73 @@ def test_fetch_file_without_a_hash_is_refused_before_any_request(server, tmp_pat
     with pytest.raises(ValueError, match="known_hash is required"):
         fetch_file("http://127.0.0.1:1/x.zip", None, path=tmp_path)
     assert requests == []
+
+
+@pytest.mark.parametrize(
+    "url, known_hash, fname, message",
+    [
+        ("not a url", "sha256:" + "0" * 64, None, "url must be an http, https or ftp address"),
+        ("file:///etc/passwd", "sha256:" + "0" * 64, None, "url must be an http, https or ftp address"),
+        ("{base}/a.bin", "rot13:" + "0" * 64, None, "known_hash must name a hash algorithm"),
+        ("{base}/a.bin", "md5:" + "0" * 64, None, "known_hash must be md5: followed by 32 hexadecimal"),
+        ("{base}/a.bin", "sha256:xyz", None, "known_hash must be sha256: followed by 64 hexadecimal"),
+        ("{base}/a.bin", "sha256:" + "0" * 64, "../escaped.bin", "fname must be a plain file name"),
+        ("{base}/a.bin", "sha256:" + "0" * 64, "sub/escaped.bin", "fname must be a plain file name"),
+    ],
+)
+def test_fetch_file_refuses_malformed_arguments_before_any_request(
+    server, tmp_path, url, known_hash, fname, message
+):
+    base, served, requests = server
+    (served / "a.bin").write_bytes(b"data")
+    with pytest.raises(ValueError, match=message):
+        fetch_file(url.format(base=base), known_hash, fname=fname, path=tmp_path / "data")
+    assert requests == [] and _leftovers(tmp_path / "data") == []  # nothing fetched, nothing written
+    assert sorted(os.listdir(tmp_path)) == ["served"]  # and nothing beside the folder
+
+
+def test_fetch_file_tells_a_hash_mismatch_from_pooch_s_other_value_errors(server, tmp_path, monkeypatch):
+    import pooch
+
+    base, served, _ = server
+    (served / "a.bin").write_bytes(b"data")
+
+    def no_tqdm(*args, **kwargs):
+        raise ValueError("Missing package 'tqdm' required for progress bars.")
+
+    monkeypatch.setattr(pooch, "retrieve", no_tqdm)
+    with pytest.raises(ValueError, match="download of .*a.bin failed: Missing package 'tqdm'") as caught:
+        fetch_file(f"{base}/a.bin", _sha256(served / "a.bin"), path=tmp_path, progress=True)
+    assert "hash" not in str(caught.value)
+
+
+def test_extract_archive_into_an_existing_empty_folder_extracts_into_it(tmp_path):
+    plain = tarfile.TarInfo("pkg/data.txt")
+    archive = _tar_with(tmp_path / "ok.tar.gz", plain, b"hello")
+    (tmp_path / "out").mkdir()
+    target = extract_archive(archive, tmp_path / "out")
+    assert (target / "pkg" / "data.txt").read_bytes() == b"hello"
+    # A folder that already holds the unpacked archive is returned as it is.
+    (target / "pkg" / "data.txt").write_bytes(b"kept")
+    assert (extract_archive(archive, tmp_path / "out") / "pkg" / "data.txt").read_bytes() == b"kept"
+
+
+def test_fetch_archive_into_an_existing_empty_folder_downloads_and_extracts(server, tmp_path):
+    base, served, _ = server
+    archive = _voc_zip(served / "bccd.zip")
+    (tmp_path / "data" / "bccd").mkdir(parents=True)
+    target = fetch_archive(f"{base}/bccd.zip", _sha256(archive), folder="bccd", path=tmp_path / "data")
+    with zipfile.ZipFile(archive) as zf:
+        expected = sorted(n.rstrip("/") for n in zf.namelist())
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()) == expected
+
+
+def test_extract_archive_of_a_missing_file_or_onto_a_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="archive .*missing.zip does not exist"):
+        extract_archive(tmp_path / "missing.zip", tmp_path / "out")
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(FileExistsError, match="a file of that name exists"):
+        extract_archive(tmp_path / "missing.zip", tmp_path / "taken")
+    with pytest.raises(TypeError, match="archive must be a path"):
+        extract_archive(None, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,8 +52,25 @@ def data_dir(cache_dir=None, sub: str | None = None) -> Path:
     """
     if cache_dir is None:
         cache_dir = os.environ.get(ENV_VAR) or _user_cache_dir()
-    path = Path(cache_dir).expanduser()
+    path = as_path(cache_dir, "cache_dir")
+    if sub is not None and (not isinstance(sub, str) or sub in (".", "..") or "/" in sub or os.sep in sub):
+        raise ValueError(
+            f"sub must be a plain folder name inside the data folder (no '/', no '..'); got {sub!r}"
+        )
     return path / sub if sub else path
+
+
+def as_path(value, name: str) -> Path:
+    """``value`` (a str or path-like) as a :class:`~pathlib.Path` with ``~`` expanded; a TypeError naming ``name`` otherwise."""
+    if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)):
+        raise TypeError(
+            f"{name} must be a path (str or pathlib.Path); got {value!r} ({type(value).__name__})"
+        )
+    if not str(value):
+        raise ValueError(f"{name} must be a path; got an empty string")
+    if "\0" in str(value):
+        raise ValueError(f"{name} must be a path without NUL characters; got {str(value)!r}")
+    return Path(value).expanduser()
 
 
 def _user_cache_dir() -> str:
@@ -160,22 +178,51 @@ def load_array(path, mmap: bool = True) -> np.ndarray:
     return np.load(path, mmap_mode="c" if mmap else None, allow_pickle=False)
 
 
-def cached_array(folder, name: str, build: Callable) -> tuple[np.ndarray, dict]:
+def cached_array(folder, name: str, build: Callable, meta_keys=()) -> tuple[np.ndarray, dict]:
     """Return ``(array, meta)`` from ``folder/name.npy`` and ``name.json``, building them first if absent.
 
     ``build()`` returns ``(array, meta)`` with ``meta`` a JSON-able dict. The
     array is written first and the JSON last, each atomically, so the JSON's
     presence means the entry is complete. The array comes back memory-mapped.
+
+    An entry that exists but cannot be read back (a ``.npy`` cut short by a full
+    disk or copied half-way, a ``.json`` that is not JSON or lacks one of
+    ``meta_keys``) is damaged: it is deleted and rebuilt once, with a warning,
+    instead of failing on every later call until someone finds the cache folder.
     """
     folder = Path(folder)
     array_path, meta_path = folder / f"{name}.npy", folder / f"{name}.json"
-    if not (meta_path.exists() and array_path.exists()):
-        array, meta = build()
-        save_array(array_path, array)
-        del array
+    if meta_path.exists() and array_path.exists():
         try:
-            save_json(meta_path, meta)
-        except BaseException:
-            array_path.unlink(missing_ok=True)  # an array without its JSON is no cache entry
-            raise
-    return load_array(array_path), json.loads(meta_path.read_text())
+            return _read_entry(array_path, meta_path, meta_keys)
+        except (OSError, ValueError, EOFError) as err:  # what np.load and json raise on damaged files
+            warnings.warn(
+                f"the cache entry {array_path.with_suffix('')} is damaged ({err}); rebuilding it",
+                UserWarning,
+                stacklevel=3,
+            )
+            for path in (meta_path, array_path):  # the JSON first: without it the entry counts as absent
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as unlink_err:
+                    raise type(unlink_err)(
+                        unlink_err.errno,
+                        f"the damaged cache file {path} cannot be removed; delete it by hand",
+                    ) from err
+    array, meta = build()
+    save_array(array_path, array)
+    del array
+    try:
+        save_json(meta_path, meta)
+    except BaseException:
+        array_path.unlink(missing_ok=True)  # an array without its JSON is no cache entry
+        raise
+    return _read_entry(array_path, meta_path, meta_keys)
+
+
+def _read_entry(array_path: Path, meta_path: Path, meta_keys) -> tuple[np.ndarray, dict]:
+    """The array (memory-mapped) and the metadata of one cache entry; ValueError if either is damaged."""
+    meta = json.loads(meta_path.read_text())
+    if not isinstance(meta, dict) or any(key not in meta for key in meta_keys):
+        raise ValueError(f"{meta_path} does not hold the keys {list(meta_keys)}")
+    return load_array(array_path), meta

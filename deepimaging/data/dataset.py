@@ -15,6 +15,8 @@ def as_float(images: torch.Tensor) -> torch.Tensor:
     The division is done in float32, so ``as_float(x)`` equals
     ``x.float() / 255`` bit for bit, however the images were batched.
     """
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor (uint8 or float); got {type(images).__name__}")
     if images.dtype == torch.uint8:
         return images.float().div_(255)
     return images
@@ -62,14 +64,23 @@ class ImageDataset(torch.utils.data.Dataset):
         else:
             check_images(images, "images")
         self._storage = images
-        labels = torch.as_tensor(labels)
+        try:
+            labels = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
+        except (TypeError, ValueError, RuntimeError) as err:  # text, objects, ragged lists
+            raise TypeError(f"labels must be integer class indices; got {type(labels).__name__}") from err
         if labels.ndim != 1 or len(labels) != len(images):
             raise ValueError(
                 f"labels must have shape ({len(images)},) to match images; got shape {tuple(labels.shape)}"
             )
-        if labels.is_floating_point():
+        if labels.numel() == 0:  # np.asarray([]) is float64: no label, nothing to refuse
+            labels = labels.long()
+        if labels.is_floating_point() or labels.is_complex():
             raise TypeError(f"labels must be integers; got dtype {labels.dtype}")
         self.labels = labels.long()
+        if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
+            raise TypeError(
+                f"classes must be a list of class names; got {classes!r} ({type(classes).__name__})"
+            )
         self.classes = list(classes)
         if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
             raise ValueError(
@@ -126,6 +137,7 @@ class ImageDataset(torch.utils.data.Dataset):
     def loader(self, batch_size: int = 64, shuffle: bool = False, seed: int = 0) -> DataLoader:
         """A ``DataLoader`` over (float image, label) batches; shuffling is seeded."""
         check_int(batch_size, "batch_size", 1)
+        check_int(seed, "seed", 0, 2**64 - 1)  # the seeds torch.Generator.manual_seed accepts
         generator = torch.Generator().manual_seed(seed)
         return DataLoader(self, batch_size=batch_size, shuffle=shuffle, generator=generator)
 
@@ -144,6 +156,7 @@ def split(
     val, test : float
         Fractions of the whole dataset for validation and test, each in [0, 1).
     seed : int
+        0 to 2**32 - 1.
 
     Returns
     -------
@@ -155,6 +168,7 @@ def split(
         raise TypeError(f"dataset must be an ImageDataset; got {type(dataset).__name__}")
     check_number(val, "val", 0.0, 1.0)
     check_number(test, "test", 0.0, 1.0)
+    check_int(seed, "seed", 0, 2**32 - 1)  # the seeds scikit-learn's random_state accepts
     if val + test >= 1.0:
         raise ValueError(f"val + test must be below 1 so training keeps images; got {val + test}")
     labels = dataset.labels.numpy()

@@ -17,15 +17,19 @@ files), and the folder is renamed into place when complete.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import stat
 import tarfile
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from urllib.parse import urlsplit
 
-from .cache import data_dir
+from .._checks import check_bool
+from .cache import as_path, data_dir
 
 __all__ = ["fetch_file", "extract_archive", "fetch_archive", "UnsafeArchiveError"]
 
@@ -46,7 +50,7 @@ def fetch_file(
         ``"md5:<hex>"``, ``"sha256:<hex>"`` (or a bare SHA-256 hex string).
         Required: an unverified file is never kept.
     fname : str, optional
-        File name; default: the last part of the URL.
+        File name, a plain name inside ``path`` (no ``/``, no ``..``); default: the last part of the URL.
     path : str or Path, optional
         Folder; default ``<data_dir>/downloads`` (see :func:`deepimaging.data.cache.data_dir`).
     progress : bool
@@ -59,17 +63,23 @@ def fetch_file(
 
     Raises
     ------
-    ValueError
-        The downloaded file's hash differs from ``known_hash`` (the file is deleted).
+    TypeError, ValueError
+        A malformed argument (checked before anything is downloaded): ``url`` not
+        http(s)/ftp, ``known_hash`` not ``"<algorithm>:<hex digest>"``, ``fname`` not a
+        plain file name. Also ValueError when the downloaded file's hash differs from
+        ``known_hash`` (the file is deleted).
     ConnectionError
         The download failed or was cut off (nothing is kept).
     """
     import pooch
     import requests
 
-    if not known_hash:
-        raise ValueError(f"known_hash is required to download {url}; got {known_hash!r}")
-    folder = Path(path) if path is not None else data_dir(sub="downloads")
+    _check_url(url)
+    known_hash = _check_known_hash(known_hash, url)
+    progress = check_bool(progress, "progress")
+    if fname is not None:
+        fname = _check_file_name(fname, "fname")
+    folder = as_path(path, "path") if path is not None else data_dir(sub="downloads")
     try:
         file = pooch.retrieve(url, known_hash=known_hash, fname=fname, path=folder, progressbar=progress)
     except requests.exceptions.RequestException as err:
@@ -78,16 +88,68 @@ def fetch_file(
             f"{folder}. Check the connection and call again."
         ) from err
     except ValueError as err:
-        raise ValueError(f"download of {url} did not match its known hash and was deleted: {err}") from err
+        # pooch raises ValueError for a hash mismatch and for other problems (no tqdm for the
+        # progress bar, a protocol it cannot fetch): say which one happened.
+        if "does not match the known hash" in str(err):
+            raise ValueError(
+                f"download of {url} did not match its known hash and was deleted: {err}"
+            ) from err
+        raise ValueError(f"download of {url} failed: {err}") from err
     return Path(file)
+
+
+_URL_SCHEMES = ("http", "https", "ftp")
+
+
+def _check_url(url) -> None:
+    if not isinstance(url, str):
+        raise TypeError(f"url must be a str; got {url!r} ({type(url).__name__})")
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in _URL_SCHEMES or not parts.netloc:
+        raise ValueError(f"url must be an http, https or ftp address such as https://host/file; got {url!r}")
+
+
+def _check_known_hash(known_hash, url) -> str:
+    """``"<algorithm>:<hex>"`` (or bare SHA-256 hex) with a digest of the algorithm's length, lower-cased."""
+    if not isinstance(known_hash, str) or not known_hash:
+        raise ValueError(
+            f"known_hash is required to download {url}, as 'sha256:<hex digest>' or 'md5:<hex digest>'; "
+            f"got {known_hash!r}"
+        )
+    algorithm, _, digest = known_hash.rpartition(":")
+    algorithm = (algorithm or "sha256").lower()
+    if algorithm not in hashlib.algorithms_guaranteed or algorithm.startswith("shake"):
+        raise ValueError(
+            f"known_hash must name a hash algorithm such as sha256 or md5; got {known_hash!r} "
+            f"(algorithm {algorithm!r})"
+        )
+    length = 2 * hashlib.new(algorithm).digest_size
+    if not re.fullmatch(f"[0-9a-fA-F]{{{length}}}", digest):
+        raise ValueError(
+            f"known_hash must be {algorithm}: followed by {length} hexadecimal digits; got {known_hash!r}"
+        )
+    return f"{algorithm}:{digest.lower()}"
+
+
+def _check_file_name(fname, name: str) -> str:
+    """A plain file name: one path component, so the file lands inside its folder."""
+    if not isinstance(fname, str):
+        raise TypeError(f"{name} must be a file name (str); got {fname!r} ({type(fname).__name__})")
+    if fname in ("", ".", "..") or "/" in fname or "\\" in fname or "\0" in fname:
+        raise ValueError(
+            f"{name} must be a plain file name without '/', '\\' or '..', so the file stays in its folder; "
+            f"got {fname!r}"
+        )
+    return fname
 
 
 def extract_archive(archive, target) -> Path:
     """Unpack a ``.zip`` or ``.tar(.gz/.bz2/.xz)`` archive into ``target`` safely.
 
-    If ``target`` already exists it is returned unchanged: it can only exist
-    complete, because the archive is unpacked into a temporary folder beside
-    it that is renamed to ``target`` at the end.
+    If ``target`` already exists and is not empty it is returned unchanged: it
+    can only exist complete, because the archive is unpacked into a temporary
+    folder beside it that is renamed to ``target`` at the end. An empty
+    ``target`` folder (made by hand, or by ``mkdir``) is filled.
 
     Raises
     ------
@@ -97,11 +159,18 @@ def extract_archive(archive, target) -> Path:
     ValueError
         The file is neither a zip nor a tar archive.
     """
-    archive, target = Path(archive), Path(target)
-    if target.is_dir():
+    archive, target = as_path(archive, "archive"), as_path(target, "target")
+    if _is_unpacked(target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"cannot unpack {archive} into {target}: a file of that name exists")
+    if not archive.is_file():
+        raise FileNotFoundError(f"archive {archive} does not exist")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    except OSError as err:
+        raise type(err)(err.errno, f"cannot unpack {archive} into {target}: {err.strerror}") from err
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
@@ -118,11 +187,18 @@ def extract_archive(archive, target) -> Path:
                 tf.extractall(tmp, members=members, **_tar_filter())
         else:
             raise ValueError(f"{archive} is neither a zip nor a tar archive")
+        if target.is_dir():  # empty (checked above): an earlier mkdir, or a user's empty folder
+            target.rmdir()
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _is_unpacked(target: Path) -> bool:
+    """Whether ``target`` is a folder with something in it (an empty folder holds no unpacked archive)."""
+    return target.is_dir() and any(target.iterdir())
 
 
 def _check_member(archive, name: str, root: Path, kind: str | None) -> None:
@@ -153,9 +229,9 @@ def fetch_archive(url: str, known_hash: str, folder: str, path=None, fname: str 
     Returns the unpacked folder. A second call finds the folder and downloads
     nothing. An archive refused by :func:`extract_archive` is deleted.
     """
-    root = Path(path) if path is not None else data_dir(sub="downloads")
-    target = root / folder
-    if target.is_dir():
+    root = as_path(path, "path") if path is not None else data_dir(sub="downloads")
+    target = root / _check_file_name(folder, "folder")
+    if _is_unpacked(target):
         return target
     archive = fetch_file(url, known_hash, fname=fname, path=root)
     try:

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from .._checks import check_choice
+from .cache import as_path
 from .dataset import ImageDataset
 from .folder import load_image_folder
 
@@ -37,7 +38,7 @@ def find_kaggle_blood_cells(root) -> Path:
     candidates. Raises ``FileNotFoundError`` naming ``root``, the expected
     layout and where to get the data.
     """
-    root = Path(root).expanduser()
+    root = as_path(root, "root")
     if not root.is_dir():
         raise FileNotFoundError(f"Kaggle blood-cells folder {root} does not exist. {_where_to_get()}")
     found = []

@@ -20,13 +20,16 @@ development of automatic recognition systems", Data in Brief 30, 105474 (2020).
 
 from __future__ import annotations
 
+import math
+import numbers
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .._checks import check_choice
-from .cache import data_dir
+from .._checks import check_bool, check_choice
+from .cache import as_path, data_dir
 from .dataset import ImageDataset
 from .download import fetch_file
 
@@ -128,6 +131,7 @@ def _file_name(name: str, size: int) -> str:
 
 def medmnist_url(name: str, size: int) -> str:
     """The published download URL of one MedMNIST file."""
+    _check_name_size(name, size)
     return f"{_ZENODO}/{_file_name(name, size)}?download=1"
 
 
@@ -176,6 +180,7 @@ def load_medmnist(
     """
     _check_name_size(name, size)
     check_choice(split, "split", ("train", "val", "test"))
+    download = check_bool(download, "download")
     if path is None:
         path = medmnist_path(name, size, cache_dir)
         if not path.exists():
@@ -191,34 +196,82 @@ def load_medmnist(
                 path=path.parent,
                 progress=True,
             )
-    path = Path(path).expanduser()
+    path = as_path(path, "path")
     if not path.is_file():
         raise FileNotFoundError(f"MedMNIST file {path} does not exist (expected a .npz file)")
-    with np.load(path, allow_pickle=False) as npz:
-        wanted = (f"{split}_images", f"{split}_labels")
-        missing = [k for k in wanted if k not in npz.files]
-        if missing:
-            raise KeyError(
-                f"{path} lacks the MedMNIST key(s) {missing}; expected train/val/test_images and "
-                f"train/val/test_labels, found {sorted(npz.files)}"
-            )
-        images, labels = npz[wanted[0]], npz[wanted[1]]
+    images, labels = _read_split(path, split)
     return _to_dataset(images, labels, MEDMNIST[name]["classes"], path)
+
+
+def _read_split(path: Path, split: str):
+    """The images and labels arrays of one split, read without ever unpickling (the file may be untrusted)."""
+    expected = "expected a MedMNIST .npz file with train/val/test_images and train/val/test_labels"
+    # An .npz is a zip archive of .npy files; anything else (an empty file, text, an HTML error
+    # page saved as .npz) is refused here rather than with numpy's messages about pickles.
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a .npz (zip) archive; {expected}")
+    wanted = (f"{split}_images", f"{split}_labels")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in wanted if k not in npz.files]
+            if not missing:
+                for key in wanted:
+                    _check_array_header(npz.zip, key, path)
+                return npz[wanted[0]], npz[wanted[1]]
+    except ValueError as err:
+        # numpy refuses object arrays when allow_pickle=False; its message suggests allow_pickle=True,
+        # which would run code from the file. The file is simply not what MedMNIST publishes.
+        reason = "it holds Python objects, not numeric arrays" if "allow_pickle" in str(err) else str(err)
+        raise ValueError(f"{path} cannot be read as MedMNIST data: {reason}; {expected}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is damaged and cannot be read ({err}); {expected}") from None
+    raise ValueError(f"{path} lacks the key(s) {missing}; {expected}, found {sorted(npz.files)}")
+
+
+MAX_ARRAY_BYTES = 2**34  # 16 GiB; the largest MedMNIST array (BloodMNIST 224, train) is 1.8 GB
+
+
+def _check_array_header(archive: zipfile.ZipFile, key: str, path: Path) -> None:
+    """Refuse an array whose header claims more than MAX_ARRAY_BYTES, before numpy allocates it.
+
+    A .npy member starts with a header giving its dtype and shape; a damaged or hostile file can
+    claim exabytes (a compressed member can even hold them). Reading the header costs nothing.
+    """
+    with archive.open(f"{key}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        read_header = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read_header(member)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > MAX_ARRAY_BYTES:
+        raise ValueError(
+            f"{path}: {key} claims shape {shape} of {dtype} = {nbytes / 2**30:.3g} GiB, more than the "
+            f"{MAX_ARRAY_BYTES / 2**30:.0f} GiB any MedMNIST array needs; the file is damaged or not MedMNIST"
+        )
 
 
 def _to_dataset(images, labels, classes, path) -> ImageDataset:
     if images.ndim == 3:  # grey sets store (N, H, W)
         images = images[..., None]
-    if images.ndim != 4 or images.dtype != np.uint8:
+    if images.ndim != 4 or images.dtype != np.uint8 or images.shape[-1] not in (1, 3):
         raise ValueError(
-            f"{path}: images must be uint8 of shape (N, H, W) or (N, H, W, C); "
+            f"{path}: images must be uint8 of shape (N, H, W) or (N, H, W, C), C = 1 or 3; "
             f"got {images.dtype} of shape {images.shape}"
         )
-    labels = np.asarray(labels).reshape(len(labels), -1)
-    if labels.shape != (len(images), 1):
+    labels = np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{path}: labels must be integer class indices; got dtype {labels.dtype}")
+    if labels.ndim == 0 or labels.reshape(len(labels), -1).shape != (len(images), 1):
         raise ValueError(
             f"{path}: expected one label per image, shape ({len(images)}, 1); got {labels.shape} "
             "(multi-label sets such as ChestMNIST are not supported)"
+        )
+    labels = labels.reshape(len(labels), -1)
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise ValueError(
+            f"{path}: labels must be in [0, {len(classes) - 1}] for the {len(classes)} classes; "
+            f"got values in [{labels.min()}, {labels.max()}]"
         )
     # Stored as uint8 (N, C, H, W), as the file holds it; read as float one batch at a time.
     tensor = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
@@ -226,7 +279,7 @@ def _to_dataset(images, labels, classes, path) -> ImageDataset:
 
 
 def _check_name_size(name, size):
-    if name not in MEDMNIST:
+    if not isinstance(name, str) or name not in MEDMNIST:
         raise ValueError(f"unknown MedMNIST name {name!r}; expected one of {sorted(MEDMNIST)}")
-    if size not in MEDMNIST_SIZES:
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size not in MEDMNIST_SIZES:
         raise ValueError(f"MedMNIST size must be one of {list(MEDMNIST_SIZES)}; got {size!r}")

@@ -68,6 +68,8 @@ _CELL_RADIUS = {
 }
 _LOOKALIKE = 0.4  # share of neutrophils and monocytes shaped like eosinophils and lymphocytes
 _CHUNK_PIXELS = 2**18  # images per chunk x pixels per image: keeps temporaries in cache
+MAX_BYTES = 2**32  # 4 GiB of float32 pixels: more is a typo (size=10**5), not a course dataset
+MAX_SEED = 2**64 - 1  # the largest seed torch.Generator.manual_seed accepts
 
 
 def simulate_blood_smear(n_per_class: int = 500, size: int = 64, seed: int = 0) -> ImageDataset:
@@ -79,9 +81,10 @@ def simulate_blood_smear(n_per_class: int = 500, size: int = 64, seed: int = 0) 
         Images per class (>= 1); the dataset holds ``4 * n_per_class`` images
         in a seeded random order.
     size : int
-        Height and width in pixels (>= 16).
+        Height and width in pixels (>= 16). The whole dataset, 4 * n_per_class * 3 * size**2
+        float32 numbers, must fit in 4 GiB (:data:`MAX_BYTES`).
     seed : int
-        Same seed, same images.
+        Same seed, same images; 0 to 2**64 - 1.
 
     Returns
     -------
@@ -98,7 +101,8 @@ def simulate_blood_smear(n_per_class: int = 500, size: int = 64, seed: int = 0) 
     """
     check_int(n_per_class, "n_per_class", 1)
     check_int(size, "size", 16)
-    check_int(seed, "seed", 0)
+    check_int(seed, "seed", 0, MAX_SEED)
+    _check_memory(4 * n_per_class, size, "n_per_class and size")
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(4).repeat_interleave(n_per_class)
     labels = labels[torch.randperm(len(labels), generator=g)]
@@ -140,8 +144,12 @@ def simulate_smear_field(size: int = 512, n_cells: int = 8, cell_size: int = 64,
     classes : list of str
     """
     check_int(cell_size, "cell_size", 16)
-    check_int(size, "size", 2 * cell_size)
+    check_int(size, "size", 1)
+    if size < 2 * cell_size:
+        raise ValueError(f"size must be at least 2 * cell_size = {2 * cell_size} pixels; got size = {size}")
     check_int(n_cells, "n_cells", 1)
+    check_int(seed, "seed", 0, MAX_SEED)
+    _check_memory(1, size, "size")
     g = torch.Generator().manual_seed(seed)
     field = _background(1, size, g)[0]
     n_red = int(0.6 * (size / cell_size) ** 2 * 4)
@@ -159,6 +167,17 @@ def simulate_smear_field(size: int = 512, n_cells: int = 8, cell_size: int = 64,
         centre = (left + cell_size / 2, top + cell_size / 2)
         boxes.append([centre[0] - r, centre[1] - r, centre[0] + r, centre[1] + r])
     return field.clamp(0, 1), torch.tensor(boxes), labels, list(CLASSES)
+
+
+def _check_memory(n_images: int, size: int, names: str) -> None:
+    """Refuse, before allocating, a request for more float32 pixels than :data:`MAX_BYTES`."""
+    nbytes = n_images * 3 * size * size * 4
+    if nbytes > MAX_BYTES:
+        raise ValueError(
+            f"{names} ask for {n_images} RGB image(s) of {size} x {size} float32 pixels = "
+            f"{nbytes / 2**30:.3g} GiB, more than the {MAX_BYTES / 2**30:.0f} GiB this simulator "
+            "allocates; choose fewer or smaller images"
+        )
 
 
 _last_radii: list = []  # radii in pixels of the white cells drawn by the last _render_cells call
@@ -306,7 +325,7 @@ def _place_without_overlap(n_cells, size, cell_size, g, tries=1000):
             slots.append((top, left))
     if len(slots) < n_cells:
         raise ValueError(
-            f"cannot place {n_cells} cells of {cell_size} px without overlap in a {size} px field; "
-            f"placed {len(slots)} (use a larger size or fewer cells)"
+            f"cannot place n_cells = {n_cells} cells of cell_size = {cell_size} px without overlap in a "
+            f"size = {size} px field; placed {len(slots)} (use a larger size or fewer cells)"
         )
     return slots

@@ -8,10 +8,12 @@ score) and return exactly what scikit-learn returns. See :mod:`deepimaging.metri
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
-from .._checks import check_choice, check_int, check_number
+from .._checks import check_bool, check_choice, check_int, check_number
 
 __all__ = [
     "confusion_matrix",
@@ -41,6 +43,12 @@ AVERAGES = ("binary", "macro", "weighted", "micro", None)
 # ----------------------------------------------------------------------------
 
 
+# The largest number of classes a metric builds tables for. A confusion matrix is K x K
+# numbers, so K is bounded before anything is allocated: a stray label such as an image ID
+# (10**9) would otherwise ask for 10**18 cells. 4096 classes make a 128 MB matrix.
+MAX_CLASSES = 4096
+
+
 def _to_numpy(values, name: str) -> np.ndarray:
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
@@ -52,8 +60,18 @@ def _to_numpy(values, name: str) -> np.ndarray:
         ) from err
 
 
+def _to_real(values, name: str) -> np.ndarray:
+    """``values`` as a float64 array; a TypeError naming ``name`` for text, objects or complex numbers."""
+    values = _to_numpy(values, name)
+    if values.dtype != bool and (
+        not np.issubdtype(values.dtype, np.number) or np.issubdtype(values.dtype, np.complexfloating)
+    ):
+        raise TypeError(f"{name} must hold real numbers; got dtype {values.dtype}")
+    return values.astype(np.float64)
+
+
 def _check_labels(y, name: str, num_classes: int | None = None) -> np.ndarray:
-    """1-D integer class indices >= 0 (and < num_classes when given), as int64."""
+    """1-D integer class indices >= 0 and < num_classes (default: < MAX_CLASSES), as int64."""
     y = _to_numpy(y, name)
     if y.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of class indices, shape (N,); got shape {y.shape}")
@@ -61,7 +79,7 @@ def _check_labels(y, name: str, num_classes: int | None = None) -> np.ndarray:
         raise ValueError(f"{name} is empty; metrics need at least one sample")
     if y.dtype == bool:
         return y.astype(np.int64)
-    if not np.issubdtype(y.dtype, np.number):
+    if not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.complexfloating):
         raise TypeError(f"{name} must hold integer class indices 0, 1, ...; got dtype {y.dtype}")
     if not np.issubdtype(y.dtype, np.integer):
         if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
@@ -70,14 +88,20 @@ def _check_labels(y, name: str, num_classes: int | None = None) -> np.ndarray:
                 f"{name} must hold integer class indices 0, 1, ...; got the value {bad!r} "
                 "(to threshold scores into labels use (scores >= threshold).astype(int))"
             )
-    y = y.astype(np.int64)
+    # Range checks on the values as given, before the cast: 1e300 or 2**64 - 1 would wrap in int64.
     if y.min() < 0:
         raise ValueError(f"{name} must hold class indices >= 0; got {y.min()}")
     if num_classes is not None and y.max() >= num_classes:
         raise ValueError(
             f"{name} must hold class indices in range({num_classes}) for {num_classes} classes; got {y.max()}"
         )
-    return y
+    if y.max() >= MAX_CLASSES:
+        raise ValueError(
+            f"{name} holds the class index {y.max()}; class indices must be below {MAX_CLASSES} "
+            "(a larger value is usually an ID rather than a class index: relabel the classes 0, 1, ... "
+            "with np.unique(labels, return_inverse=True))"
+        )
+    return y.astype(np.int64)
 
 
 def _check_same_length(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str):
@@ -87,7 +111,7 @@ def _check_same_length(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str):
 
 def _check_label_pair(y_true, y_pred, num_classes=None, binary=False):
     if num_classes is not None:
-        num_classes = check_int(num_classes, "num_classes", 2)
+        num_classes = check_int(num_classes, "num_classes", 2, MAX_CLASSES)
     if binary:
         num_classes = 2
     try:
@@ -117,15 +141,12 @@ def _check_binary_scores(y_true, scores):
                 "(for several classes use roc_auc_ovr / average_precision_ovr, or y_true == k for class k)"
             )
     y_true = _check_labels(y_true, "y_true", 2)
-    scores = _to_numpy(scores, "scores")
+    scores = _to_real(scores, "scores")
     if scores.ndim != 1:
         raise ValueError(
             f"scores must be a 1-D array, shape (N,), one score per sample; got shape {scores.shape}"
         )
-    if not (np.issubdtype(scores.dtype, np.number) or scores.dtype == bool):
-        raise TypeError(f"scores must be real numbers; got dtype {scores.dtype}")
     _check_same_length(y_true, scores, "y_true", "scores")
-    scores = scores.astype(np.float64, copy=False)
     if not np.all(np.isfinite(scores)):
         bad = scores[~np.isfinite(scores)][0]
         raise ValueError(
@@ -136,7 +157,7 @@ def _check_binary_scores(y_true, scores):
 
 
 def _check_probabilities(y_true, probabilities):
-    probabilities = _to_numpy(probabilities, "probabilities")
+    probabilities = _to_real(probabilities, "probabilities")
     if probabilities.ndim != 2 or probabilities.shape[1] < 2:
         raise ValueError(
             "probabilities must have shape (N, K), one column per class, K >= 2; "
@@ -145,7 +166,6 @@ def _check_probabilities(y_true, probabilities):
     k = probabilities.shape[1]
     y_true = _check_labels(y_true, "y_true", k)
     _check_same_length(y_true, probabilities, "y_true", "probabilities")
-    probabilities = probabilities.astype(np.float64, copy=False)
     if not np.all(np.isfinite(probabilities)):
         raise ValueError("probabilities must be finite; got NaN or infinite values")
     missing = np.setdiff1d(np.arange(k), y_true)
@@ -172,7 +192,9 @@ def confusion_matrix(
     y_true, y_pred : array-like of int, shape (N,)
         True and predicted class indices in ``range(num_classes)`` (numpy, list or tensor).
     num_classes : int, optional
-        K. Default: the largest label seen + 1 (at least 2).
+        K, from 2 to :data:`MAX_CLASSES` (4096). Default: the largest label seen + 1
+        (at least 2); a label of 4096 or more is refused rather than allocating a
+        matrix of that size squared.
     normalize : {None, "true", "pred", "all"}
         None gives counts; "true" divides each row by the number of samples of that
         true class (row fractions: row k, column k is the sensitivity of class k;
@@ -205,8 +227,9 @@ def confusion_matrix(
         return np.nan_to_num(counts / total)
 
 
-def _one_vs_rest_counts(y_true, y_pred, num_classes=None, binary=False):
+def _one_vs_rest_counts(y_true, y_pred, num_classes, average):
     """TP, FP, FN, TN of every class against the rest, each of shape (K,)."""
+    binary = check_choice(average, "average", AVERAGES) == "binary"
     y_true, y_pred, k = _check_label_pair(y_true, y_pred, num_classes, binary)
     cm = np.bincount(k * y_true + y_pred, minlength=k * k).reshape(k, k)
     tp = np.diag(cm)
@@ -219,8 +242,9 @@ def _one_vs_rest_counts(y_true, y_pred, num_classes=None, binary=False):
 def _rate(numerator, denominator, support, average, zero_division):
     """numerator / denominator per class, then averaged the way scikit-learn averages."""
     check_choice(average, "average", AVERAGES)
-    if zero_division == zero_division:  # NaN is allowed: "undefined stays undefined"
-        zero_division = check_number(zero_division, "zero_division")
+    # NaN is allowed, as in scikit-learn: "undefined stays undefined"; otherwise a rate in [0, 1].
+    if not (isinstance(zero_division, float) and math.isnan(zero_division)):
+        zero_division = check_number(zero_division, "zero_division", 0.0, 1.0)
     numerator = numerator.astype(np.float64)
     denominator = denominator.astype(np.float64)
     if average == "micro":  # pool the counts of all classes, then divide once
@@ -249,9 +273,10 @@ _AVERAGE_DOC = """
         rates, "macro" their plain mean, "weighted" their mean weighted by each class's
         number of true samples, "micro" pools the counts of all classes before dividing.
     num_classes : int, optional
-        K for the multi-class versions (default: largest label + 1).
+        K for the multi-class versions, at most 4096 (default: largest label + 1).
     zero_division : float
-        Returned where the denominator is zero (default 0.0, as scikit-learn).
+        Returned where the denominator is zero: a number in [0, 1] or NaN (default 0.0,
+        as scikit-learn).
 
     Returns
     -------
@@ -267,7 +292,7 @@ def sensitivity(y_true, y_pred, *, average="binary", num_classes=None, zero_divi
     >>> sensitivity([0, 0, 1, 1], [0, 1, 1, 0])
     0.5
     """
-    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average == "binary")
+    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average)
     return _rate(tp, tp + fn, tp + fn, average, zero_division)
 
 
@@ -285,28 +310,28 @@ def specificity(y_true, y_pred, *, average="binary", num_classes=None, zero_divi
     >>> specificity([0, 0, 0, 1], [0, 0, 1, 1])
     0.6666666666666666
     """
-    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average == "binary")
+    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average)
     return _rate(tn, tn + fp, tp + fn, average, zero_division)
 
 
 def false_positive_rate(y_true, y_pred, *, average="binary", num_classes=None, zero_division=0.0):
     """False positive rate (false alarms) = FP / (TN + FP) = 1 - specificity.
     {doc}"""
-    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average == "binary")
+    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average)
     return _rate(fp, tn + fp, tp + fn, average, zero_division)
 
 
 def false_negative_rate(y_true, y_pred, *, average="binary", num_classes=None, zero_division=0.0):
     """False negative rate (missed events) = FN / (TP + FN) = 1 - sensitivity.
     {doc}"""
-    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average == "binary")
+    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average)
     return _rate(fn, tp + fn, tp + fn, average, zero_division)
 
 
 def precision(y_true, y_pred, *, average="binary", num_classes=None, zero_division=0.0):
     """Precision = positive predictive value = TP / (TP + FP): the share of alarms that are real.
     {doc}"""
-    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average == "binary")
+    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average)
     return _rate(tp, tp + fp, tp + fn, average, zero_division)
 
 
@@ -326,7 +351,7 @@ def f1_score(y_true, y_pred, *, average="binary", num_classes=None, zero_divisio
     >>> f1_score([0, 1, 1, 1], [1, 1, 1, 0])  # P = R = 2/3
     0.6666666666666666
     """
-    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average == "binary")
+    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, num_classes, average)
     return _rate(2 * tp, 2 * tp + fp + fn, tp + fn, average, zero_division)
 
 
@@ -371,10 +396,14 @@ def classification_report(y_true, y_pred, *, classes=None, output: str = "dict")
         support, with ``support`` = N).
     """
     check_choice(output, "output", ("dict", "text"))
+    if isinstance(classes, (str, bytes)) or not (classes is None or hasattr(classes, "__len__")):
+        raise TypeError(f"classes must be a list of class names; got {classes!r} ({type(classes).__name__})")
+    if classes is not None and not 2 <= len(classes) <= MAX_CLASSES:
+        raise ValueError(f"classes must name 2 to {MAX_CLASSES} classes; got {len(classes)}")
     k = None if classes is None else len(classes)
     y_true, y_pred, k = _check_label_pair(y_true, y_pred, k)
     names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(k)]
-    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, k)
+    tp, fp, fn, tn = _one_vs_rest_counts(y_true, y_pred, k, None)
     support = tp + fn
     rates = {
         "precision": _rate(tp, tp + fp, support, None, 0.0),
@@ -475,6 +504,7 @@ def roc_curve(y_true, scores, *, drop_intermediate: bool = True):
     >>> fpr, tpr
     (array([0. , 0. , 0.5, 0.5, 1. ]), array([0. , 0.5, 0.5, 1. , 1. ]))
     """
+    drop_intermediate = check_bool(drop_intermediate, "drop_intermediate")
     y_true, scores = _check_binary_scores(y_true, scores)
     fps, tps, thresholds = _counts_at_thresholds(y_true, scores)
     if tps[-1] == 0 or fps[-1] == 0:
@@ -512,8 +542,8 @@ def auc(x, y) -> float:
     >>> auc([0, 0.5, 1], [0, 1, 1])
     0.75
     """
-    x = _to_numpy(x, "x").astype(np.float64)
-    y = _to_numpy(y, "y").astype(np.float64)
+    x = _to_real(x, "x")
+    y = _to_real(y, "y")
     if x.ndim != 1 or x.shape != y.shape or len(x) < 2:
         raise ValueError(f"x and y must be 1-D of the same length >= 2; got shapes {x.shape} and {y.shape}")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
@@ -617,6 +647,7 @@ def precision_recall_curve(y_true, scores, *, drop_intermediate: bool = False):
     >>> recall
     array([1. , 1. , 0.5, 0.5, 0. ])
     """
+    drop_intermediate = check_bool(drop_intermediate, "drop_intermediate")
     y_true, scores = _check_binary_scores(y_true, scores)
     fps, tps, thresholds = _counts_at_thresholds(y_true, scores)
     if tps[-1] == 0:

@@ -5,10 +5,12 @@ See :mod:`deepimaging.metrics`.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
-from .._checks import check_int, check_number
+from .._checks import check_bool, check_int, check_number
 
 __all__ = [
     "jaccard",
@@ -25,8 +27,34 @@ __all__ = [
 # ----------------------------------------------------------------------------
 
 
+def _as_tensor(values, name, what):
+    """``values`` (tensor, array or list) as a CPU tensor; a TypeError naming ``name`` for anything else."""
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu()
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError) as err:  # ragged lists
+        raise TypeError(f"{name} must be {what}; got {type(values).__name__}") from err
+    if array.dtype != bool and not np.issubdtype(array.dtype, np.number):
+        raise TypeError(f"{name} must be {what}; got {type(values).__name__} of dtype {array.dtype}")
+    return torch.as_tensor(array)
+
+
+def _check_positive(value, name: str, high: float = math.inf) -> float:
+    """A finite number in (0, high] (an infinite data range or constant turns every SSIM into NaN)."""
+    value = check_number(value, name, 0, low_open=True)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number > 0; got {value}")
+    return check_number(value, name, 0, high)
+
+
+# The largest data range: that of 64-bit counts, 2**64 - 1 (data_range_from_bits(64)). A larger
+# value is no sensor's, and (k * L)**2 would overflow a float.
+_MAX_DATA_RANGE = float(2**64)
+
+
 def _check_mask(mask, name):
-    mask = mask.detach().cpu() if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
+    mask = _as_tensor(mask, name, "a binary mask (bool, or 0/1 values)")
     if mask.dtype != torch.bool:
         if mask.is_complex() or not torch.all((mask == 0) | (mask == 1)):
             raise ValueError(
@@ -59,6 +87,7 @@ def jaccard(mask_a, mask_b, *, zero_division: float = 1.0) -> float:
     >>> jaccard(a, b)  # 4 / 12
     0.3333333333333333
     """
+    zero_division = check_number(zero_division, "zero_division", 0.0, 1.0)
     a = _check_mask(mask_a, "mask_a")
     b = _check_mask(mask_b, "mask_b")
     if a.shape != b.shape:
@@ -67,7 +96,7 @@ def jaccard(mask_a, mask_b, *, zero_division: float = 1.0) -> float:
         )
     intersection = int((a & b).sum())
     union = int((a | b).sum())
-    return intersection / union if union else float(zero_division)
+    return intersection / union if union else zero_division
 
 
 def box_jaccard(boxes_a, boxes_b) -> torch.Tensor:
@@ -106,7 +135,9 @@ def box_jaccard(boxes_a, boxes_b) -> torch.Tensor:
 
 
 def _check_boxes(boxes, name):
-    boxes = boxes.detach().cpu() if isinstance(boxes, torch.Tensor) else torch.as_tensor(np.asarray(boxes))
+    boxes = _as_tensor(boxes, name, "boxes of real numbers, shape (N, 4)")
+    if boxes.is_complex():
+        raise TypeError(f"{name} must hold real numbers; got dtype {boxes.dtype}")
     boxes = boxes.to(torch.float64)
     if boxes.ndim == 1:
         boxes = boxes[None]
@@ -153,6 +184,12 @@ def _check_image_pair(x, y, data_range, function):
             raise ValueError(
                 f"{name} must have shape (N, C, H, W) or (C, H, W); got shape {tuple(image.shape)}"
             )
+        if min(image.shape[-3:]) == 0:  # an empty batch (N = 0) is fine; an image without pixels is not
+            raise ValueError(
+                f"{name} must have at least one channel and one pixel per image; got shape {tuple(image.shape)}"
+            )
+        if image.is_complex():
+            raise TypeError(f"{name} must hold real pixel values; got dtype {image.dtype}")
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same shape; got {tuple(x.shape)} and {tuple(y.shape)}")
     if data_range is None:
@@ -164,13 +201,14 @@ def _check_image_pair(x, y, data_range, function):
                 "data_range=1.0 for images in [0, 1], data_range_from_bits(b) = 2**b - 1 for raw b-bit counts "
                 "(only uint8 images imply it: 255)"
             )
-    data_range = check_number(data_range, "data_range", 0, low_open=True)
+    data_range = _check_positive(data_range, "data_range", _MAX_DATA_RANGE)
     if not x.is_floating_point():
         x = x.float()
     if not y.is_floating_point():
         y = y.to(x.dtype)
-    if not (torch.all(torch.isfinite(x)) and torch.all(torch.isfinite(y))):
-        raise ValueError(f"{function} needs finite images; got NaN or infinite values")
+    for name, image in (("x", x), ("y", y)):
+        if not torch.all(torch.isfinite(image)):
+            raise ValueError(f"{function} needs finite images; {name} holds NaN or infinite values")
     return x, y, data_range
 
 
@@ -217,7 +255,7 @@ def _gaussian_window(window_size: int, sigma: float, dtype, device) -> torch.Ten
     """1-D Gaussian taps exp(-t^2 / 2 sigma^2), t = -r..r, normalised to sum 1."""
     radius = (window_size - 1) // 2
     t = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
-    taps = torch.exp(-(t**2) / (2 * sigma**2))
+    taps = torch.exp(-0.5 * (t / sigma) ** 2)  # t / sigma first: no overflow for any finite sigma
     return taps / taps.sum()
 
 
@@ -289,14 +327,14 @@ def ssim(
     x, y : Tensor, shape (N, C, H, W) or (C, H, W), H and W >= window_size
         Images to compare (SSIM is symmetric). Gradients flow to both.
     data_range : float
-        L: 1.0 for images in [0, 1], ``data_range_from_bits(bits)`` for raw counts.
-        Required for float images; uint8 images imply 255.
+        L: 1.0 for images in [0, 1], ``data_range_from_bits(bits)`` for raw counts
+        (at most 2**64). Required for float images; uint8 images imply 255.
     window_size : int
         Taps of the Gaussian window (odd); 11 as in Wang et al.
     sigma : float
         Standard deviation of the Gaussian window, in pixels.
     k1, k2 : float
-        Stabilising constants (0.01, 0.03 as in Wang et al.).
+        Stabilising constants in (0, 1] (0.01, 0.03 as in Wang et al.).
     return_map : bool
         Also return the SSIM map.
 
@@ -348,9 +386,10 @@ def ssim(
     window_size = check_int(window_size, "window_size", 1)
     if window_size % 2 == 0:
         raise ValueError(f"window_size must be odd so the window has a centre pixel; got {window_size}")
-    sigma = check_number(sigma, "sigma", 0, low_open=True)
-    k1 = check_number(k1, "k1", 0, low_open=True)
-    k2 = check_number(k2, "k2", 0, low_open=True)
+    sigma = _check_positive(sigma, "sigma")
+    k1 = _check_positive(k1, "k1", 1.0)
+    k2 = _check_positive(k2, "k2", 1.0)
+    return_map = check_bool(return_map, "return_map")
     height, width = x.shape[-2:]
     if height < window_size or width < window_size:
         raise ValueError(
@@ -360,6 +399,10 @@ def ssim(
     single = x.ndim == 3
     if single:
         x, y = x[None], y[None]
+    if len(x) == 0:  # an empty batch in gives an empty batch out, as mse and psnr do
+        values = x.new_zeros(0)
+        empty_map = x.new_zeros((0, x.shape[1], height - window_size + 1, width - window_size + 1))
+        return (values, empty_map) if return_map else values
     taps = _gaussian_window(window_size, sigma, x.dtype, x.device)
     c1 = (k1 * data_range) ** 2
     c2 = (k2 * data_range) ** 2

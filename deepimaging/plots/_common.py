@@ -14,15 +14,53 @@ def get_ax(ax=None, figsize=(5, 4)):
     return ax
 
 
+def as_plot_tensor(
+    value,
+    name: str,
+    shape: str,
+    ndim,
+    *,
+    finite: bool = True,
+    complex_ok: bool = False,
+    empty_ok: bool = False,
+):
+    """``value`` (tensor, array or nested list of numbers) as a CPU tensor to draw, checked first.
+
+    Refuses, naming ``name``: text or objects, complex numbers (unless ``complex_ok``),
+    a number of dimensions other than ``ndim`` (an int or a tuple), nothing to draw
+    (a dimension of size 0, unless ``empty_ok``) and, with ``finite``, NaN or
+    infinite values, which matplotlib would draw as an empty picture without a word.
+    """
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu()
+    else:
+        try:
+            array = np.asarray(value)
+        except ValueError as err:  # a ragged list
+            raise TypeError(f"{name} must be a tensor or array of shape {shape}; got a ragged list") from err
+        if array.dtype != bool and not np.issubdtype(array.dtype, np.number):
+            raise TypeError(
+                f"{name} must be a tensor or array of numbers, shape {shape}; got {type(value).__name__} "
+                f"of dtype {array.dtype}"
+            )
+        tensor = torch.as_tensor(array)
+    if tensor.is_complex() and not complex_ok:
+        raise TypeError(f"{name} must hold real numbers; got dtype {tensor.dtype}")
+    if tensor.ndim not in ((ndim,) if isinstance(ndim, int) else ndim):
+        raise ValueError(f"{name} must have shape {shape}; got shape {tuple(tensor.shape)}")
+    if tensor.numel() == 0 and not empty_ok:
+        raise ValueError(f"{name} is empty (shape {tuple(tensor.shape)}): there is nothing to draw")
+    if finite and not torch.all(torch.isfinite(tensor)):
+        raise ValueError(f"{name} must be finite to be drawn; got NaN or infinite values")
+    return tensor
+
+
 def to_hwc(image) -> np.ndarray:
     """A (C, H, W) tensor or array in [0, 1] as an (H, W, C) or (H, W) numpy array for ``imshow``."""
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().float().numpy()
-    image = np.asarray(image)
+    # NaN pixels are drawn as holes, which can be the point of a figure: not refused here.
+    image = as_plot_tensor(image, "image", "(C, H, W) or (H, W)", (2, 3), finite=False).float().numpy()
     if image.ndim == 2:
         return image
-    if image.ndim != 3:
-        raise ValueError(f"image must have shape (C, H, W) or (H, W); got {image.shape}")
     if image.shape[0] == 1:
         return image[0]
     if image.shape[0] != 3:
@@ -34,8 +72,12 @@ def to_hwc(image) -> np.ndarray:
 
 
 def imshow(ax, image, title=None, **kwargs):
-    """Show a (C, H, W) image in [0, 1] on ``ax`` without ticks; grey images use the grey colormap."""
+    """Show a (C, H, W) image in [0, 1] on ``ax`` (a new Axes when None) without ticks; return the Axes.
+
+    Grey images use the grey colormap.
+    """
     array = to_hwc(image)
+    ax = get_ax(ax)
     if array.ndim == 2:
         kwargs = {"cmap": "gray", "vmin": 0, "vmax": 1, **kwargs}
     ax.imshow(array, **kwargs)

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from matplotlib.patches import Rectangle
 
-from ._common import get_ax, imshow, to_hwc
+from ._common import as_plot_tensor, get_ax, imshow, to_hwc
 
 __all__ = ["attribution_figure", "attribution_overlay", "detection_boxes", "heatmap_overlay"]
 
@@ -178,7 +178,12 @@ def detection_boxes(
     ):
         if group is None:
             continue
-        for k, (x0, y0, x1, y1) in enumerate(_as_numpy(group).reshape(-1, 4)):
+        name = "true_boxes" if group is true_boxes else "boxes"
+        shape = "(M, 4) as (x0, y0, x1, y1)"
+        group = as_plot_tensor(group, name, shape, (1, 2), empty_ok=True)
+        if group.numel() and group.shape[-1] != 4:
+            raise ValueError(f"{name} must have shape {shape}; got shape {tuple(group.shape)}")
+        for k, (x0, y0, x1, y1) in enumerate(group.double().numpy().reshape(-1, 4)):
             ax.add_patch(
                 Rectangle(
                     (x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linestyle=style, linewidth=1.5

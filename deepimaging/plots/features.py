@@ -13,7 +13,7 @@ from torch import nn
 from .._checks import check_choice, check_int, shape_of
 from ..data.dataset import ImageDataset
 from ..interpret.features import Neighbors, activation_maps, conv_layer_names, filter_weights
-from ._common import get_ax, imshow, to_hwc
+from ._common import as_plot_tensor, get_ax, imshow, to_hwc
 
 __all__ = ["activation_grid", "filter_grid", "neighbor_grid", "tsne_scatter"]
 
@@ -76,11 +76,7 @@ def filter_grid(
         name = layer if layer is not None else (names[0] if names else "filters")
         first = bool(names) and name == names[0]
     elif isinstance(weights, torch.Tensor):
-        if weights.ndim != 4:
-            raise ValueError(
-                f"weights must have shape (out_channels, in_channels, kH, kW); got {tuple(weights.shape)}"
-            )
-        w = weights.detach().cpu().float()
+        w = as_plot_tensor(weights, "weights", "(out_channels, in_channels, kH, kW)", 4).float()
     else:
         raise TypeError(f"weights must be a torch.Tensor or an nn.Module; got {type(weights).__name__}")
     check_choice(scale, "scale", SCALES)

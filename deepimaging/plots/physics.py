@@ -10,7 +10,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
-from ._common import get_ax, imshow
+from ._common import as_plot_tensor, get_ax, imshow
 
 __all__ = [
     "physics_gallery",
@@ -76,9 +76,7 @@ def physics_gallery(images, layers: dict, *, size: float = 1.6, title: str | Non
 
 def plot_psf(psf, ax=None, title: str = "point-spread function"):
     """Show a (k, k) PSF as an image with a colour bar; axes in pixels from the centre."""
-    psf = psf.detach().cpu().float()
-    if psf.ndim != 2:
-        raise ValueError(f"psf must have shape (k, k); got {tuple(psf.shape)}")
+    psf = as_plot_tensor(psf, "psf", "(k, k)", 2).float()
     ax = get_ax(ax, (4, 3.4))
     r = psf.shape[-1] // 2
     shown = ax.imshow(psf.numpy(), cmap="magma", extent=(-r - 0.5, r + 0.5, r + 0.5, -r - 0.5))
@@ -92,7 +90,7 @@ def plot_psf(psf, ax=None, title: str = "point-spread function"):
 def plot_sensor_mask(layer_or_mask, ax=None, title: str = "kept pixels"):
     """Show the binary mask of a :class:`~deepimaging.physics.SparseMask` (or an (H, W) mask): white = kept."""
     mask = layer_or_mask.mask() if hasattr(layer_or_mask, "mask") else layer_or_mask
-    mask = torch.as_tensor(mask).detach().cpu().float()
+    mask = as_plot_tensor(mask, "layer_or_mask", "(H, W)", 2).float()
     ax = get_ax(ax, (3.4, 3.4))
     ax.imshow(mask.numpy(), cmap="gray", vmin=0, vmax=1)
     ax.set_xlabel("x (pixels)")
@@ -103,8 +101,8 @@ def plot_sensor_mask(layer_or_mask, ax=None, title: str = "kept pixels"):
 
 def plot_filter_tile(tile, ax=None, title: str = "filter tile"):
     """Show a (3, K, K) colour filter tile (e.g. ``LearnedCFA.tile()`` or ``bayer_tile()``) in its colours."""
-    tile = torch.as_tensor(tile).detach().cpu().float()
-    if tile.ndim != 3 or tile.shape[0] != 3:
+    tile = as_plot_tensor(tile, "tile", "(3, K, K)", 3).float()
+    if tile.shape[0] != 3:
         raise ValueError(f"tile must have shape (3, K, K) to be shown in colour; got {tuple(tile.shape)}")
     ax = get_ax(ax, (3, 3))
     ax.imshow(tile.permute(1, 2, 0).clamp(0, 1).numpy())
@@ -122,7 +120,7 @@ def plot_pupil(microscope_or_pupil, title: str = "pupil"):
     Returns a Figure with two panels; axes in cycles per field.
     """
     pupil = getattr(microscope_or_pupil, "pupil", microscope_or_pupil)
-    pupil = torch.fft.fftshift(torch.as_tensor(pupil).detach().cpu())
+    pupil = torch.fft.fftshift(as_plot_tensor(pupil, "microscope_or_pupil", "(H, W)", 2, complex_ok=True))
     h, w = pupil.shape
     extent = (-w / 2, w / 2, h / 2, -h / 2)
     fig, (left, right) = plt.subplots(1, 2, figsize=(7.5, 3.2))

@@ -8,7 +8,7 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 
-from .._checks import check_images, check_int
+from .._checks import check_images, check_int, check_number
 from ..data.dataset import ImageDataset
 from ..interpret.attribution import _eval_mode, _model_device, occlusion_map
 from ..plots._common import imshow
@@ -75,9 +75,13 @@ class OcclusionExplorer(Explorer):
         if len(images) == 0:
             raise ValueError("data must hold at least one image")
         size = min(images.shape[-2:])
+        if isinstance(patch_sizes, (str, bytes)) or not hasattr(patch_sizes, "__iter__"):
+            raise TypeError(f"patch_sizes must be a list of window sizes in pixels; got {patch_sizes!r}")
         patch_sizes = sorted({check_int(p, "patch_sizes", 1, size) for p in patch_sizes})
         if not patch_sizes:
             raise ValueError(f"patch_sizes must offer at least one size in [1, {size}]; got none")
+        check_number(baselines, "baselines", 0.0, 1.0)  # the grey an occluded patch is filled with
+        check_int(batch_size, "batch_size", 1)
         self.model, self.images, self.labels = model, images, labels
         self.baselines, self.batch_size = baselines, batch_size
         with _eval_mode(model), torch.no_grad():

@@ -59,7 +59,8 @@ class FilterExplorer(Explorer):
         self.layers = conv_layer_names(model)
         if not self.layers:
             raise ValueError(f"{type(model).__name__} has no nn.Conv2d layer to explore")
-        self.max_filters, self.max_channels = max_filters, max_channels
+        self.max_filters = check_int(max_filters, "max_filters", 1)
+        self.max_channels = check_int(max_channels, "max_channels", 1)
         self.weights = {name: filter_weights(model, name) for name in self.layers}
         self.image = image
         self.maps = {}
@@ -295,7 +296,9 @@ class EmbeddingExplorer(Explorer):
     ):
         _check_dataset(data, "data")
         check_int(k, "k", 1)
-        self.click_radius = check_number(click_radius, "click_radius", 0.0)
+        self.click_radius = check_number(click_radius, "click_radius", 0.0, 1e4)
+        check_int(seed, "seed", 0, 2**32 - 1)  # the seeds scikit-learn and openTSNE accept
+        check_int(thumbnails, "thumbnails", 0)
         self.data, self.seed, self.thumbnails = data, seed, thumbnails
         self.features = extract_features(model, data, device=device)
         self.embedding = tsne(self.features, perplexity=perplexity, seed=seed)

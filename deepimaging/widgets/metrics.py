@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .. import metrics
+from .._checks import check_number
 from ..metrics.classification import _check_binary_scores
 from ..plots.metrics import plot_confusion_matrix, plot_precision_recall_curve, plot_roc_curve
 from ._base import Explorer
@@ -61,6 +62,8 @@ class ThresholdExplorer(Explorer):
 
     def __init__(self, y_true, scores, *, threshold: float | None = None, classes=("negative", "positive")):
         self.y_true, self.scores = _check_binary_scores(y_true, scores)
+        if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
+            raise TypeError(f"classes must be two class names, negative first; got {classes!r}")
         self.classes = [str(c) for c in classes]
         if len(self.classes) != 2:
             raise ValueError(
@@ -79,9 +82,17 @@ class ThresholdExplorer(Explorer):
         lo, hi = float(self.scores.min()), float(self.scores.max())
         if threshold is None:
             threshold = 0.5 if 0 <= lo and hi <= 1 else float(np.median(self.scores))
+            threshold = float(np.clip(threshold, lo, hi))
+        else:
+            # A threshold outside the scores is meaningful (every sample one class): the slider is
+            # widened to hold it, where it would otherwise clamp it without a word.
+            threshold = check_number(threshold, "threshold")
+            if not np.isfinite(threshold):
+                raise ValueError(f"threshold must be a finite number; got {threshold}")
+            lo, hi = min(lo, threshold), max(hi, threshold)
         span = hi - lo if hi > lo else 1.0
         self.slider = widgets.FloatSlider(
-            value=float(np.clip(threshold, lo, hi)),
+            value=threshold,
             min=lo,
             max=hi if hi > lo else lo + 1.0,
             step=span / 200,

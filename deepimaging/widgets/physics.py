@@ -7,13 +7,15 @@ import matplotlib.pyplot as plt
 import torch
 
 from .. import physics
-from .._checks import check_images, check_int
+from .._checks import check_images, check_int, check_number
 from ..plots._common import imshow
 from ._base import Explorer, figure_to_png
 
 __all__ = ["PhysicsExplorer"]
 
 BINNING_FACTORS = (1, 2, 4, 8)
+BITS_RANGE = (1, 12)
+PHOTONS_RANGE = (1.0, 1e5)
 
 
 class PhysicsExplorer(Explorer):
@@ -32,6 +34,9 @@ class PhysicsExplorer(Explorer):
     images : torch.Tensor
         Scenes (N, C, H, W) in [0, 1] (1 or 3 channels); the first is shown.
     bits, sigma, factor, photons : starting values of the sliders.
+        bits in 1..12, sigma in [0, min(3, (size - 1) / 6)] pixels, factor one of
+        1, 2, 4, 8 dividing the image size, photons in [1, 1e5]; a value outside
+        its slider's range is refused (a slider would silently clamp it).
     seed : int
         Seeds the sensor noise.
 
@@ -53,6 +58,8 @@ class PhysicsExplorer(Explorer):
     def __init__(self, images, *, bits: int = 8, sigma: float = 0.0, factor: int = 1, photons: float = 1000.0,
                  seed: int = 0):  # fmt: skip
         check_images(images)
+        if len(images) == 0:
+            raise ValueError(f"images must hold at least one image to show; got shape {tuple(images.shape)}")
         if images.shape[1] not in (1, 3):
             raise ValueError(f"images must have 1 or 3 channels to be shown; got {images.shape[1]}")
         self.scene = images[:1].detach().cpu().float()
@@ -66,14 +73,20 @@ class PhysicsExplorer(Explorer):
                 f"factor must be one of {factors} for images of size {tuple(self.scene.shape[-2:])}; got {factor}"
             )
         max_sigma = min(3.0, (size - 1) / 6)
-        self.bits = widgets.IntSlider(value=bits, min=1, max=12, description="bits", continuous_update=False)
+        # A slider silently clamps a value outside its range: check the starting values here instead.
+        check_int(bits, "bits", BITS_RANGE[0], BITS_RANGE[1])
+        check_number(sigma, "sigma", 0.0, max_sigma)
+        check_number(photons, "photons", PHOTONS_RANGE[0], PHOTONS_RANGE[1])
+        self.bits = widgets.IntSlider(
+            value=bits, min=BITS_RANGE[0], max=BITS_RANGE[1], description="bits", continuous_update=False
+        )
         self.blur = widgets.FloatSlider(
             value=sigma, min=0.0, max=max_sigma, step=0.25, description="blur σ (px)", continuous_update=False
         )
         self.binning = widgets.SelectionSlider(
             options=factors, value=factor, description="binning", continuous_update=False
         )
-        self.photons = widgets.FloatLogSlider(
+        self.photons = widgets.FloatLogSlider(  # 10**0 to 10**5 photons: PHOTONS_RANGE
             value=photons, base=10, min=0, max=5, step=0.25, description="photons", continuous_update=False
         )
         self.image = widgets.Image(format="png")
