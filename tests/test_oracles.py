@@ -1,0 +1,191 @@
+"""Cases chosen to catch specific small bugs, each checked against an independent oracle.
+
+Every test here was written against a deliberate mutant of the package (issue 25): the
+mutant is named in the test's docstring, and the test fails when it is reapplied.
+Where the code works in chunks, the inputs are sized so that at least one chunk
+boundary falls inside them (a chunk offset that is ignored shows up only there).
+"""
+
+import numpy as np
+import pytest
+import sklearn.metrics as skm
+import torch
+from skimage.metrics import structural_similarity
+from sklearn.neighbors import NearestNeighbors
+
+from deepimaging import metrics
+from deepimaging.data import ImageDataset, simulate_blood_smear
+from deepimaging.interpret import extract_features, nearest_neighbors, sliding_window
+from deepimaging.metrics import image as image_metrics
+from deepimaging.models import BasicCNN
+from deepimaging.train import predict
+
+# ---------------------------------------------------------------- auc: the sign of the area
+
+
+@pytest.mark.parametrize(
+    "x, y",
+    [
+        ([0.0, 0.5, 1.0], [-1.0, -2.0, -1.0]),  # increasing x, curve below the axis: negative area
+        ([1.0, 0.5, 0.0], [-1.0, -2.0, -1.0]),  # decreasing x, curve below the axis: still negative
+        ([0.0, 1.0, 2.0, 3.0], [1.0, -3.0, -3.0, 1.0]),  # crossing the axis, net negative
+        ([3.0, 2.0, 1.0, 0.0], [1.0, -3.0, -3.0, 1.0]),
+        ([0.0, 1.0, 2.0], [2.0, -1.0, 0.5]),  # crossing the axis, net positive
+    ],
+    ids=[
+        "increasing-below",
+        "decreasing-below",
+        "increasing-crossing",
+        "decreasing-crossing",
+        "net-positive",
+    ],
+)
+def test_auc_keeps_the_sign_of_a_curve_below_the_axis_like_sklearn(x, y):
+    """Mutant: ``auc`` returns ``abs(area)``. sklearn.metrics.auc integrates with the sign of y."""
+    assert metrics.auc(x, y) == pytest.approx(skm.auc(x, y))
+    assert metrics.auc(x, y) == pytest.approx(-metrics.auc(x, -np.asarray(y)))  # odd in y
+
+
+# ---------------------------------------------------------------- nearest neighbours across query chunks
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 2048])
+def test_nearest_neighbors_excluding_self_matches_sklearn_across_query_chunks(chunk_size):
+    """Mutant: the excluded own position ignores the chunk's offset (queries then find themselves).
+
+    scikit-learn's ``kneighbors()`` with no query argument leaves each point out of its own result.
+    2,100 points cross the default chunk of 2,048 queries too.
+    """
+    x = torch.randn(2100, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    found = nearest_neighbors(x, x, k=3, exclude_self=True, chunk_size=chunk_size)
+    distances, indices = NearestNeighbors(n_neighbors=3, algorithm="brute").fit(x.numpy()).kneighbors()
+    np.testing.assert_array_equal(found.indices.numpy(), indices)
+    np.testing.assert_allclose(found.distances.numpy(), distances, rtol=1e-9, atol=1e-9)
+    assert not (found.indices == torch.arange(len(x))[:, None]).any()
+
+
+def test_nearest_neighbors_excluding_given_positions_matches_sklearn_across_query_chunks():
+    """Queries that are database rows 50..149: sklearn on the database without that row is the oracle."""
+    generator = torch.Generator().manual_seed(1)
+    database = torch.randn(300, 4, generator=generator, dtype=torch.float64)
+    own = list(range(50, 150))
+    found = nearest_neighbors(database[own], database, k=2, exclude_self=own, chunk_size=16)
+    for j, row in enumerate(own):
+        keep = np.delete(np.arange(len(database)), row)
+        _, idx = (
+            NearestNeighbors(n_neighbors=2).fit(database.numpy()[keep]).kneighbors(database.numpy()[[row]])
+        )
+        np.testing.assert_array_equal(found.indices[j].numpy(), keep[idx[0]])
+
+
+# ---------------------------------------------------------------- SSIM: the constants, and CPU chunks
+
+
+def skimage_ssim(a, b, data_range):
+    """scikit-image with the settings this package documents as Wang et al. (2004)."""
+    return structural_similarity(
+        a,
+        b,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=data_range,
+        channel_axis=0,
+    )
+
+
+@pytest.mark.parametrize("level", [0.002, 0.01, 0.05])
+def test_ssim_of_dark_images_matches_skimage(level):
+    """Mutant: ``c1 = k1 * L`` instead of ``(k1 * L)**2``.
+
+    c1 only matters where the local means are small against it: dark images (as a
+    1-bit or underexposed sensor gives). Bright textured images hide a wrong c1.
+    """
+    generator = torch.Generator().manual_seed(2)
+    x = level * torch.rand(2, 1, 24, 24, generator=generator, dtype=torch.float64)
+    y = (x + 0.3 * level * torch.randn(x.shape, generator=generator, dtype=torch.float64)).clamp(0, 1)
+    ours = metrics.ssim(x, y, data_range=1.0)
+    for i in range(2):
+        assert ours[i].item() == pytest.approx(skimage_ssim(x[i].numpy(), y[i].numpy(), 1.0), abs=1e-9)
+
+
+def test_ssim_of_dark_uint8_images_matches_skimage():
+    """The uint8 path (L = 255), again dark so that c1 decides the luminance term."""
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 4, (1, 3, 20, 20), generator=generator, dtype=torch.uint8)
+    y = torch.randint(0, 4, (1, 3, 20, 20), generator=generator, dtype=torch.uint8)
+    expected = skimage_ssim(x[0].numpy(), y[0].numpy(), 255)
+    assert metrics.ssim(x, y).item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_ssim_of_a_batch_larger_than_one_cpu_chunk_matches_skimage_image_by_image():
+    """On a CPU, SSIM runs a few images at a time; 70 images of 64 x 64 cross the chunk of 64."""
+    n = image_metrics._CPU_CHUNK_PIXELS // (64 * 64) + 6
+    generator = torch.Generator().manual_seed(4)
+    x = torch.rand(n, 1, 64, 64, generator=generator, dtype=torch.float64)
+    y = (x + 0.1 * torch.randn(x.shape, generator=generator, dtype=torch.float64)).clamp(0, 1)
+    y[-3:] = 1 - y[-3:]  # the images after the boundary differ from those before it
+    ours = metrics.ssim(x, y, data_range=1.0)
+    expected = [skimage_ssim(a.numpy(), b.numpy(), 1.0) for a, b in zip(x, y)]
+    np.testing.assert_allclose(ours.numpy(), expected, atol=1e-9)
+
+
+# ---------------------------------------------------------------- batches of models: the last one is partial
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    torch.manual_seed(0)
+    model = BasicCNN(3, 4, widths=(4, 8)).eval()
+    return model
+
+
+def test_predict_in_batches_equals_one_softmax_over_all_images(small_model):
+    data = simulate_blood_smear(n_per_class=3, size=16, seed=0)  # 12 images, batches of 5: 5, 5, 2
+    result = predict(small_model, data, batch_size=5, device="cpu")
+    with torch.no_grad():
+        expected = torch.softmax(small_model(data.images), dim=1)
+    torch.testing.assert_close(result.probabilities, expected)
+    assert torch.equal(result.predicted, expected.argmax(1))
+    assert torch.equal(result.labels, data.labels)
+
+
+def test_extract_features_in_batches_equals_one_pass_over_all_images(small_model):
+    images = torch.rand(11, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    features = extract_features(
+        small_model, ImageDataset(images, torch.zeros(11, dtype=torch.long), ["a"]), batch_size=4
+    )
+    with torch.no_grad():
+        expected = small_model.embed(images).flatten(1)
+    torch.testing.assert_close(features, expected)
+
+
+def test_sliding_window_in_batches_equals_each_window_classified_alone(small_model):
+    image = torch.rand(3, 40, 48, generator=torch.Generator().manual_seed(6))
+    window, stride = 16, 8  # 4 rows x 5 cols = 20 windows, batches of 3
+    probabilities = sliding_window(small_model, image, window=window, stride=stride, batch_size=3)
+    assert probabilities.shape == (4, 4, 5)
+    with torch.no_grad():
+        for r in range(4):
+            for c in range(5):
+                crop = image[:, r * stride : r * stride + window, c * stride : c * stride + window]
+                expected = torch.softmax(small_model(crop[None]), dim=1)[0]
+                torch.testing.assert_close(probabilities[:, r, c], expected)
+
+
+def test_simulated_smear_images_after_a_chunk_boundary_are_cells_of_their_label():
+    """The simulation renders in chunks of images; every image, before and after a boundary, is drawn.
+
+    The chunk holds 2**18 / size**2 images (at least 8); at size 16 that is 1,024, so
+    1,040 images cross it. An image left unrendered would be the empty tensor's garbage or
+    zeros; a rendered one has the smear's bright background and a darker cell.
+    """
+    data = simulate_blood_smear(n_per_class=260, size=16, seed=0)
+    boundary = 2**18 // (16 * 16)
+    assert len(data) > boundary
+    images = data.images
+    assert torch.isfinite(images).all() and images.min() >= 0 and images.max() <= 1
+    per_image_spread = images.flatten(1).std(1)
+    assert (per_image_spread > 0.01).all()  # no blank image, on either side of the boundary
+    # the label order is random, so both sides hold every class
+    assert set(data.labels[:boundary].tolist()) == set(data.labels[boundary:].tolist()) == {0, 1, 2, 3}
