@@ -189,3 +189,42 @@ def test_simulated_smear_images_after_a_chunk_boundary_are_cells_of_their_label(
     assert (per_image_spread > 0.01).all()  # no blank image, on either side of the boundary
     # the label order is random, so both sides hold every class
     assert set(data.labels[:boundary].tolist()) == set(data.labels[boundary:].tolist()) == {0, 1, 2, 3}
+
+
+# ---------------------------------------------------------------- classification_report: mutmut survivors
+
+
+@pytest.mark.parametrize("with_names", [True, False], ids=["named-classes", "default-names"])
+def test_classification_report_with_an_absent_and_a_never_predicted_class_matches_sklearn(with_names):
+    """Survivors of mutmut on metrics/: zero_division 0 -> 1, the class count dropped, default names.
+
+    Class 3 appears nowhere (zero support, nothing predicted: 0/0 rates), class 2 is never
+    predicted (precision 0/0); scikit-learn with ``labels=range(4), zero_division=0`` is the oracle.
+    """
+    y_true = np.array([0, 0, 1, 1, 1, 2, 2, 0])
+    y_pred = np.array([0, 1, 1, 1, 0, 0, 1, 0])
+    names = ["a", "b", "c", "d"] if with_names else None
+    if with_names:
+        ours = metrics.classification_report(y_true, y_pred, classes=names)
+    else:
+        ours = metrics.classification_report(y_true, y_pred)
+    theirs = skm.classification_report(
+        y_true, y_pred, labels=range(4 if with_names else 3), output_dict=True, zero_division=0
+    )
+    keys = names or ["0", "1", "2"]
+    assert [k for k in ours if k not in ("accuracy", "macro avg", "weighted avg")] == keys
+    for ours_key, their_key in zip(keys, [str(i) for i in range(len(keys))]):
+        for field in ("precision", "recall", "f1-score", "support"):
+            assert ours[ours_key][field] == pytest.approx(theirs[their_key][field]), (ours_key, field)
+    assert ours["accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred))
+    for average in ("macro avg", "weighted avg"):
+        for field in ("precision", "recall", "f1-score"):
+            assert ours[average][field] == pytest.approx(theirs[average][field]), (average, field)
+    negatives = [y_true != k for k in range(len(keys))]
+    specificity = [np.mean(y_pred[n] != k) if n.any() else 0.0 for k, n in enumerate(negatives)]
+    np.testing.assert_allclose([ours[k]["specificity"] for k in keys], specificity)
+
+
+def test_classification_report_names_the_output_parameter_in_its_error():
+    with pytest.raises(ValueError, match=r"\boutput\b.*'table'"):
+        metrics.classification_report([0, 1], [0, 1], output="table")
