@@ -228,3 +228,77 @@ def test_classification_report_with_an_absent_and_a_never_predicted_class_matche
 def test_classification_report_names_the_output_parameter_in_its_error():
     with pytest.raises(ValueError, match=r"\boutput\b.*'table'"):
         metrics.classification_report([0, 1], [0, 1], output="table")
+
+
+def test_classification_report_text_holds_the_dict_values_in_labelled_rows():
+    """The printed table: header names, one row per class, a blank line, accuracy, then the averages."""
+    y_true, y_pred = [0, 0, 1, 1, 2, 2, 2], [0, 1, 1, 1, 2, 0, 2]
+    names = ["eosinophil", "b", "c"]
+    report = metrics.classification_report(y_true, y_pred, classes=names)
+    lines = metrics.classification_report(y_true, y_pred, classes=names, output="text").split("\n")
+    assert lines[0].split() == ["precision", "recall", "f1-score", "specificity", "support"]
+    width = len(lines[1]) - len(lines[1].lstrip()) + len(names[0])  # names right-aligned to the longest
+    assert width == max(12, len(names[0]))
+    for line, name in zip(lines[1:4], names):
+        label, *numbers = line.split()
+        assert label == name
+        expected = [report[name][k] for k in ("precision", "recall", "f1-score", "specificity")]
+        np.testing.assert_allclose([float(v) for v in numbers[:4]], expected, atol=5e-4)
+        assert int(numbers[4]) == report[name]["support"]
+    assert lines[4] == ""
+    assert lines[5].split() == ["accuracy", f"{report['accuracy']:.3f}"]
+    assert lines[6].split()[:2] == ["macro", "avg"] and lines[7].split()[:2] == ["weighted", "avg"]
+    assert len(lines) == 8
+
+
+def test_false_negative_rate_is_one_minus_sklearn_recall_for_every_average():
+    """Survivors: the class count, the binary check and the support weights dropped in false_negative_rate."""
+    y_true = np.array([0, 1, 1, 2, 2, 2, 0, 1])
+    y_pred = np.array([0, 1, 0, 2, 1, 2, 1, 1])
+    per_class = metrics.false_negative_rate(y_true, y_pred, average=None, num_classes=4)
+    recall = skm.recall_score(y_true, y_pred, labels=range(4), average=None, zero_division=0)
+    np.testing.assert_allclose(per_class[:3], 1 - recall[:3])
+    assert len(per_class) == 4 and per_class[3] == 0.0  # no true sample of class 3: zero_division
+    weighted = skm.recall_score(y_true, y_pred, average="weighted")
+    assert metrics.false_negative_rate(y_true, y_pred, average="weighted") == pytest.approx(1 - weighted)
+    with pytest.raises(ValueError, match="binary.* needs labels 0 and 1"):
+        metrics.false_negative_rate(y_true, y_pred)  # "binary" (the default) needs labels 0 and 1
+
+
+def test_a_normalised_confusion_matrix_with_an_empty_class_warns_nothing_and_matches_sklearn():
+    """Survivors: the errstate that keeps 0/0 of an empty row or column quiet (NaN stays, as sklearn's 0)."""
+    import warnings
+
+    y_true, y_pred = [0, 0, 1, 1], [0, 1, 1, 1]  # class 2: no true sample, never predicted
+    for normalize in ("true", "pred", "all"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ours = metrics.confusion_matrix(y_true, y_pred, num_classes=3, normalize=normalize)
+        theirs = skm.confusion_matrix(y_true, y_pred, labels=range(3), normalize=normalize)
+        np.testing.assert_allclose(np.nan_to_num(np.asarray(ours, dtype=float)), theirs)
+    with pytest.raises(ValueError, match=r"\bnormalize\b"):
+        metrics.confusion_matrix(y_true, y_pred, normalize="rows")
+
+
+def test_image_metric_errors_name_the_function_and_parameter():
+    """Survivors: the function names in the image metrics' messages, data_range_from_bits's bound."""
+    x = torch.rand(1, 4, 4)
+    bad = x.clone()
+    bad[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="^mse needs finite images"):
+        metrics.mse(x, bad)
+    with pytest.raises(ValueError, match="^psnr needs finite images"):
+        metrics.psnr(x, bad, data_range=1.0)
+    with pytest.raises(ValueError, match="^psnr of torch.float32 images needs data_range"):
+        metrics.psnr(x, x)
+    assert metrics.data_range_from_bits(64) == 2**64 - 1
+    with pytest.raises(ValueError, match=r"\bbits\b.*65"):
+        metrics.data_range_from_bits(65)
+
+
+def test_mse_of_one_image_and_of_a_batch_is_numpys_mean_squared_difference():
+    generator = torch.Generator().manual_seed(7)
+    x, y = torch.rand(2, 3, 5, 6, generator=generator), torch.rand(2, 3, 5, 6, generator=generator)
+    expected = ((x.numpy() - y.numpy()) ** 2).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(metrics.mse(x, y).numpy(), expected, rtol=1e-6)
+    assert metrics.mse(x[1], y[1]).item() == pytest.approx(expected[1], rel=1e-6)  # (C, H, W) alone
