@@ -251,18 +251,38 @@ def test_classification_report_text_holds_the_dict_values_in_labelled_rows():
     assert len(lines) == 8
 
 
-def test_false_negative_rate_is_one_minus_sklearn_recall_for_every_average():
-    """Survivors: the class count, the binary check and the support weights dropped in false_negative_rate."""
-    y_true = np.array([0, 1, 1, 2, 2, 2, 0, 1])
-    y_pred = np.array([0, 1, 0, 2, 1, 2, 1, 1])
-    per_class = metrics.false_negative_rate(y_true, y_pred, average=None, num_classes=4)
-    recall = skm.recall_score(y_true, y_pred, labels=range(4), average=None, zero_division=0)
-    np.testing.assert_allclose(per_class[:3], 1 - recall[:3])
-    assert len(per_class) == 4 and per_class[3] == 0.0  # no true sample of class 3: zero_division
-    weighted = skm.recall_score(y_true, y_pred, average="weighted")
-    assert metrics.false_negative_rate(y_true, y_pred, average="weighted") == pytest.approx(1 - weighted)
+RATES = {  # name: (numerator, denominator) from one-vs-rest counts tn, fp, fn, tp
+    "sensitivity": (lambda tn, fp, fn, tp: tp, lambda tn, fp, fn, tp: tp + fn),
+    "recall": (lambda tn, fp, fn, tp: tp, lambda tn, fp, fn, tp: tp + fn),
+    "specificity": (lambda tn, fp, fn, tp: tn, lambda tn, fp, fn, tp: tn + fp),
+    "false_positive_rate": (lambda tn, fp, fn, tp: fp, lambda tn, fp, fn, tp: tn + fp),
+    "false_negative_rate": (lambda tn, fp, fn, tp: fn, lambda tn, fp, fn, tp: tp + fn),
+    "precision": (lambda tn, fp, fn, tp: tp, lambda tn, fp, fn, tp: tp + fp),
+    "f1_score": (lambda tn, fp, fn, tp: 2 * tp, lambda tn, fp, fn, tp: 2 * tp + fp + fn),
+}
+
+
+@pytest.mark.parametrize("name", list(RATES))
+def test_one_vs_rest_rates_match_counts_from_sklearns_multilabel_confusion_matrix(name):
+    """Survivors: the class count, the binary check, zero_division and the support weights dropped.
+
+    Class 3 has no sample and no prediction (its recall-like rates are 0/0: zero_division);
+    the counts come from sklearn.metrics.multilabel_confusion_matrix.
+    """
+    function = getattr(metrics, name)
+    y_true = np.array([0, 1, 1, 2, 2, 2, 0, 1, 2])
+    y_pred = np.array([0, 1, 0, 2, 1, 2, 1, 1, 0])
+    (tn, fp), (fn, tp) = np.moveaxis(skm.multilabel_confusion_matrix(y_true, y_pred, labels=range(4)), 0, -1)
+    numerator, denominator = (f(tn, fp, fn, tp) for f in RATES[name])
+    expected = np.divide(numerator, denominator, out=np.full(4, 0.25), where=denominator > 0)
+    per_class = function(y_true, y_pred, average=None, num_classes=4, zero_division=0.25)
+    np.testing.assert_allclose(per_class, expected)
+    support = tp + fn
+    weighted = function(y_true, y_pred, average="weighted", zero_division=0.25)
+    assert weighted == pytest.approx(np.average(expected[:3], weights=support[:3]))
+    assert function(y_true, y_pred, average="macro") == pytest.approx(np.mean(expected[:3]))
     with pytest.raises(ValueError, match="binary.* needs labels 0 and 1"):
-        metrics.false_negative_rate(y_true, y_pred)  # "binary" (the default) needs labels 0 and 1
+        function(y_true, y_pred)  # "binary" (the default) needs labels 0 and 1
 
 
 def test_a_normalised_confusion_matrix_with_an_empty_class_warns_nothing_and_matches_sklearn():
