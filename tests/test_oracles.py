@@ -322,3 +322,20 @@ def test_mse_of_one_image_and_of_a_batch_is_numpys_mean_squared_difference():
     expected = ((x.numpy() - y.numpy()) ** 2).mean(axis=(1, 2, 3))
     np.testing.assert_allclose(metrics.mse(x, y).numpy(), expected, rtol=1e-6)
     assert metrics.mse(x[1], y[1]).item() == pytest.approx(expected[1], rel=1e-6)  # (C, H, W) alone
+
+
+def test_undefined_rates_default_to_zero_like_sklearn():
+    """Survivors: zero_division's default 0.0 turned into 1.0 (recall, F1, the report's specificity)."""
+    no_positives = ([0, 0, 0], [0, 0, 0])  # recall and F1 of class 1 are 0/0
+    assert metrics.recall(*no_positives) == skm.recall_score(*no_positives, zero_division=0.0) == 0.0
+    assert metrics.f1_score(*no_positives) == skm.f1_score(*no_positives, zero_division=0.0) == 0.0
+    report = metrics.classification_report([0, 0], [0, 0], classes=["a", "b"])
+    assert report["a"]["specificity"] == 0.0  # no negatives of class a: TN + FP = 0, by hand
+
+
+def test_average_precision_ovr_defaults_to_sklearns_macro_average():
+    rng = np.random.default_rng(0)
+    y = np.arange(30) % 3
+    p = rng.dirichlet(np.ones(3), size=30)
+    expected = skm.average_precision_score(np.eye(3)[y], p, average="macro")
+    assert metrics.average_precision_ovr(y, p) == pytest.approx(expected)
