@@ -1,8 +1,9 @@
 """Benchmark of the study engine: time per point, scaling with points and jobs, the physical layer's share.
 
-Run:  /work/venv/bin/python benchmarks/bench_study.py [--quick]
+Run:  python benchmarks/bench_study.py [--quick] [--repeats 2]
 
-Prints, each against a baseline measured in the same run:
+Prints, each against a baseline measured in the same run with the same best-of-``--repeats``
+(runs interleaved, each study into a fresh folder):
 
 1. time per point of ``run_study`` vs a bare ``fit`` + ``predict`` of the same model (the engine's overhead);
 2. a sweep of 2N points vs N points, jobs=1 (linear scaling gives 2.00x);
@@ -45,6 +46,23 @@ def timed(function):
     return time.perf_counter() - start
 
 
+def best_of(runs, repeats, after=None):
+    """Best seconds of each named run over ``repeats`` interleaved rounds (the order rotates each round).
+
+    A run is called with a fresh temporary folder, so that a study never resumes an earlier one;
+    ``after()``, if given, runs after each run, outside the timing.
+    """
+    times = {name: float("inf") for name in runs}
+    names = list(runs)
+    for round_ in range(repeats):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            with tempfile.TemporaryDirectory() as out:
+                times[name] = min(times[name], timed(lambda run=runs[name], out=out: run(out)))
+            if after is not None:
+                after()
+    return times
+
+
 def bare_point(cfg):
     """The same work as one point, written directly: build, fit, predict."""
     train, test, _ = study.load_data(cfg)
@@ -70,16 +88,22 @@ def step_time(model, images, labels, repeats):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (about 20 s)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (about 20 s per repeat)")
+    parser.add_argument("--repeats", type=int, default=2, help="best of this many runs of each side")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     # 1. engine overhead per point
     cfg = config([4], args.quick)
     study.load_data(cfg)  # simulate once, outside the timings
-    bare = min(timed(lambda: bare_point(cfg)) for _ in range(2))
-    with tempfile.TemporaryDirectory() as out:
-        engine = timed(lambda: study.run_study(cfg, out, progress=False))
+    times = best_of(
+        {
+            "bare": lambda out: bare_point(cfg),
+            "engine": lambda out: study.run_study(cfg, out, progress=False),
+        },
+        args.repeats,
+    )
+    bare, engine = times["bare"], times["engine"]
     print(
         f"time per point: {engine:.2f} s; run_study: {engine / bare:.2f}x a bare fit+predict ({bare:.2f} s)"
     )
@@ -87,9 +111,14 @@ def main():
     # 2. scaling with the number of points (jobs=1)
     n = 2 if args.quick else 3
     small, large = config(list(range(1, n + 1)), args.quick), config(list(range(1, 2 * n + 1)), args.quick)
-    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
-        t_small = timed(lambda: study.run_study(small, a, progress=False))
-        t_large = timed(lambda: study.run_study(large, b, progress=False))
+    times = best_of(
+        {
+            "small": lambda out: study.run_study(small, out, progress=False),
+            "large": lambda out: study.run_study(large, out, progress=False),
+        },
+        args.repeats,
+    )
+    t_small, t_large = times["small"], times["large"]
     print(
         f"points: {2 * n} points take {t_large / t_small:.2f}x the time of {n} points (linear: 2.00x); "
         f"{t_large / (2 * n):.2f} s per point"
@@ -98,9 +127,16 @@ def main():
     # 3. scaling with jobs; the start-up of the worker processes (import torch etc.) is paid once per run
     startup = timed(lambda: Parallel(n_jobs=2)(delayed(_import_engine)() for _ in range(2)))
     get_reusable_executor().shutdown(wait=True)  # the next run starts its workers afresh, as a user's would
-    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
-        t_one = timed(lambda: study.run_study(large, a, jobs=1, progress=False))
-        t_two = timed(lambda: study.run_study(large, b, jobs=2, progress=False))
+
+    times = best_of(
+        {
+            "one": lambda out: study.run_study(large, out, jobs=1, progress=False),
+            "two": lambda out: study.run_study(large, out, jobs=2, progress=False),
+        },
+        args.repeats,
+        after=lambda: get_reusable_executor().shutdown(wait=True),  # every run starts its workers afresh
+    )
+    t_one, t_two = times["one"], times["two"]
     print(
         f"jobs: --jobs 2 is {t_one / t_two:.2f}x faster than --jobs 1 on {2 * n} points "
         f"({t_two:.1f} s vs {t_one:.1f} s, including {startup:.1f} s to start 2 worker processes)"

@@ -6,6 +6,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "browser"))
 from _harness import CHROMIUM, CHROMIUM_ARGS, INSTALL_HINT  # noqa: E402
+from _requirements import import_or_missing, missing  # noqa: E402
 
 matplotlib.use("Agg")
 os.environ.setdefault("DEEPIMAGING_SMOKE", "1")
@@ -23,23 +24,25 @@ def _close_figures():
 
 @pytest.fixture
 def bccd_root():
-    """The real BCCD copy beside the project (../shared/data/BCCD); skip when absent."""
+    """The real BCCD copy beside the project (../shared/data/BCCD); skip when absent (fail under CI)."""
     path = os.path.abspath(os.environ.get("DEEPIMAGING_BCCD", BCCD))
     if not os.path.isdir(os.path.join(path, "Annotations")):
-        pytest.skip(f"BCCD not found at {path}; set DEEPIMAGING_BCCD to a copy of it")
+        missing(
+            f"BCCD data not found at {path} (no Annotations folder); set DEEPIMAGING_BCCD to a copy of it"
+        )
     return path
 
 
 @pytest.fixture(scope="session")
 def chromium():
-    """One headless Debian Chromium driven by Playwright for the whole session; skips where it is missing.
+    """One headless Debian Chromium driven by Playwright for the whole session; skips where it is missing (fails under CI).
 
     Shared by every test that opens a page: Playwright's sync API cannot start a second
     instance while one is running in the same process.
     """
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} not found. {INSTALL_HINT}")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
+        missing(f"chromium not found at {CHROMIUM}. {INSTALL_HINT}")
+    sync_api = import_or_missing("playwright.sync_api", "pip install playwright (the dev extra)")
     playwright = sync_api.sync_playwright().start()
     try:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

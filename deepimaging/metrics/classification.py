@@ -552,7 +552,8 @@ def auc(x, y) -> float:
     if np.any(dx < 0) and np.any(dx > 0):
         raise ValueError("x must be monotonic (increasing or decreasing) to define an area under the curve")
     area = np.sum(dx * (y[1:] + y[:-1]) / 2)
-    return float(abs(area)) if np.all(dx <= 0) else float(area)
+    # Decreasing x integrates right to left: flip the sign (not abs), so a curve below the axis stays negative.
+    return float(-area) if np.all(dx <= 0) else float(area)
 
 
 def roc_auc(y_true, scores) -> float:
