@@ -2,12 +2,13 @@
 # One entry point for the README's Quickstart:
 #   bash run.sh demo   set up .venv (first time only) and run `deepimaging demo`
 #   bash run.sh test   set up .venv with the dev tools and run every test, notebooks included
+#   bash run.sh docs   build the course site into docs/_build/html (DEEPIMAGING_SMOKE=1: quick)
 # Set DEEPIMAGING_TORCH to a pip requirement (e.g. "torch==2.13.0") to choose the torch build;
 # by default a Linux machine without an NVIDIA GPU gets the small CPU build.
 set -euo pipefail
 cd "$(dirname "$0")"
 task="${1:-}"
-case "$task" in demo|test) ;; *) echo "usage: bash run.sh demo|test" >&2; exit 2 ;; esac
+case "$task" in demo|test|docs) ;; *) echo "usage: bash run.sh demo|test|docs" >&2; exit 2 ;; esac
 
 VENV="${DEEPIMAGING_VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
@@ -33,6 +34,14 @@ fi
 if [ "$task" = demo ]; then
   python -m pip install -q -e .
   deepimaging demo
+  exit 0
+fi
+
+if [ "$task" = docs ]; then
+  python -m pip install -q -e ".[docs]"
+  python -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
+  MPLBACKEND=Agg python -m sphinx -W --keep-going -b html docs docs/_build/html "${@:2}"
+  echo "The site: docs/_build/html/index.html"
   exit 0
 fi
 
