@@ -40,7 +40,7 @@ fi
 if [ "$task" = docs ]; then
   python -m pip install -q -e ".[docs]"
   python -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
-  MPLBACKEND=Agg python -m sphinx -W --keep-going -b html docs docs/_build/html "${@:2}"
+  python -m sphinx -W --keep-going -b html docs docs/_build/html "${@:2}"
   echo "The site: docs/_build/html/index.html"
   exit 0
 fi

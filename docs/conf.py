@@ -7,8 +7,9 @@ hand-kept lists:
 
 - the course notebooks are copied from ``notebooks/`` into ``docs/notebooks/`` (only those
   whose bytes changed, so Sphinx re-reads only what changed);
-- one API page per subpackage is written into ``docs/api/``, listing the names in that
-  subpackage's ``__all__`` (a name renamed or added in the code appears on the next build);
+- one API page per public module is written into ``docs/api/``, listing the names in that
+  module's ``__all__`` (a name renamed or added in the code appears on the next build), and
+  the pages of names that left are removed;
 - executed notebooks are cached with jupyter-cache in a folder named after the run mode
   (quick ``DEEPIMAGING_SMOKE=1`` or full settings) and a hash of the package's source, so an
   unchanged notebook is not executed again, and a change to the package executes them all.
@@ -94,6 +95,11 @@ def public_names(module) -> list[str]:
     return sorted(names, key=str.lower)
 
 
+# What the API reference documents: each public module's names, and every name's full dotted form.
+PUBLIC = {short: public_names(importlib.import_module(f"deepimaging.{short}")) for short in SUBPACKAGES}
+FULL_NAMES = [f"deepimaging.{short}.{name}" for short, names in PUBLIC.items() for name in names]
+
+
 def write_if_changed(path: Path, text: str) -> None:
     """Write only when the content differs, so Sphinx does not re-read an unchanged page."""
     if not path.exists() or path.read_text(encoding="utf-8") != text:
@@ -105,9 +111,7 @@ def write_api_pages() -> list[str]:
     """One page per subpackage (``docs/api/<name>.md``) with an autosummary of its public names."""
     api = DOCS / "api"
     pages = []
-    for short in SUBPACKAGES:
-        module = importlib.import_module(f"deepimaging.{short}")
-        names = public_names(module)
+    for short, names in PUBLIC.items():
         lines = [
             f"# `deepimaging.{short}`",
             "",
@@ -192,12 +196,49 @@ if not os.environ.get("DEEPIMAGING_BCCD"):
         if (bccd / "Annotations").is_dir():
             os.environ["DEEPIMAGING_BCCD"] = str(bccd)
             break
-os.environ.setdefault("MPLBACKEND", "Agg")
+# The kernels must draw with matplotlib's inline backend, whose figures become the outputs shown
+# on the site; an MPLBACKEND such as Agg (set for the test suite) would make them draw nothing.
+os.environ.pop("MPLBACKEND", None)
 
 # -- API reference -------------------------------------------------------------------------------
 
 autosummary_generate = True
-autosummary_imported_members = True
+
+
+def _case_safe_filenames() -> dict[str, str]:
+    """Distinct page names for public names that differ only in case (``Quantize``, ``quantize``).
+
+    On macOS and Windows the two generated pages would be one file; the lower-case one (the
+    function) gets a ``-function`` suffix there and everywhere.
+    """
+    lowered: dict[str, list[str]] = {}
+    for full in FULL_NAMES:
+        lowered.setdefault(full.lower(), []).append(full)
+    return {
+        full: f"{full}-function"
+        for group in lowered.values()
+        if len(group) > 1
+        for full in group
+        if full.rsplit(".", 1)[1][0].islower()
+    }
+
+
+autosummary_filename_map = _case_safe_filenames()
+
+
+def remove_stale_pages() -> None:
+    """Delete generated pages of names that are no longer public (autosummary never deletes any).
+
+    A stale page would still document its object, twice if the name moved to another page.
+    """
+    generated = DOCS / "api" / "generated"
+    expected = {autosummary_filename_map.get(full, full) + ".rst" for full in FULL_NAMES}
+    for page in generated.glob("*.rst") if generated.is_dir() else ():
+        if page.name not in expected:
+            page.unlink()
+
+
+remove_stale_pages()
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_member_order = "bysource"
 # A method without its own docstring (say, a layer's `forward`) is left out rather than shown
@@ -268,9 +309,8 @@ def _api_targets() -> dict[str, str]:
     """
     targets: dict[str, str] = {}
     bare: dict[str, set[str]] = {}
-    for short in SUBPACKAGES:
-        module = importlib.import_module(f"deepimaging.{short}")
-        for name in public_names(module):
+    for short, names in PUBLIC.items():
+        for name in names:
             full = f"deepimaging.{short}.{name}"
             targets[full] = full
             targets[f"{short}.{name}"] = full
@@ -281,7 +321,7 @@ def _api_targets() -> dict[str, str]:
     return targets
 
 
-_TARGETS: dict[str, str] | None = None
+API_TARGETS = _api_targets()
 
 
 def link_api_names(app, doctree, docname) -> None:
@@ -293,19 +333,16 @@ def link_api_names(app, doctree, docname) -> None:
     """
     if not docname.startswith("notebooks/") or app.builder.format != "html":
         return
-    global _TARGETS
-    if _TARGETS is None:
-        _TARGETS = _api_targets()
-    targets = _TARGETS
     for literal in list(doctree.findall(nodes.literal)):
         if isinstance(literal.parent, nodes.reference):
             continue
         text = literal.astext().strip()
         text = text[:-2] if text.endswith("()") else text
-        full = targets.get(text)
+        full = API_TARGETS.get(text)
         if full is None:
             continue
-        uri = app.builder.get_relative_uri(docname, f"api/generated/{full}") + f"#{full}"
+        page = autosummary_filename_map.get(full, full)
+        uri = app.builder.get_relative_uri(docname, f"api/generated/{page}") + f"#{full}"
         reference = nodes.reference("", "", internal=True, refuri=uri, reftitle=full)
         literal.replace_self(reference)
         reference.append(literal)
