@@ -329,7 +329,8 @@ def link_api_names(app, doctree, docname) -> None:
 
     The notebooks are plain Jupyter files (no Sphinx roles in them), so the link is made here:
     an inline literal such as ``fit`` or ``physics.Quantize`` whose text is a public name becomes a
-    reference to that name's API page. Code cells and outputs are literal blocks, left alone.
+    reference to that name's API page, and ``deepimaging.metrics`` to the module's page. Code
+    cells and outputs are literal blocks, left alone.
     """
     if not docname.startswith("notebooks/") or app.builder.format != "html":
         return
@@ -338,11 +339,16 @@ def link_api_names(app, doctree, docname) -> None:
             continue
         text = literal.astext().strip()
         text = text[:-2] if text.endswith("()") else text
-        full = API_TARGETS.get(text)
-        if full is None:
+        module = text.removeprefix("deepimaging.")
+        if text.startswith("deepimaging.") and module in PUBLIC:  # a module: its API page
+            full = f"deepimaging.{module}"
+            uri = app.builder.get_relative_uri(docname, f"api/{module}") + f"#module-{full}"
+        elif text in API_TARGETS:
+            full = API_TARGETS[text]
+            page = autosummary_filename_map.get(full, full)
+            uri = app.builder.get_relative_uri(docname, f"api/generated/{page}") + f"#{full}"
+        else:
             continue
-        page = autosummary_filename_map.get(full, full)
-        uri = app.builder.get_relative_uri(docname, f"api/generated/{page}") + f"#{full}"
         reference = nodes.reference("", "", internal=True, refuri=uri, reftitle=full)
         literal.replace_self(reference)
         reference.append(literal)
