@@ -108,7 +108,11 @@ def write_if_changed(path: Path, text: str) -> None:
 
 
 def write_api_pages() -> list[str]:
-    """One page per subpackage (``docs/api/<name>.md``) with an autosummary of its public names."""
+    """One page per public module (``docs/api/<name>.md``) with an autosummary of its public names.
+
+    The index of the API reference (``docs/api/index.md``) lists them, so that a module the
+    package gains is on the site without an edit here.
+    """
     api = DOCS / "api"
     pages = []
     for short, names in PUBLIC.items():
@@ -131,7 +135,22 @@ def write_api_pages() -> list[str]:
         ]
         write_if_changed(api / f"{short}.md", "\n".join(lines))
         pages.append(short)
-    # A subpackage that left the list leaves no stale page behind.
+    index = [
+        "# API reference",
+        "",
+        "Every public function and class of deepimaging, generated from its docstring. Each part of",
+        "the package is one page, lowest floor first: the data and the physical layers know nothing",
+        "of what is built on them; the plots and widgets draw what the lower parts compute.",
+        "",
+        "```{toctree}",
+        ":maxdepth: 1",
+        "",
+        *pages,
+        "```",
+        "",
+    ]
+    write_if_changed(api / "index.md", "\n".join(index))
+    # A module that left the list leaves no stale page behind.
     for old in api.glob("*.md"):
         if old.stem not in pages and old.stem != "index":
             old.unlink()
