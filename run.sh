@@ -4,6 +4,8 @@
 #                      (further arguments go to it, e.g. `bash run.sh demo --smoke --out demo-smoke`)
 #   bash run.sh test   set up .venv with the dev tools too, then run every test, notebooks included
 #                      (further arguments go to pytest, e.g. `bash run.sh test -x -q`)
+#   bash run.sh docs   set up .venv with the docs tools, then build the course site into
+#                      docs/_build/html (DEEPIMAGING_SMOKE=1: notebooks in quick mode)
 #
 # Setting up happens once. .venv/.deepimaging-<extra> records the hash of the pyproject.toml
 # that was installed; later calls install nothing, need no network and do not touch pip, until
@@ -20,8 +22,9 @@ task="${1:-}"
 case "$task" in
   demo) extra=lab ;;
   test) extra=dev ;;
+  docs) extra=docs ;;
   *)
-    echo "usage: bash run.sh demo [deepimaging demo options] | bash run.sh test [pytest options]" >&2
+    echo "usage: bash run.sh demo [deepimaging demo options] | bash run.sh test [pytest options] | bash run.sh docs" >&2
     exit 2
     ;;
 esac
@@ -83,8 +86,8 @@ fi
 # ---- deepimaging and its extra: only when pyproject.toml changed since the last install
 want="$(python -c 'import hashlib; print(hashlib.sha256(open("pyproject.toml", "rb").read()).hexdigest())')"
 installed_for() { [ -f "$VENV/.deepimaging-$1" ] && [ "$(cat "$VENV/.deepimaging-$1")" = "$want" ]; }
-if installed_for "$extra" || { [ "$extra" = lab ] && installed_for dev; }; then
-  : # set up already (the dev extra includes lab)
+if installed_for "$extra" || { [ "$extra" != dev ] && installed_for dev; }; then
+  : # set up already (the dev extra includes lab and docs)
 else
   echo "Installing deepimaging with its '$extra' extra into $VENV (again whenever pyproject.toml changes)."
   # Editable installs need pip >= 21.3; upgrade only an older pip.
@@ -96,7 +99,7 @@ else
       "after pyproject.toml changes)." >&2
     exit 1
   fi
-  if [ "$extra" = dev ]; then
+  if [ "$extra" != lab ]; then
     # A Jupyter kernel named python3 inside .venv (not user-wide); JUPYTER_PATH below makes the
     # tests use it even where ~/.local/share/jupyter holds a python3 kernel of another Python.
     python -m ipykernel install --sys-prefix --name python3 >/dev/null
@@ -110,12 +113,18 @@ if [ "$task" = demo ]; then
   exit 0
 fi
 
+export JUPYTER_PATH="$VIRTUAL_ENV/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
+if [ "$task" = docs ]; then
+  python -m sphinx -W --keep-going -b html docs docs/_build/html "${@:2}"
+  echo "The site: docs/_build/html/index.html"
+  exit 0
+fi
+
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "Installing Debian's chromium for the browser tests of the widgets."
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
     >/dev/null 2>&1 || echo "chromium could not be installed: the browser tests will be skipped."
 fi
-export JUPYTER_PATH="$VIRTUAL_ENV/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
 export DEEPIMAGING_SMOKE=1 MPLBACKEND=Agg
 ruff check .
 ruff format --check .

@@ -175,7 +175,7 @@ def saliency_map(
     seed: int = 0,
     batch_size: int = 32,
 ) -> torch.Tensor:
-    """Saliency map: the largest |gradient| of the class score over the channels of each pixel.
+    """Saliency map: the largest ``|gradient|`` of the class score over the channels of each pixel.
 
     .. math:: M_{yx} = \\max_c \\left| \\frac{\\partial S_t}{\\partial x_{cyx}} \\right|
 
@@ -393,15 +393,15 @@ def sliding_window(
     (with a stride of 1/8 of the window, each pixel 64 times). A model made of
     a convolutional trunk, a global average pool and a classifier,
 
-    .. math:: f(x) = g\\Big(\frac{1}{|\\Omega|} \\sum_{u \\in \\Omega} T(x)_u\\Big),
+    .. math:: f(x) = g\\Big(\\frac{1}{|\\Omega|} \\sum_{u \\in \\Omega} T(x)_u\\Big),
 
     (``model.features`` = trunk + ``AdaptiveAvgPool2d(1)`` + ``Flatten``,
     ``model.classifier`` = :math:`g`, and ``model(x)`` computes
     ``classifier(features(x))``, as :class:`~deepimaging.models.BasicCNN`)
     can instead run the trunk :math:`T` once on the whole image. Its output
     is downsampled by :math:`D`, the product of the strides in the trunk
-    (:math:`2^{\text{blocks}}` for BasicCNN), so a window of :math:`h \times w`
-    pixels at a multiple of :math:`D` covers exactly :math:`h/D \times w/D`
+    (:math:`2^{\\text{blocks}}` for BasicCNN), so a window of :math:`h \\times w`
+    pixels at a multiple of :math:`D` covers exactly :math:`h/D \\times w/D`
     cells; averaging them (``avg_pool2d`` with kernel :math:`h/D` and stride
     :math:`s/D`) and applying :math:`g` and the softmax gives every window's
     probabilities. Window and stride must therefore be multiples of :math:`D`.

@@ -66,7 +66,7 @@ def _check_mask(mask, name):
 
 
 def jaccard(mask_a, mask_b, *, zero_division: float = 1.0) -> float:
-    """Jaccard index (intersection over union) of two binary masks: J = |R1 ∩ R2| / |R1 ∪ R2|.
+    """Jaccard index (intersection over union) of two binary masks: ``J = |R1 ∩ R2| / |R1 ∪ R2|``.
 
     Parameters
     ----------
