@@ -427,9 +427,9 @@ def test_scores_csv_has_points_per_question(grading):
         table = {row["submission"]: row for row in csv.DictReader(f)}
     header = list(next(iter(table.values())))
     assert header[:4] == ["submission", "status", "score", "max_score"] and header[-1] == "reason"
-    assert header[4:-1] == ["q1", "q2", "q3", "q4", "q5"]
+    assert header[4:-1] == [f"q{k}" for k in range(1, 10)]
     solution = table["hw1_solution.ipynb"]
-    assert float(solution["score"]) == sum(float(solution[q]) for q in header[4:-1]) == 16
+    assert float(solution["score"]) == sum(float(solution[q]) for q in header[4:-1]) == 26
     assert table["hw2_blank.ipynb"]["q1"] == "0.0"
 
 
@@ -611,6 +611,31 @@ MUTANTS = [
         " use_sample_covariance=True, data_range=data_range)",
     ),
     (
+        "hw1",
+        "q2",
+        "binary_rates",
+        "def f(t, p):\n    t, p = np.asarray(t), np.asarray(p)\n"
+        "    tp, fp = np.sum((t == 1) & (p == 1)), np.sum((t == 0) & (p == 1))\n"
+        "    fn, tn = np.sum((t == 1) & (p == 0)), np.sum((t == 0) & (p == 0))\n"
+        "    P, R = (tp / (tp + fp) if tp + fp else 0.0), (tp / (tp + fn) if tp + fn else 0.0)\n"
+        "    f1 = 1 / (1 / P + 1 / R) if P and R else 0.0  # the lecture's form: half of F1\n"
+        "    return {'sensitivity': R, 'specificity': tn / (tn + fp), 'precision': P, 'f1': f1}",
+    ),
+    (
+        "hw1",
+        "q6",
+        "average_precision",
+        "def f(y, s):\n    return float(np.mean(precision_recall_curve(y, s)[0]))  # unweighted mean",
+    ),
+    (
+        "hw1",
+        "q8",
+        "box_iou",
+        "def f(a, b):\n    w = min(a[2], b[2]) - max(a[0], b[0])\n    h = min(a[3], b[3]) - max(a[1], b[1])\n"
+        "    i = w * h  # negative overlaps not clipped\n"
+        "    return i / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - i)",
+    ),
+    (
         "hw2",
         "q1",
         "Quantize",
@@ -623,6 +648,19 @@ MUTANTS = [
         "class f(PSFBlur):\n    def forward(self, x):\n        r = self.psf.shape[-1] // 2\n"
         "        k = self.psf.expand(x.shape[1], 1, *self.psf.shape)\n"
         "        return F.conv2d(x, k, padding=r, groups=x.shape[1])  # zero padding",
+    ),
+    (
+        "hw3",
+        "q6",
+        "saliency_map",
+        "def f(model, image, target):\n    x = image.detach().clone().requires_grad_(True)\n"
+        "    (g,) = torch.autograd.grad(model(x[None])[0, target], x)\n    return g.amax(dim=0)  # signed, not |grad|",
+    ),
+    (
+        "hw3",
+        "q9",
+        "filter_images",
+        "def f(w):\n    w = w.detach()\n    return ((w - w.min()) / (w.max() - w.min())).permute(0, 2, 3, 1)  # one scale for the layer",
     ),
     (
         "hw3",
