@@ -92,3 +92,25 @@ def _check_bounds(value, name, low, high):
         lo = "-inf" if low is None else low
         hi = "inf" if high is None else high
         raise ValueError(f"{name} must be in [{lo}, {hi}]; got {value}")
+
+
+def check_single_image(model, image) -> torch.Tensor:
+    """A single image as (1, C, H, W), with the channel count the model expects when it says so."""
+    check_images(image, "image", ndim=(3, 4))
+    if image.ndim == 4:
+        if image.shape[0] != 1:
+            raise ValueError(
+                f"image must be a single image (C, H, W) or (1, C, H, W); got a batch of shape "
+                f"{tuple(image.shape)} (loop over the images, or pick one with images[i])"
+            )
+    else:
+        image = image[None]
+    expected = getattr(model, "in_channels", None)
+    if expected is None and isinstance(getattr(model, "physics", None), torch.nn.Identity):
+        expected = getattr(getattr(model, "cnn", None), "in_channels", None)
+    if expected is not None and image.shape[1] != expected:
+        raise ValueError(
+            f"image must have {expected} channel(s), as the model was built for; got {image.shape[1]} "
+            f"in shape {tuple(image.shape)}"
+        )
+    return image.float()

@@ -76,13 +76,18 @@ def get_layer(model: nn.Module, name: str, *, conv: bool = False) -> nn.Module:
     """
     _check_model(model)
     modules = dict(model.named_modules())
-    available = conv_layer_names(model) if conv else [n for n in modules if n]
     kind = "convolution layer" if conv else "layer"
     if (
         not isinstance(name, str)
         or name not in modules
         or (conv and not isinstance(modules[name], nn.Conv2d))
     ):
+        # Convolutions are listed by name; any layer by name and type, so a student sees what each is.
+        available = (
+            conv_layer_names(model)
+            if conv
+            else ", ".join(f"{n} ({type(m).__name__})" for n, m in modules.items() if n)
+        )
         raise ValueError(f"unknown {kind} {name!r}; available {kind}s: {available}")
     return modules[name]
 
@@ -248,8 +253,13 @@ def distance_matrix(a: torch.Tensor, b: torch.Tensor, metric: str = "l2") -> tor
         a = nn.functional.normalize(a, dim=1)
         b = nn.functional.normalize(b, dim=1)
         return 1.0 - a @ b.T
-    squared = (a * a).sum(1)[:, None] - 2.0 * (a @ b.T) + (b * b).sum(1)[None, :]
+    squared = _squared_norm_less_product(a, b, (b * b).sum(1)) + (a * a).sum(1)[:, None]
     return squared.clamp_min_(0.0).sqrt_()
+
+
+def _squared_norm_less_product(a: torch.Tensor, b: torch.Tensor, b_squared: torch.Tensor) -> torch.Tensor:
+    """``||b||^2 - 2 a.b`` for every row pair, (M, N): the squared L2 distance less ``||a||^2``, one ``addmm``."""
+    return torch.addmm(b_squared.to(a.dtype), a, b.T, alpha=-2.0)
 
 
 def nearest_neighbors(
@@ -331,7 +341,7 @@ def nearest_neighbors(
     distances, indices = [], []
     for start in range(0, len(queries), chunk_size):
         a = queries[start : start + chunk_size]
-        scores = torch.addmm(database_sq.to(a.dtype), a, database.T, alpha=-2.0)
+        scores = _squared_norm_less_product(a, database, database_sq)
         if own is not None:
             # An infinite score keeps each query out of its own top k.
             rows = torch.arange(len(a), device=scores.device)
