@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .._checks import check_int
+from .._util import package_version
 from ..data import ImageDataset, simulate_blood_smear, split
 from ._files import (
     FORMAT_VERSION,
@@ -298,7 +299,7 @@ def _prepare_folder(out_dir, config: StudyConfig) -> Path:
             "format": FORMAT_VERSION,
             "config_hash": config.hash(),
             "config": config.to_dict(),
-            "deepimaging_version": _version(),
+            "deepimaging_version": package_version(),
         }
         _write_json_atomic(study_file, info)
     return out
@@ -334,12 +335,6 @@ def _read_point(path: Path, config_hash: str, key, action: str = "recomputing it
         )
         return None
     return record
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from .._checks import check_images, check_int
 from .._util import softmax_in_batches
 from ..data.dataset import ImageDataset
 from ..interpret import occlusion_map
-from ..plots._common import imshow
+from ..plots import imshow
 from ..plots.attribution import attribution_overlay
 from ._base import Explorer, figure_to_png
 
