@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .. import metrics
-from ..metrics.classification import _check_binary_scores
+from .._checks import check_binary_scores
 from ..plots.metrics import plot_confusion_matrix, plot_precision_recall_curve, plot_roc_curve
 from ._base import Explorer
 
@@ -60,7 +60,7 @@ class ThresholdExplorer(Explorer):
     name = "threshold"
 
     def __init__(self, y_true, scores, *, threshold: float | None = None, classes=("negative", "positive")):
-        self.y_true, self.scores = _check_binary_scores(y_true, scores)
+        self.y_true, self.scores = check_binary_scores(y_true, scores)
         self.classes = [str(c) for c in classes]
         if len(self.classes) != 2:
             raise ValueError(
