@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,8 @@ except ModuleNotFoundError:  # Python 3.10
 __all__ = ["CONFIG_NAME", "Project", "ProjectConfigError", "load_project"]
 
 CONFIG_NAME = "project.toml"
+# The largest image side a project may ask for: 1024 x 1024 x 3 float32 is 12 MB per image.
+MAX_SIZE = 1024
 
 # Each section: key -> (type or tuple of types, required?). Types are checked as written in TOML.
 _SCHEMA = {
@@ -111,12 +115,18 @@ def load_project(path, *, smoke: bool | None = None) -> Project:
         raise FileNotFoundError(
             f"no {CONFIG_NAME} in {path}: is this a project folder? Create one with `deepimaging new-project {path}`"
         )
-    text = file.read_text()
+    try:
+        text = file.read_text(encoding="utf-8")  # TOML files are UTF-8 by definition
+    except UnicodeDecodeError as err:
+        raise ProjectConfigError(
+            f"{file}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8 in your editor"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ProjectConfigError(f"{file}: not valid TOML: {err}") from None
     _check_schema(data, text, file)
+    _check_finite(data, text, file)
 
     project = data["project"]
     authors = project["authors"]
@@ -139,7 +149,8 @@ def load_project(path, *, smoke: bool | None = None) -> Project:
     if smoke if smoke is not None else smoke_mode():
         # Checked as written above; only then shrunk, so smoke mode never hides a bad value.
         study = dataclasses.replace(study, n_per_class=min(study.n_per_class or 12, 12), epochs=1)
-    _check_layers(study, data, text, file)
+    image_size = _check_dataset(study, text, file)
+    _check_layers(study, image_size, text, file)
     return Project(
         path=path,
         title=project["title"],
@@ -197,8 +208,73 @@ def _check_schema(data: dict, text: str, file: Path) -> None:
                     )
 
 
-def _check_layers(study: StudyConfig, data: dict, text: str, file: Path) -> None:
-    """Build every layer once (for the built-in data, whose shape is known) so bad values fail now."""
+def _check_finite(data: dict, text: str, file: Path) -> None:
+    """TOML can write ``inf`` and ``nan``; no setting of a project can take them."""
+    for section, content in data.items():
+        for index, table in enumerate(content if section == "sweep" else [content]):
+            for key, value in table.items():
+                values = value if isinstance(value, list) else [value]
+                bad = [v for v in values if isinstance(v, float) and not math.isfinite(v)]
+                if bad:
+                    raise ProjectConfigError(
+                        _where(file, text, section, key, index)
+                        + f"{key} must hold finite numbers; got {bad[0]} in {value!r}"
+                    )
+
+
+def _check_dataset(study: StudyConfig, text: str, file: Path) -> int | None:
+    """Check the dataset's name, its options and the image size against the network; return the size.
+
+    The loader is found and its options bound to its signature without loading
+    anything, so a typo fails now, with its line, rather than after the first
+    points have trained. Returns the images' height and width where the
+    configuration decides it (``None`` where only the data will tell).
+    """
+    from .. import data
+
+    if study.size > MAX_SIZE:
+        raise ProjectConfigError(
+            _where(file, text, "dataset", "size")
+            + f"size must be at most {MAX_SIZE} pixels (images are size x size x 3 floats each, and a "
+            f"study holds thousands of them); got {study.size}"
+        )
+    if study.dataset == "blood_smear":
+        loader, given = data.simulate_blood_smear, {"n_per_class": 1, "size": study.size, "seed": 0}
+    else:
+        # As the study engine finds it: "digits" or "load_digits" name deepimaging.data.load_digits.
+        loader = getattr(data, f"load_{study.dataset}", None) or getattr(data, study.dataset, None)
+        if study.dataset.startswith("_") or not callable(loader):
+            names = ["blood_smear"] + sorted(n[len("load_") :] for n in data.__all__ if n.startswith("load_"))
+            hint = _did_you_mean(study.dataset, names)
+            raise ProjectConfigError(
+                _where(file, text, "dataset", "name")
+                + f"unknown dataset {study.dataset!r}; available: {names}{hint}"
+            )
+        given = {}
+    parameters = inspect.signature(loader).parameters
+    if study.dataset != "blood_smear" and "size" in parameters and "size" not in study.dataset_options:
+        given["size"] = study.size  # as the study engine passes it
+    try:
+        inspect.signature(loader).bind(**study.dataset_options, **given)
+    except TypeError as err:
+        allowed = sorted(set(parameters) - set(given))
+        raise ProjectConfigError(
+            _where(file, text, "dataset", "options")
+            + f"the options {study.dataset_options} do not fit the {study.dataset} loader ({err}); "
+            f"its options are {allowed}"
+        ) from None
+    size = study.dataset_options.get("size", study.size) if "size" in parameters else None
+    if isinstance(size, int) and 2 ** len(study.widths) > size:
+        raise ProjectConfigError(
+            _where(file, text, "model", "widths")
+            + f"widths has {len(study.widths)} blocks, and each halves the image: a {size}x{size} image "
+            f"allows at most {int(math.log2(size))} blocks; got widths = {study.widths}"
+        )
+    return size if isinstance(size, int) else None
+
+
+def _check_layers(study: StudyConfig, image_size: int | None, text: str, file: Path) -> None:
+    """Build every layer once (where the image shape is known) so that bad values fail now."""
     from .. import physics
 
     for index, sweep in enumerate(study.sweeps):
@@ -208,14 +284,14 @@ def _check_layers(study: StudyConfig, data: dict, text: str, file: Path) -> None
                 _where(file, text, "sweep", "layer", index)
                 + f"unknown layer {sweep.layer!r}{hint}; allowed layers: {sorted(physics.LAYERS)}"
             )
-        if study.dataset != "blood_smear":
-            continue  # the image shape is known only once the data is loaded: `run` checks then
+        if study.dataset != "blood_smear" or image_size is None:
+            continue  # the channel count is known only once the data is loaded: `run` checks then
         for value in sweep.values:
             try:
                 physics.make_layer(
-                    sweep.layer, value, image_shape=(3, study.size, study.size), **sweep.options
+                    sweep.layer, value, image_shape=(3, image_size, image_size), **sweep.options
                 )
-            except (TypeError, ValueError) as err:
+            except (TypeError, ValueError, OverflowError) as err:
                 raise ProjectConfigError(_where(file, text, "sweep", "values", index) + str(err)) from None
 
 
