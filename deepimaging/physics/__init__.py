@@ -10,7 +10,7 @@ quantization        :func:`quantize`, :class:`Quantize`, :class:`LearnedDiscreti
                     :class:`BitAllocation` (bit depth; straight-through, LSQ step gradient, Fisher bit sensitivity)
 optics              :func:`gaussian_psf`, :func:`defocus_psf`, :func:`airy_psf`,
                     :func:`blur`, :class:`Blur`, :class:`GaussianBlur`,
-                    :class:`LearnedPSF`, :class:`ShiftVariantBlur`, :func:`local_convolution`
+                    :class:`LearnedPSF`, :class:`ShiftVariantBlur`
 sampling            :func:`bin_pixels`, :class:`Binning`, :class:`VariablePixelSensor`,
                     :class:`SparseMask` (top-k straight-through, relaxed Bernoulli)
 mosaic              :func:`bayer_mosaic`, :class:`BayerMosaic`, :class:`LearnedCFA`,
