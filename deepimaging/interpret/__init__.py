@@ -1,7 +1,8 @@
 """Interpretation: what is inside the network, and which pixels matter.
 
-- :mod:`deepimaging.interpret.features`: filter grids, activations, features,
-  nearest neighbours in feature and pixel space, t-SNE.
+- :mod:`deepimaging.interpret.features`: filter grids, activations, feature vectors.
+- :mod:`deepimaging.interpret.neighbors`: distances, nearest neighbours in feature
+  and pixel space, t-SNE.
 - :mod:`deepimaging.interpret.attribution`: occlusion, saliency, SmoothGrad, Grad-CAM.
 - :mod:`deepimaging.interpret.detection`: sliding windows over large images,
   non-maximum suppression, box voting, matching detections to true boxes.
@@ -15,5 +16,7 @@ from .detection import *  # noqa: F403
 from .detection import __all__ as _detection_all
 from .features import *  # noqa: F403
 from .features import __all__ as _features_all
+from .neighbors import *  # noqa: F403
+from .neighbors import __all__ as _neighbors_all
 
-__all__ = [*_features_all, *_attribution_all, *_detection_all]
+__all__ = [*_features_all, *_neighbors_all, *_attribution_all, *_detection_all]
