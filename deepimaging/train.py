@@ -23,6 +23,19 @@ from ._checks import check_int, check_number
 from ._util import softmax_in_batches
 from .data.dataset import ImageDataset, as_float
 
+__all__ = [
+    "DEVICES",
+    "History",
+    "Predictions",
+    "evaluate",
+    "fit",
+    "get_device",
+    "keep_freed_memory",
+    "predict",
+    "seed_everything",
+    "smoke_mode",
+]
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 

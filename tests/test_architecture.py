@@ -252,3 +252,60 @@ def test_every_module_says_what_it_is_in_one_first_line():
         if not doc or not doc.splitlines()[0].strip():
             missing.append(str(path.relative_to(PACKAGE.parent)))
     assert missing == []
+
+
+# --- the public API ------------------------------------------------------------------------------------
+
+SUBPACKAGES = ["data", "physics", "models", "train", "metrics", "interpret", "study", "plots", "widgets"]
+SUBPACKAGES += ["report", "project"]
+
+
+@pytest.mark.parametrize("name", SUBPACKAGES)
+def test_each_subpackage_lists_its_public_names_and_each_one_exists(name):
+    import importlib
+
+    module = importlib.import_module(f"deepimaging.{name}")
+    assert isinstance(module.__all__, (list, tuple)) and module.__all__
+    assert len(set(module.__all__)) == len(module.__all__), "a name is listed twice"
+    assert [n for n in module.__all__ if n.startswith("_")] == []
+    assert [n for n in module.__all__ if not hasattr(module, n)] == []
+
+
+def _code_of_the_course(root: Path):
+    """(where, source) of every notebook code cell, homework script and README code block."""
+    import json
+    import re
+
+    for notebook in sorted([*root.glob("notebooks/*.ipynb"), *root.glob("homework/**/*.ipynb")]):
+        for k, cell in enumerate(json.loads(notebook.read_text(encoding="utf-8"))["cells"]):
+            if cell["cell_type"] == "code":
+                yield f"{notebook.relative_to(root)} cell {k}", "".join(cell["source"])
+    for script in sorted(root.glob("homework/**/*.py")):
+        yield str(script.relative_to(root)), script.read_text(encoding="utf-8")
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    for k, block in enumerate(re.findall(r"```python\n(.*?)```", readme, flags=re.S)):
+        yield f"README.md block {k}", block
+
+
+def test_every_name_the_notebooks_homework_and_readme_import_from_deepimaging_exists():
+    import importlib
+
+    root = PACKAGE.parent
+    missing = []
+    for where, source in _code_of_the_course(root):
+        # IPython magics and shell lines are not Python.
+        lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+        try:
+            tree = ast.parse("\n".join(lines))
+        except SyntaxError:
+            continue  # an exercise with blanks for the student to fill in
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("deepimaging"):
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    if alias.name != "*" and not hasattr(module, alias.name):
+                        try:
+                            importlib.import_module(f"{node.module}.{alias.name}")
+                        except ImportError:
+                            missing.append(f"{where}: from {node.module} import {alias.name}")
+    assert missing == []

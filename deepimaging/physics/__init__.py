@@ -24,6 +24,7 @@ registry            :data:`LAYERS`, :func:`make_layer`, :func:`describe_layer`,
 ==================  ===============================================================
 """
 
+from . import illumination, mosaic, noise, optics, quantization, registry, sampling
 from .illumination import *
 from .mosaic import *
 from .noise import *
@@ -31,3 +32,13 @@ from .optics import *
 from .quantization import *
 from .registry import *
 from .sampling import *
+
+__all__ = [
+    *quantization.__all__,
+    *optics.__all__,
+    *sampling.__all__,
+    *mosaic.__all__,
+    *illumination.__all__,
+    *noise.__all__,
+    *registry.__all__,
+]
