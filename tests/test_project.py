@@ -308,3 +308,16 @@ def test_a_project_toml_that_is_not_utf8_names_the_file(tmp_path):
     (path / "project.toml").write_bytes(text.encode("latin-1"))  # what an old editor may save
     message = _error_of(path)
     assert str(path / "project.toml") in message and "not UTF-8" in message
+
+
+def test_datasets_are_found_by_name_only_among_the_public_loaders():
+    from deepimaging import data
+
+    assert data.dataset_loader("digits") is data.load_digits is data.dataset_loader("load_digits")
+    assert data.dataset_loader("blood_smear") is data.simulate_blood_smear
+    assert data.dataset_names()[0] == "blood_smear" and "bccd_crops" in data.dataset_names()
+    for name in ("split", "_threads", "cache", "imagenet"):  # functions and modules that load nothing
+        with pytest.raises(ValueError, match=f"unknown dataset '{name}'; available: .*'digits'"):
+            data.dataset_loader(name)
+    with pytest.raises(TypeError, match="dataset must be a name"):
+        data.dataset_loader(3)

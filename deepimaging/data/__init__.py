@@ -28,6 +28,7 @@ from .download import UnsafeArchiveError, fetch_file
 from .folder import decode_image, load_image_folder, read_image_folder
 from .kaggle import KAGGLE_URL, find_kaggle_blood_cells, load_kaggle_blood_cells
 from .medmnist import BLOODMNIST_CLASSES, MEDMNIST, load_medmnist, medmnist_path, medmnist_url
+from .names import dataset_loader, dataset_names
 from .smear import CLASSES, simulate_blood_smear, simulate_smear_field
 
 __all__ = [
@@ -41,6 +42,8 @@ __all__ = [
     "UnsafeArchiveError",
     "as_float",
     "data_dir",
+    "dataset_loader",
+    "dataset_names",
     "decode_image",
     "download_bccd",
     "fetch_file",

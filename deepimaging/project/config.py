@@ -238,19 +238,13 @@ def _check_dataset(study: StudyConfig, text: str, file: Path) -> int | None:
             + f"size must be at most {MAX_SIZE} pixels (images are size x size x 3 floats each, and a "
             f"study holds thousands of them); got {study.size}"
         )
-    if study.dataset == "blood_smear":
-        loader, given = data.simulate_blood_smear, {"n_per_class": 1, "size": study.size, "seed": 0}
-    else:
-        # As the study engine finds it: "digits" or "load_digits" name deepimaging.data.load_digits.
-        loader = getattr(data, f"load_{study.dataset}", None) or getattr(data, study.dataset, None)
-        if study.dataset.startswith("_") or not callable(loader):
-            names = ["blood_smear"] + sorted(n[len("load_") :] for n in data.__all__ if n.startswith("load_"))
-            hint = _did_you_mean(study.dataset, names)
-            raise ProjectConfigError(
-                _where(file, text, "dataset", "name")
-                + f"unknown dataset {study.dataset!r}; available: {names}{hint}"
-            )
-        given = {}
+    try:
+        loader = data.dataset_loader(study.dataset)
+    except ValueError as err:
+        hint = _did_you_mean(study.dataset, data.dataset_names())
+        raise ProjectConfigError(_where(file, text, "dataset", "name") + f"{err}{hint}") from None
+    # The engine passes these to the simulated smear itself; a loader gets the size unless options set it.
+    given = {"n_per_class": 1, "size": study.size, "seed": 0} if study.dataset == "blood_smear" else {}
     parameters = inspect.signature(loader).parameters
     if study.dataset != "blood_smear" and "size" in parameters and "size" not in study.dataset_options:
         given["size"] = study.size  # as the study engine passes it

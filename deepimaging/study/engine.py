@@ -61,14 +61,7 @@ def _load_dataset(name, options, size, n_per_class, seed) -> ImageDataset:
 
     if name == "blood_smear":
         return simulate_blood_smear(n_per_class=n_per_class or 300, size=size, seed=seed, **options)
-    loader = getattr(data, f"load_{name}", None)
-    if name.startswith("_") or not callable(loader):
-        loader = getattr(data, name, None)
-    if name.startswith("_") or not callable(loader):
-        available = ["blood_smear"] + sorted(
-            n[len("load_") :] for n in getattr(data, "__all__", []) if n.startswith("load_")
-        )
-        raise ValueError(f"unknown dataset {name!r}; available: {available}")
+    loader = data.dataset_loader(name)
     if "size" in inspect.signature(loader).parameters and "size" not in options:
         options = {**options, "size": size}
     dataset = loader(**options)
