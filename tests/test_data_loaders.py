@@ -235,7 +235,7 @@ def test_read_only_cache_folder_is_a_clear_error_and_leaves_nothing(folder, tmp_
         def refuse(*args, **kwargs):
             raise PermissionError(errno.EACCES, "Permission denied")
 
-        monkeypatch.setattr(cache_module.tempfile, "mkstemp", refuse)
+        monkeypatch.setattr("tempfile.mkstemp", refuse)  # the one atomic writer, deepimaging._util
     try:
         with pytest.raises(OSError, match="not writable.*cache_dir="):
             load_image_folder(root, size=SIZE, cache_dir=cache)
