@@ -101,3 +101,141 @@ def _check_bounds(value, name, low, high):
         lo = "-inf" if low is None else low
         hi = "inf" if high is None else high
         raise ValueError(f"{name} must be in [{lo}, {hi}]; got {value}")
+
+
+def check_single_image(model, image) -> torch.Tensor:
+    """A single image as (1, C, H, W), with the channel count the model expects when it says so."""
+    check_images(image, "image", ndim=(3, 4))
+    if image.ndim == 4:
+        if image.shape[0] != 1:
+            raise ValueError(
+                f"image must be a single image (C, H, W) or (1, C, H, W); got a batch of shape "
+                f"{tuple(image.shape)} (loop over the images, or pick one with images[i])"
+            )
+    else:
+        image = image[None]
+    expected = getattr(model, "in_channels", None)
+    if expected is None and isinstance(getattr(model, "physics", None), torch.nn.Identity):
+        expected = getattr(getattr(model, "cnn", None), "in_channels", None)
+    if expected is not None and image.shape[1] != expected:
+        raise ValueError(
+            f"image must have {expected} channel(s), as the model was built for; got {image.shape[1]} "
+            f"in shape {tuple(image.shape)}"
+        )
+    return image.float()
+
+
+# --- labels and scores (the classification metrics, and the plots and widgets over them) ----------
+
+
+# The largest number of classes a metric builds tables for. A confusion matrix is K x K
+# numbers, so K is bounded before anything is allocated: a stray label such as an image ID
+# (10**9) would otherwise ask for 10**18 cells. 4096 classes make a 128 MB matrix.
+MAX_CLASSES = 4096
+
+
+def to_numpy(values, name: str) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    try:
+        return np.asarray(values)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"{name} must be an array, list or tensor of numbers; got {type(values).__name__}"
+        ) from err
+
+
+def to_real(values, name: str) -> np.ndarray:
+    """``values`` as a float64 array; a TypeError naming ``name`` for text, objects or complex numbers."""
+    values = to_numpy(values, name)
+    if values.dtype != bool and (
+        not np.issubdtype(values.dtype, np.number) or np.issubdtype(values.dtype, np.complexfloating)
+    ):
+        raise TypeError(f"{name} must hold real numbers; got dtype {values.dtype}")
+    return values.astype(np.float64)
+
+
+def check_labels(y, name: str, num_classes: int | None = None) -> np.ndarray:
+    """1-D integer class indices >= 0 and < num_classes (default: < MAX_CLASSES), as int64."""
+    y = to_numpy(y, name)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of class indices, shape (N,); got shape {y.shape}")
+    if y.size == 0:
+        raise ValueError(f"{name} is empty; metrics need at least one sample")
+    if y.dtype == bool:
+        return y.astype(np.int64)
+    if not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.complexfloating):
+        raise TypeError(f"{name} must hold integer class indices 0, 1, ...; got dtype {y.dtype}")
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            bad = y[~np.isfinite(y) | (y != np.round(y))][0]
+            raise ValueError(
+                f"{name} must hold integer class indices 0, 1, ...; got the value {bad!r} "
+                "(to threshold scores into labels use (scores >= threshold).astype(int))"
+            )
+    # Range checks on the values as given, before the cast: 1e300 or 2**64 - 1 would wrap in int64.
+    if y.min() < 0:
+        raise ValueError(f"{name} must hold class indices >= 0; got {y.min()}")
+    if num_classes is not None and y.max() >= num_classes:
+        raise ValueError(
+            f"{name} must hold class indices in range({num_classes}) for {num_classes} classes; got {y.max()}"
+        )
+    if y.max() >= MAX_CLASSES:
+        raise ValueError(
+            f"{name} holds the class index {y.max()}; class indices must be below {MAX_CLASSES} "
+            "(a larger value is usually an ID rather than a class index: relabel the classes 0, 1, ... "
+            "with np.unique(labels, return_inverse=True))"
+        )
+    return y.astype(np.int64)
+
+
+def check_same_length(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str):
+    if len(a) != len(b):
+        raise ValueError(f"{name_a} and {name_b} must have the same length; got {len(a)} and {len(b)}")
+
+
+def check_binary_scores(y_true, scores):
+    """Binary labels in {0, 1} and finite real scores of the same length, as numpy arrays."""
+    y_true = to_numpy(y_true, "y_true")
+    if y_true.ndim == 1 and y_true.size and y_true.dtype != bool and np.issubdtype(y_true.dtype, np.number):
+        bad = (y_true != 0) & (y_true != 1)
+        if np.any(bad):
+            raise ValueError(
+                f"y_true must hold binary labels 0 (negative) and 1 (positive); got the value {y_true[bad][0]!r} "
+                "(for several classes use roc_auc_ovr / average_precision_ovr, or y_true == k for class k)"
+            )
+    y_true = check_labels(y_true, "y_true", 2)
+    scores = to_real(scores, "scores")
+    if scores.ndim != 1:
+        raise ValueError(
+            f"scores must be a 1-D array, shape (N,), one score per sample; got shape {scores.shape}"
+        )
+    check_same_length(y_true, scores, "y_true", "scores")
+    if not np.all(np.isfinite(scores)):
+        bad = scores[~np.isfinite(scores)][0]
+        raise ValueError(
+            f"scores must be finite; got {bad} at index {int(np.flatnonzero(~np.isfinite(scores))[0])} "
+            "(a NaN usually means the model diverged or the data held NaN)"
+        )
+    return y_true, scores
+
+
+def check_probabilities(y_true, probabilities):
+    probabilities = to_real(probabilities, "probabilities")
+    if probabilities.ndim != 2 or probabilities.shape[1] < 2:
+        raise ValueError(
+            "probabilities must have shape (N, K), one column per class, K >= 2; "
+            f"got shape {probabilities.shape}"
+        )
+    k = probabilities.shape[1]
+    y_true = check_labels(y_true, "y_true", k)
+    check_same_length(y_true, probabilities, "y_true", "probabilities")
+    if not np.all(np.isfinite(probabilities)):
+        raise ValueError("probabilities must be finite; got NaN or infinite values")
+    missing = np.setdiff1d(np.arange(k), y_true)
+    if missing.size:
+        raise ValueError(
+            f"one-vs-rest curves need every class in y_true; classes {missing.tolist()} have no sample "
+            f"(probabilities has {k} columns)"
+        )
+    return y_true, probabilities

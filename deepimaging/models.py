@@ -7,6 +7,8 @@ from torch import nn
 
 from ._checks import check_int, shape_of
 
+__all__ = ["BasicCNN", "PhysicalModel"]
+
 
 class BasicCNN(nn.Module):
     """Our very basic CNN: a few conv-BN-ReLU-pool blocks, then a linear classifier.

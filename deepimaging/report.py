@@ -7,9 +7,9 @@ with Jinja2, autoescaping every user-supplied text: a title such as
 embedded as PNG data, so ``index.html`` is one self-contained file that can be
 mailed or uploaded; the PDF versions beside it are for the paper.
 
-:func:`make_figures` draws the standard figures of any study,
-:func:`write_report` does both, and :func:`run_demo` is ``deepimaging demo``:
-the worked bit-depth study from run to page.
+:func:`make_figures` draws the standard figures of any study, and
+:func:`write_report` does both. The worked bit-depth study from run to page
+(``deepimaging demo``) is :func:`deepimaging.project.run_demo`.
 """
 
 from __future__ import annotations
@@ -21,22 +21,12 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .study import StudyResults, _write_text_atomic, bit_depth_config, load_data, run_study
+from ._util import package_version, write_text_atomic
+from .study import StudyResults, load_data
 
-__all__ = ["ReportFigure", "save_figure", "make_figures", "render_report", "write_report", "run_demo"]
+__all__ = ["ReportFigure", "save_figure", "make_figures", "render_report", "write_report"]
 
 FIGURES_DIR = "figures"
-DEMO_TITLE = "Sensor bit depth versus classification accuracy"
-DEMO_DESCRIPTION = (
-    "We test the classification performance of a microscope as a function of its sensor bit depth. "
-    "Simulated stained blood smears of four white-cell types are recorded by a sensor with 1 to 8 bits "
-    "per pixel, and a small CNN is trained on each sensor's images; we plot the mean test accuracy "
-    "over several seeds against the number of bits. We then ask whether the discretization can be "
-    "optimised as a physical layer: each pixel's raw intensity is multiplied by a learned weight and "
-    "clipped at a threshold before quantization (learned discretization), and, under a budget of mean "
-    "bits per pixel, the network learns how many bits every pixel gets (bit allocation) — its bits map "
-    "shows where the network prefers more bits."
-)
 CODE_URL = "https://pypi.org/project/deepimaging/"
 
 
@@ -291,10 +281,10 @@ def render_report(
         links=links,
         settings=settings,
         generated=datetime.date.today().isoformat(),
-        version=_version(),
+        version=package_version(),
     )
     path = out / filename
-    _write_text_atomic(path, page)
+    write_text_atomic(path, page)
     return path
 
 
@@ -319,50 +309,6 @@ def write_report(
         figures=figures,
         links=links,
     )
-
-
-def run_demo(
-    out_dir="deepimaging-demo",
-    *,
-    jobs: int = 2,
-    smoke=None,
-    title=None,
-    authors=None,
-    progress=True,
-    dataset: str = "blood_smear",
-    dataset_options: dict | None = None,
-) -> Path:
-    """``deepimaging demo``: the worked bit-depth study, from run to web page.
-
-    Runs :func:`deepimaging.study.bit_depth_config` (resuming in ``out_dir`` if
-    it holds the same configuration), then writes results.json/CSV, the figures
-    as PNG and PDF and ``index.html``. Returns the page's path.
-
-    ``dataset`` (default: the built-in simulated smear) may name any loader of
-    :mod:`deepimaging.data` (e.g. ``"bccd_crops"`` with ``{"root": ...}``, or ``"digits"``).
-    """
-    config = bit_depth_config(smoke=smoke, dataset=dataset, dataset_options=dict(dataset_options or {}))
-    results = run_study(config, out_dir, jobs=jobs, progress=progress)
-    description = DEMO_DESCRIPTION
-    if dataset != "blood_smear":
-        description = (
-            f"The bit-depth study of the deepimaging demo on the {dataset} dataset: test accuracy against "
-            "sensor bits (fixed quantization and learned discretization) and a learned per-pixel bit "
-            "allocation under a budget of mean bits per pixel."
-        )
-    return write_report(
-        results,
-        out_dir,
-        title=title or DEMO_TITLE,
-        authors=authors or ["deepimaging demo"],
-        description=description,
-    )
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def _is_safe_link(url) -> bool:

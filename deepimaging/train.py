@@ -20,7 +20,21 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._checks import check_int, check_number
+from ._util import softmax_in_batches
 from .data.dataset import ImageDataset, as_float
+
+__all__ = [
+    "DEVICES",
+    "History",
+    "Predictions",
+    "evaluate",
+    "fit",
+    "get_device",
+    "keep_freed_memory",
+    "predict",
+    "seed_everything",
+    "smoke_mode",
+]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -223,15 +237,8 @@ def predict(
     """
     _check_dataset(data, "data")
     check_int(batch_size, "batch_size", 1)
-    device = get_device(device)
-    was_training = model.training
-    model.to(device).eval()
-    chunks = [
-        torch.softmax(model(as_float(data.storage[i : i + batch_size].to(device))), dim=1).cpu()
-        for i in range(0, len(data), batch_size)
-    ]
-    model.train(was_training)
-    probabilities = torch.cat(chunks)
+    model.to(get_device(device))
+    probabilities = softmax_in_batches(model, data.storage, batch_size=batch_size, convert=as_float)
     return Predictions(probabilities, probabilities.argmax(1), data.labels.clone())
 
 

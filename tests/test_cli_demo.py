@@ -154,3 +154,138 @@ def test_study_command_reads_loader_options(tmp_path, capsys):
     ]
     assert main(argv) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+# --- a user's mistake is one line on stderr and a non-zero exit, never a traceback -------------------
+
+
+def _bad_inputs(tmp_path):
+    """``(argv, expected text of the error line)`` for every sub-command, built in ``tmp_path``."""
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "something.txt").write_text("x")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    (tmp_path / "list.json").write_text("[1, 2, 3]")
+    (tmp_path / "infinite.json").write_text('{"sweeps": [{"layer": "quantize", "values": [Infinity]}]}')
+    (tmp_path / "latin1.json").write_bytes('{"dataset": "caf\u00e9"}'.encode("latin-1"))
+    (tmp_path / "folder.json").mkdir()
+    not_utf8 = tmp_path / "not_utf8"
+    not_utf8.mkdir()
+    (not_utf8 / "project.toml").write_bytes('[project]\ntitle = "Caf\u00e9"\n'.encode("latin-1"))
+    toml_folder = tmp_path / "toml_folder"
+    (toml_folder / "project.toml").mkdir(parents=True)
+    out = str(tmp_path / "out")
+    study = ["study", "--layer", "quantize", "--out", out, *TINY]
+    return [
+        (["demo", "--dataset", "imagenet", "--out", out, "--no-progress"], "unknown dataset 'imagenet'"),
+        (["demo", "--dataset-option", "oops", "--out", out], "--dataset-option must look like KEY=VALUE"),
+        ([*study, "--values", "inf"], "--values must be comma-separated numbers"),
+        ([*study, "--values", "1,nan"], "expected a finite number; got 'nan'"),
+        ([*study, "--values", "1", "--seeds", "0,-inf"], "--seeds must be comma-separated numbers"),
+        (["study", "--config", str(tmp_path / "list.json"), "--out", out], "must hold a JSON object"),
+        (["study", "--config", str(tmp_path / "infinite.json"), "--out", out], "Infinity is not a number"),
+        (["study", "--config", str(tmp_path / "latin1.json"), "--out", out], "is not UTF-8 text"),
+        (["study", "--config", str(tmp_path / "folder.json"), "--out", out], "is a folder"),
+        (["study", "--config", str(tmp_path / "nowhere.json"), "--out", out], "does not exist"),
+        (["new-project", str(full)], "already exists and is not an empty folder"),
+        (["new-project", str(a_file)], "already exists"),
+        (["run", str(tmp_path / "nowhere")], "is this a project folder"),
+        (["run", str(not_utf8)], "not UTF-8"),
+        (["run", str(toml_folder)], "is this a project folder"),
+        (["report", str(tmp_path / "nowhere")], "is this a project folder"),
+    ]
+
+
+def _exit_and_stderr(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exit:  # argparse's own errors
+        code = exit.code
+    return code, capsys.readouterr().err
+
+
+def test_every_sub_command_answers_bad_input_with_one_line_and_no_traceback(tmp_path, capsys):
+    for argv, expected in _bad_inputs(tmp_path):
+        code, err = _exit_and_stderr(argv, capsys)
+        assert code == 2, (argv, err)
+        assert "Traceback" not in err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, (argv, err)
+        assert lines[0].startswith(f"deepimaging {argv[0]}: error: ") and expected in lines[0], (argv, err)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo", "--jobs", "two"],
+        ["study", "--layer", "quantize", "--values", "1"],  # --out is required
+        ["new-project", "p", "--example", "no_such_topic"],
+        ["run"],
+        ["report", "p", "--colour"],
+        ["no-such-command"],
+    ],
+)
+def test_argument_errors_are_argparse_usage_and_one_error_line(argv, capsys):
+    code, err = _exit_and_stderr(argv, capsys)
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("deepimaging")
+    assert ": error: " in err.strip().splitlines()[-1]
+
+
+def test_a_point_file_replaced_by_a_folder_is_one_line_not_a_traceback(tmp_path, capsys):
+    out = tmp_path / "o"
+    argv = ["study", "--layer", "quantize", "--values", "1", "--seeds", "0", "--out", str(out), *TINY]
+    assert main(argv) == 0
+    (point,) = (out / "points").glob("*.json")
+    point.unlink()
+    point.mkdir()  # e.g. a careless `mkdir` or a sync tool
+    code, err = _exit_and_stderr(argv, capsys)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("deepimaging study: error: ") and point.name in err
+
+
+@pytest.mark.parametrize(
+    "argv, function",
+    [
+        (["study", "--layer", "quantize", "--values", "1", "--out", "o"], "deepimaging.study.run_study"),
+        (["demo", "--out", "o"], "deepimaging.project.run_demo"),
+        (["run", "p"], "deepimaging.project.run_project"),
+    ],
+)
+def test_ctrl_c_is_one_line_and_exit_status_130(argv, function, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(function, interrupted)
+    code, err = _exit_and_stderr(argv, capsys)
+    assert code == 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
+    assert err.strip() == f"deepimaging {argv[0]}: interrupted"
+
+
+def test_ctrl_c_sent_to_the_real_command_stops_it_with_one_line(tmp_path):
+    """SIGINT to a running `deepimaging study`, as a terminal sends it: exit 130, no traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "o"
+    argv = ["study", "--layer", "quantize", "--values", "1,2,3,4", "--seeds", "0,1", "--out", str(out)]
+    argv += ["--size", "32", "--n-per-class", "200", "--epochs", "50", "--no-progress"]
+    env = {**os.environ, "DEEPIMAGING_SMOKE": "0", "CI": ""}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deepimaging.cli", *argv], stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "study.json").exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)  # study.json is written once the command is running the study
+        assert process.poll() is None, process.stderr.read()
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "deepimaging study: interrupted"

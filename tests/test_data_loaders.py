@@ -235,7 +235,7 @@ def test_read_only_cache_folder_is_a_clear_error_and_leaves_nothing(folder, tmp_
         def refuse(*args, **kwargs):
             raise PermissionError(errno.EACCES, "Permission denied")
 
-        monkeypatch.setattr(cache_module.tempfile, "mkstemp", refuse)
+        monkeypatch.setattr("tempfile.mkstemp", refuse)  # the one atomic writer, deepimaging._util
     try:
         with pytest.raises(OSError, match="not writable.*cache_dir="):
             load_image_folder(root, size=SIZE, cache_dir=cache)
@@ -457,7 +457,7 @@ def test_features_of_uint8_storage_equal_features_of_the_float_images():
 
 
 def test_to_dataset_rejects_anything_but_uint8_nchw_naming_what_arrived():
-    from deepimaging.data import to_dataset
+    from deepimaging.data.folder import to_dataset
 
     with pytest.raises(
         ValueError, match=r"uint8 of shape \(N, C, H, W\); got float64 of shape \(2, 3, 4, 4\)"

@@ -18,12 +18,11 @@ import deepimaging.data.medmnist as medmnist_module
 from deepimaging.data import (
     UnsafeArchiveError,
     download_bccd,
-    extract_archive,
-    fetch_archive,
     fetch_file,
     load_bccd_images,
     load_medmnist,
 )
+from deepimaging.data.download import extract_archive, fetch_archive
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):

@@ -224,3 +224,100 @@ def test_cli_reports_a_bad_config_in_one_line_without_a_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "did you mean 'epochs'" in proc.stderr
+
+
+# --- checked up front, with the file and the line ------------------------------------------------
+
+
+def _error_of(path):
+    with pytest.raises(ProjectConfigError) as err:
+        load_project(path)
+    return str(err.value)
+
+
+def test_unknown_dataset_is_refused_by_load_project_with_its_line(tmp_path):
+    path = _project_with(tmp_path, lambda t: t.replace('name = "blood_smear"', 'name = "imagenet"'))
+    message = _error_of(path)
+    assert f"project.toml, line {_line_of(path, '^name = ')}" in message
+    assert "unknown dataset 'imagenet'" in message and "'digits'" in message and "'blood_smear'" in message
+
+
+def test_dataset_given_as_its_loader_name_is_accepted(tmp_path):
+    path = _project_with(tmp_path, lambda t: t.replace('name = "blood_smear"', 'name = "load_digits"'))
+    assert load_project(path).study.dataset == "load_digits"
+
+
+@pytest.mark.parametrize(
+    "dataset, options",
+    [("blood_smear", "{ noise = 3 }"), ("blood_smear", "{ size = 16 }"), ("digits", "{ root = 'x' }")],
+)
+def test_bogus_dataset_options_are_refused_naming_the_loader_options(tmp_path, dataset, options):
+    def edit(t):
+        t = t.replace('name = "blood_smear"', f'name = "{dataset}"')
+        return t.replace("# options = { }        # keyword", f"options = {options}  # keyword")
+
+    path = _project_with(tmp_path, edit)
+    message = _error_of(path)
+    assert f"line {_line_of(path, '^options = ')}" in message
+    assert "do not fit the" in message and dataset in message
+
+
+def test_a_loader_option_that_is_required_but_missing_is_named(tmp_path):
+    path = _project_with(tmp_path, lambda t: t.replace('name = "blood_smear"', 'name = "image_folder"'))
+    assert "missing a required argument: 'root'" in _error_of(path)
+
+
+def test_widths_too_deep_for_the_image_size_are_refused(tmp_path):
+    def edit(t):
+        return t.replace("size = 32 ", "size = 16 ").replace(
+            "widths = [16, 32, 64]", "widths = [4, 4, 4, 4, 4]"
+        )
+
+    path = _project_with(tmp_path, edit)
+    message = _error_of(path)
+    # Five 2x poolings need 2**5 = 32 pixels; a 16x16 image allows four (16 = 2**4).
+    assert f"line {_line_of(path, '^widths = ')}" in message
+    assert "allows at most 4 blocks" in message and "[4, 4, 4, 4, 4]" in message
+    assert load_project(_project_with(tmp_path / "ok", lambda t: t.replace("size = 32 ", "size = 16 ")))
+
+
+def test_an_image_size_that_would_exhaust_memory_is_refused(tmp_path):
+    path = _project_with(tmp_path, lambda t: t.replace("size = 32 ", "size = 1000000000 "))
+    message = _error_of(path)
+    assert f"line {_line_of(path, '^size = ')}" in message and "at most 1024" in message
+
+
+@pytest.mark.parametrize(
+    "old, new, key",
+    [
+        ("values = [1, 2, 3, 4, 8]", "values = [1, inf]", "values"),
+        ("values = [1, 2, 3, 4, 8]", "values = [1, nan]", "values"),
+        ("lr = 0.003", "lr = inf", "lr"),
+        ("test = 0.3 ", "test = -inf ", "test"),
+    ],
+)
+def test_infinite_or_nan_settings_are_refused_with_their_line(tmp_path, old, new, key):
+    path = _project_with(tmp_path, lambda t: t.replace(old, new))
+    message = _error_of(path)
+    assert f"line {_line_of(path, f'^{key} = ')}" in message and f"{key} must hold finite numbers" in message
+
+
+def test_a_project_toml_that_is_not_utf8_names_the_file(tmp_path):
+    path = new_project(tmp_path / "p")
+    text = (path / "project.toml").read_text().replace("Your Name", "Jos\u00e9")
+    (path / "project.toml").write_bytes(text.encode("latin-1"))  # what an old editor may save
+    message = _error_of(path)
+    assert str(path / "project.toml") in message and "not UTF-8" in message
+
+
+def test_datasets_are_found_by_name_only_among_the_public_loaders():
+    from deepimaging import data
+
+    assert data.dataset_loader("digits") is data.load_digits is data.dataset_loader("load_digits")
+    assert data.dataset_loader("blood_smear") is data.simulate_blood_smear
+    assert data.dataset_names()[0] == "blood_smear" and "bccd_crops" in data.dataset_names()
+    for name in ("split", "_threads", "cache", "imagenet"):  # functions and modules that load nothing
+        with pytest.raises(ValueError, match=f"unknown dataset '{name}'; available: .*'digits'"):
+            data.dataset_loader(name)
+    with pytest.raises(TypeError, match="dataset must be a name"):
+        data.dataset_loader(3)

@@ -90,7 +90,7 @@ def test_a_crash_midway_then_rerun_computes_only_the_missing_points(tmp_path, mo
         run_study(config, tmp_path, progress=False)
     finished_before = snapshot(tmp_path / "points")
     assert len(finished_before) == 4  # points before the crash are on disk, nothing half-written
-    assert not list((tmp_path / "points").glob(".*.tmp"))
+    assert not list((tmp_path / "points").glob(".*.part"))
 
     calls.clear()
     results = run_study(config, tmp_path, progress=False)

@@ -14,16 +14,21 @@ batch at a time as they are read.
 :func:`load_bccd_crops`          BCCD cell crops, 3 classes; :func:`load_bccd_images`
                                  gives the full photos with boxes
 ================================ ===============================================
+
+The plumbing beneath the loaders (archive extraction, the decoded-array cache)
+lives in :mod:`.download`, :mod:`.folder` and :mod:`.cache`, for readers who want
+to see how it works; ``__all__`` lists what a student or instructor calls.
 """
 
 from .bccd import BCCD_CLASSES, BoxedImages, download_bccd, find_bccd, load_bccd_crops, load_bccd_images
 from .cache import data_dir
 from .dataset import ImageDataset, as_float, split
 from .digits import load_digits
-from .download import UnsafeArchiveError, extract_archive, fetch_archive, fetch_file
-from .folder import decode_image, load_image_folder, read_image_folder, to_dataset
+from .download import UnsafeArchiveError, fetch_file
+from .folder import decode_image, load_image_folder, read_image_folder
 from .kaggle import KAGGLE_URL, find_kaggle_blood_cells, load_kaggle_blood_cells
 from .medmnist import BLOODMNIST_CLASSES, MEDMNIST, load_medmnist, medmnist_path, medmnist_url
+from .names import dataset_loader, dataset_names
 from .smear import CLASSES, simulate_blood_smear, simulate_smear_field
 
 __all__ = [
@@ -37,10 +42,10 @@ __all__ = [
     "UnsafeArchiveError",
     "as_float",
     "data_dir",
+    "dataset_loader",
+    "dataset_names",
     "decode_image",
     "download_bccd",
-    "extract_archive",
-    "fetch_archive",
     "fetch_file",
     "find_bccd",
     "find_kaggle_blood_cells",
@@ -56,5 +61,4 @@ __all__ = [
     "simulate_blood_smear",
     "simulate_smear_field",
     "split",
-    "to_dataset",
 ]

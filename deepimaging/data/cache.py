@@ -22,12 +22,13 @@ import errno
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from .. import _util
 
 __all__ = ["data_dir", "fingerprint", "atomic_write", "save_array", "save_json", "load_array", "cached_array"]
 
@@ -113,31 +114,9 @@ def atomic_write(path, write: Callable) -> Path:
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+        return _util.atomic_write(path, write)
     except OSError as err:
         raise _explain(err, folder) from err
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        try:
-            os.remove(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(err, OSError):
-            raise _explain(err, folder) from err
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _explain(err: OSError, folder: Path) -> OSError:

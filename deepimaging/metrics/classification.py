@@ -11,9 +11,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
-from .._checks import check_bool, check_choice, check_int, check_number
+from .._checks import MAX_CLASSES, check_bool, check_choice, check_int, check_number
+from .._checks import check_binary_scores as _check_binary_scores
+from .._checks import check_labels as _check_labels
+from .._checks import check_probabilities as _check_probabilities
+from .._checks import check_same_length as _check_same_length
+from .._checks import to_real as _to_real
 
 __all__ = [
     "confusion_matrix",
@@ -43,72 +47,6 @@ AVERAGES = ("binary", "macro", "weighted", "micro", None)
 # ----------------------------------------------------------------------------
 
 
-# The largest number of classes a metric builds tables for. A confusion matrix is K x K
-# numbers, so K is bounded before anything is allocated: a stray label such as an image ID
-# (10**9) would otherwise ask for 10**18 cells. 4096 classes make a 128 MB matrix.
-MAX_CLASSES = 4096
-
-
-def _to_numpy(values, name: str) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
-    try:
-        return np.asarray(values)
-    except (TypeError, ValueError) as err:
-        raise TypeError(
-            f"{name} must be an array, list or tensor of numbers; got {type(values).__name__}"
-        ) from err
-
-
-def _to_real(values, name: str) -> np.ndarray:
-    """``values`` as a float64 array; a TypeError naming ``name`` for text, objects or complex numbers."""
-    values = _to_numpy(values, name)
-    if values.dtype != bool and (
-        not np.issubdtype(values.dtype, np.number) or np.issubdtype(values.dtype, np.complexfloating)
-    ):
-        raise TypeError(f"{name} must hold real numbers; got dtype {values.dtype}")
-    return values.astype(np.float64)
-
-
-def _check_labels(y, name: str, num_classes: int | None = None) -> np.ndarray:
-    """1-D integer class indices >= 0 and < num_classes (default: < MAX_CLASSES), as int64."""
-    y = _to_numpy(y, name)
-    if y.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of class indices, shape (N,); got shape {y.shape}")
-    if y.size == 0:
-        raise ValueError(f"{name} is empty; metrics need at least one sample")
-    if y.dtype == bool:
-        return y.astype(np.int64)
-    if not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.complexfloating):
-        raise TypeError(f"{name} must hold integer class indices 0, 1, ...; got dtype {y.dtype}")
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-            bad = y[~np.isfinite(y) | (y != np.round(y))][0]
-            raise ValueError(
-                f"{name} must hold integer class indices 0, 1, ...; got the value {bad!r} "
-                "(to threshold scores into labels use (scores >= threshold).astype(int))"
-            )
-    # Range checks on the values as given, before the cast: 1e300 or 2**64 - 1 would wrap in int64.
-    if y.min() < 0:
-        raise ValueError(f"{name} must hold class indices >= 0; got {y.min()}")
-    if num_classes is not None and y.max() >= num_classes:
-        raise ValueError(
-            f"{name} must hold class indices in range({num_classes}) for {num_classes} classes; got {y.max()}"
-        )
-    if y.max() >= MAX_CLASSES:
-        raise ValueError(
-            f"{name} holds the class index {y.max()}; class indices must be below {MAX_CLASSES} "
-            "(a larger value is usually an ID rather than a class index: relabel the classes 0, 1, ... "
-            "with np.unique(labels, return_inverse=True))"
-        )
-    return y.astype(np.int64)
-
-
-def _check_same_length(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str):
-    if len(a) != len(b):
-        raise ValueError(f"{name_a} and {name_b} must have the same length; got {len(a)} and {len(b)}")
-
-
 def _check_label_pair(y_true, y_pred, num_classes=None, binary=False):
     if num_classes is not None:
         num_classes = check_int(num_classes, "num_classes", 2, MAX_CLASSES)
@@ -128,53 +66,6 @@ def _check_label_pair(y_true, y_pred, num_classes=None, binary=False):
     if num_classes is None:
         num_classes = max(int(y_true.max()), int(y_pred.max())) + 1
     return y_true, y_pred, max(num_classes, 2)
-
-
-def _check_binary_scores(y_true, scores):
-    """Binary labels in {0, 1} and finite real scores of the same length, as numpy arrays."""
-    y_true = _to_numpy(y_true, "y_true")
-    if y_true.ndim == 1 and y_true.size and y_true.dtype != bool and np.issubdtype(y_true.dtype, np.number):
-        bad = (y_true != 0) & (y_true != 1)
-        if np.any(bad):
-            raise ValueError(
-                f"y_true must hold binary labels 0 (negative) and 1 (positive); got the value {y_true[bad][0]!r} "
-                "(for several classes use roc_auc_ovr / average_precision_ovr, or y_true == k for class k)"
-            )
-    y_true = _check_labels(y_true, "y_true", 2)
-    scores = _to_real(scores, "scores")
-    if scores.ndim != 1:
-        raise ValueError(
-            f"scores must be a 1-D array, shape (N,), one score per sample; got shape {scores.shape}"
-        )
-    _check_same_length(y_true, scores, "y_true", "scores")
-    if not np.all(np.isfinite(scores)):
-        bad = scores[~np.isfinite(scores)][0]
-        raise ValueError(
-            f"scores must be finite; got {bad} at index {int(np.flatnonzero(~np.isfinite(scores))[0])} "
-            "(a NaN usually means the model diverged or the data held NaN)"
-        )
-    return y_true, scores
-
-
-def _check_probabilities(y_true, probabilities):
-    probabilities = _to_real(probabilities, "probabilities")
-    if probabilities.ndim != 2 or probabilities.shape[1] < 2:
-        raise ValueError(
-            "probabilities must have shape (N, K), one column per class, K >= 2; "
-            f"got shape {probabilities.shape}"
-        )
-    k = probabilities.shape[1]
-    y_true = _check_labels(y_true, "y_true", k)
-    _check_same_length(y_true, probabilities, "y_true", "probabilities")
-    if not np.all(np.isfinite(probabilities)):
-        raise ValueError("probabilities must be finite; got NaN or infinite values")
-    missing = np.setdiff1d(np.arange(k), y_true)
-    if missing.size:
-        raise ValueError(
-            f"one-vs-rest curves need every class in y_true; classes {missing.tolist()} have no sample "
-            f"(probabilities has {k} columns)"
-        )
-    return y_true, probabilities
 
 
 # ----------------------------------------------------------------------------

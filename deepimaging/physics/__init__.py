@@ -10,7 +10,7 @@ quantization        :func:`quantize`, :class:`Quantize`, :class:`LearnedDiscreti
                     :class:`BitAllocation` (bit depth; straight-through, LSQ step gradient, Fisher bit sensitivity)
 optics              :func:`gaussian_psf`, :func:`defocus_psf`, :func:`airy_psf`,
                     :func:`blur`, :class:`Blur`, :class:`GaussianBlur`,
-                    :class:`LearnedPSF`, :class:`ShiftVariantBlur`, :func:`local_convolution`
+                    :class:`LearnedPSF`, :class:`ShiftVariantBlur`
 sampling            :func:`bin_pixels`, :class:`Binning`, :class:`VariablePixelSensor`,
                     :class:`SparseMask` (top-k straight-through, relaxed Bernoulli)
 mosaic              :func:`bayer_mosaic`, :class:`BayerMosaic`, :class:`LearnedCFA`,
@@ -24,6 +24,7 @@ registry            :data:`LAYERS`, :func:`make_layer`, :func:`describe_layer`,
 ==================  ===============================================================
 """
 
+from . import illumination, mosaic, noise, optics, quantization, registry, sampling
 from .illumination import *
 from .mosaic import *
 from .noise import *
@@ -31,3 +32,13 @@ from .optics import *
 from .quantization import *
 from .registry import *
 from .sampling import *
+
+__all__ = [
+    *quantization.__all__,
+    *optics.__all__,
+    *sampling.__all__,
+    *mosaic.__all__,
+    *illumination.__all__,
+    *noise.__all__,
+    *registry.__all__,
+]

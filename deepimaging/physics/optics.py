@@ -27,7 +27,6 @@ __all__ = [
     "blur",
     "defocus_psf",
     "gaussian_psf",
-    "local_convolution",
     "shift_variant_blur",
 ]
 

@@ -23,7 +23,7 @@ from .optics import Blur, GaussianBlur, LearnedPSF, ShiftVariantBlur, airy_psf, 
 from .quantization import MAX_BITS, BitAllocation, LearnedDiscretization, Quantize
 from .sampling import Binning, SparseMask, VariablePixelSensor
 
-__all__ = ["LAYERS", "LayerSpec", "describe_layer", "make_layer", "output_shape"]
+__all__ = ["LAYERS", "describe_layer", "make_layer", "output_shape"]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from matplotlib.patches import Rectangle
 
+from .._util import pair
 from ._common import as_plot_tensor, get_ax, imshow, to_hwc
 
 __all__ = ["attribution_figure", "attribution_overlay", "detection_boxes", "heatmap_overlay"]
@@ -125,7 +126,7 @@ def heatmap_overlay(
     matplotlib.axes.Axes
     """
     values = _as_numpy(heatmap)
-    (window_h, window_w), (stride_h, stride_w) = _pair(window), _pair(stride)
+    (window_h, window_w), (stride_h, stride_w) = pair(window, "window"), pair(stride, "stride")
     rows, cols = values.shape
     ax = get_ax(ax, figsize=(7, 5))
     ax.imshow(to_hwc(image))
@@ -211,7 +212,3 @@ def _as_numpy(values) -> np.ndarray:
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().float().numpy()
     return np.asarray(values)
-
-
-def _pair(value):
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)

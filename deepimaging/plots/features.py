@@ -12,7 +12,7 @@ from torch import nn
 
 from .._checks import check_choice, check_int, shape_of
 from ..data.dataset import ImageDataset
-from ..interpret.features import Neighbors, activation_maps, conv_layer_names, filter_weights
+from ..interpret import Neighbors, activation_maps, conv_layer_names, filter_weights
 from ._common import as_plot_tensor, get_ax, imshow, to_hwc
 
 __all__ = ["activation_grid", "filter_grid", "neighbor_grid", "tsne_scatter"]

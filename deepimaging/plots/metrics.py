@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import metrics
-from ..metrics.classification import _check_binary_scores, _check_probabilities, _to_numpy
+from .._checks import check_binary_scores, check_probabilities, to_numpy
 from ._common import get_ax
 
 __all__ = [
@@ -60,7 +60,7 @@ def plot_confusion_matrix(
     matplotlib.axes.Axes
     """
     if y_pred is None:
-        counts = _to_numpy(cm_or_y_true, "cm_or_y_true")
+        counts = to_numpy(cm_or_y_true, "cm_or_y_true")
         if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
             raise ValueError(
                 "cm_or_y_true must be a square (K, K) matrix of counts, or true labels (N,) with y_pred; "
@@ -180,7 +180,7 @@ def plot_roc_ovr(
     -------
     matplotlib.axes.Axes
     """
-    y_true, probabilities = _check_probabilities(y_true, probabilities)
+    y_true, probabilities = check_probabilities(y_true, probabilities)
     k = probabilities.shape[1]
     if classes is not None and len(classes) != k:
         raise ValueError(f"classes must name all {k} columns of probabilities; got {len(classes)} names")
@@ -239,7 +239,7 @@ def plot_precision_recall_curve(
             ax.annotate(
                 f"F1={f1:.1f}", (1.0, f1 / (2 - f1)), fontsize=7, color="0.45", ha="right", va="bottom"
             )
-        positive_share = float(np.mean(_check_binary_scores(y_true, scores)[0]))
+        positive_share = float(np.mean(check_binary_scores(y_true, scores)[0]))
         ax.axhline(
             positive_share, color="k", ls=":", lw=1, label=f"chance (precision = {positive_share:.2f})"
         )

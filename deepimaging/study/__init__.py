@@ -36,7 +36,8 @@ How the results are kept (the output folder)::
 
 Modules: :mod:`.config` (what decides the numbers), :mod:`.engine` (data,
 points, the folder, the sweep), :mod:`.results` (summary, JSON, CSV),
-:mod:`.commands` (``deepimaging demo`` and ``deepimaging study``).
+:mod:`.jobs` (one numbered point for array jobs; a configuration from a JSON
+file). The ``deepimaging study`` command that calls them is in :mod:`deepimaging.cli`.
 
 Examples
 --------
@@ -45,8 +46,6 @@ Examples
 >>> results.summary()[0]["accuracy_mean"]  # doctest: +SKIP
 """
 
-from ._files import _write_text_atomic  # used by deepimaging.report and deepimaging.project
-from .commands import add_cli
 from .config import StudyConfig, Sweep, bit_depth_config
 from .engine import (
     StudyConfigMismatch,
@@ -56,6 +55,7 @@ from .engine import (
     run_point,
     run_study,
 )
+from .jobs import load_config, run_point_number
 from .results import StudyResults
 
 __all__ = [
@@ -69,5 +69,6 @@ __all__ = [
     "load_results",
     "load_data",
     "point_paths",
-    "add_cli",
+    "load_config",
+    "run_point_number",
 ]

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .._checks import check_int
+from .._util import package_version
 from ..data import ImageDataset, simulate_blood_smear, split
 from ._files import (
     FORMAT_VERSION,
@@ -60,14 +61,7 @@ def _load_dataset(name, options, size, n_per_class, seed) -> ImageDataset:
 
     if name == "blood_smear":
         return simulate_blood_smear(n_per_class=n_per_class or 300, size=size, seed=seed, **options)
-    loader = getattr(data, f"load_{name}", None)
-    if name.startswith("_") or not callable(loader):
-        loader = getattr(data, name, None)
-    if name.startswith("_") or not callable(loader):
-        available = ["blood_smear"] + sorted(
-            n[len("load_") :] for n in getattr(data, "__all__", []) if n.startswith("load_")
-        )
-        raise ValueError(f"unknown dataset {name!r}; available: {available}")
+    loader = data.dataset_loader(name)
     if "size" in inspect.signature(loader).parameters and "size" not in options:
         options = {**options, "size": size}
     dataset = loader(**options)
@@ -298,7 +292,7 @@ def _prepare_folder(out_dir, config: StudyConfig) -> Path:
             "format": FORMAT_VERSION,
             "config_hash": config.hash(),
             "config": config.to_dict(),
-            "deepimaging_version": _version(),
+            "deepimaging_version": package_version(),
         }
         _write_json_atomic(study_file, info)
     return out
@@ -334,12 +328,6 @@ def _read_point(path: Path, config_hash: str, key, action: str = "recomputing it
         )
         return None
     return record
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -9,9 +9,10 @@ import matplotlib.pyplot as plt
 import torch
 
 from .._checks import check_images, check_int, check_number
+from .._util import softmax_in_batches
 from ..data.dataset import ImageDataset
-from ..interpret.attribution import _eval_mode, _model_device, occlusion_map
-from ..plots._common import imshow
+from ..interpret import occlusion_map
+from ..plots import imshow
 from ..plots.attribution import attribution_overlay
 from ._base import Explorer, figure_to_png
 
@@ -84,14 +85,7 @@ class OcclusionExplorer(Explorer):
         check_int(batch_size, "batch_size", 1)
         self.model, self.images, self.labels = model, images, labels
         self.baselines, self.batch_size = baselines, batch_size
-        with _eval_mode(model), torch.no_grad():
-            device = _model_device(model)
-            self.probabilities = torch.cat(
-                [
-                    torch.softmax(model(images[i : i + 256].to(device)), dim=1).cpu()
-                    for i in range(0, len(images), 256)
-                ]
-            )
+        self.probabilities = softmax_in_batches(model, images, batch_size=256)
         self.classes = (
             list(classes) if classes is not None else [str(k) for k in range(self.probabilities.shape[1])]
         )

@@ -12,7 +12,7 @@ import numpy as np
 
 from .._checks import check_choice, check_int, check_number
 from ..data.dataset import ImageDataset
-from ..interpret.features import (
+from ..interpret import (
     activation_maps,
     conv_layer_names,
     extract_features,

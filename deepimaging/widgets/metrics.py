@@ -10,8 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .. import metrics
-from .._checks import check_number
-from ..metrics.classification import _check_binary_scores
+from .._checks import check_binary_scores, check_number
 from ..plots.metrics import plot_confusion_matrix, plot_precision_recall_curve, plot_roc_curve
 from ._base import Explorer
 
@@ -61,7 +60,7 @@ class ThresholdExplorer(Explorer):
     name = "threshold"
 
     def __init__(self, y_true, scores, *, threshold: float | None = None, classes=("negative", "positive")):
-        self.y_true, self.scores = _check_binary_scores(y_true, scores)
+        self.y_true, self.scores = check_binary_scores(y_true, scores)
         if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
             raise TypeError(f"classes must be two class names, negative first; got {classes!r}")
         self.classes = [str(c) for c in classes]

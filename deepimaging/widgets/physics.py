@@ -8,7 +8,7 @@ import torch
 
 from .. import physics
 from .._checks import check_images, check_int, check_number
-from ..plots._common import imshow
+from ..plots import imshow
 from ._base import Explorer, figure_to_png
 
 __all__ = ["PhysicsExplorer"]
