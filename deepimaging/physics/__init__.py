@@ -24,6 +24,7 @@ registry            :data:`LAYERS`, :func:`make_layer`, :func:`describe_layer`,
 ==================  ===============================================================
 """
 
+from .bit_allocation import *
 from .illumination import *
 from .mosaic import *
 from .noise import *
@@ -31,3 +32,4 @@ from .optics import *
 from .quantization import *
 from .registry import *
 from .sampling import *
+from .shift_variant import *
