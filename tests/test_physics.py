@@ -901,3 +901,88 @@ def test_physics_explorer_refuses_images_it_cannot_show():
         PhysicsExplorer(rand(1, 9, 16, 16))
     with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
         PhysicsExplorer(rand(1, 3, 16, 16) + 1)
+
+
+# ---------------------------------------------------------------- hostile input (issue 21)
+
+
+@pytest.mark.parametrize("name", list(VALUES))
+def test_every_layer_gives_an_empty_batch_for_an_empty_batch(name):
+    layer = P.make_layer(name, VALUES[name], shape_for(name))
+    out = layer(torch.rand(0, *shape_for(name)))
+    assert tuple(out.shape) == (0, *P.output_shape(layer, shape_for(name)))
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: P.ShotNoise(math.inf), lambda: P.Sensor(math.inf), lambda: P.ShotNoise(1e300)]
+)
+def test_non_finite_or_huge_photon_counts_are_refused_when_the_layer_is_built(make):
+    with pytest.raises(ValueError, match=r"photons must be in \[0.0, 1000000000.0\]; got (inf|1e\+300)"):
+        make()
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda: P.shot_noise(rand(1, 1, 4, 4), math.inf),
+            r"photons must be in \[0.0, 1000000000.0\]; got inf",
+        ),
+        (lambda: P.Sensor(10.0, read_noise=math.nan), r"read_noise must be a number; got NaN"),
+        (lambda: P.Sensor(10.0, full_well=math.inf), r"full_well must be in .*got inf"),
+        (lambda: P.read_noise(rand(1, 1, 4, 4), math.inf), r"sigma must be in .*got inf"),
+        (lambda: P.ExposureMosaic((1.0, math.inf, 2.0, 4.0)), r"exposures must be in \(0, 1.04858e\+06\]"),
+        (
+            lambda: P.exposure_mosaic(rand(1, 1, 4, 4), torch.tensor([[1.0, math.nan], [1.0, 1.0]])),
+            "exposures",
+        ),
+    ],
+)
+def test_non_finite_physical_parameters_are_refused_naming_the_parameter(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+@pytest.mark.parametrize(
+    "rates", [torch.tensor([1.0, -0.5]), torch.tensor([math.nan]), torch.tensor([math.inf])]
+)
+def test_poisson_sample_refuses_rates_that_have_no_poisson_law(rates):
+    with pytest.raises(ValueError, match=r"rates must be in \[0, 1e\+09\]"):
+        P.poisson_sample(rates)
+
+
+def test_psf_sizes_are_bounded_before_anything_is_allocated():
+    with pytest.raises(ValueError, match=r"psf size must be in \[1, 1025\]; got 200001"):
+        P.gaussian_psf(200001, 1.0)
+    with pytest.raises(ValueError, match=r"sigma must be in \[0.0, 170.66.*\]; got 100000.0"):
+        P.GaussianBlur(sigma=1e5)
+    with pytest.raises(ValueError, match=r"psf size must be in \[1, 1025\]"):
+        P.LearnedPSF(10**6)
+
+
+def test_blur_refuses_a_psf_that_is_not_finite():
+    psf = P.gaussian_psf(3, 1.0)
+    psf[1, 1] = math.nan
+    with pytest.raises(ValueError, match="psf must hold finite numbers"):
+        P.blur(rand(1, 1, 8, 8), psf)
+
+
+def test_bayer_layer_for_non_rgb_images_is_refused_when_built():
+    with pytest.raises(ValueError, match=r"'bayer' needs images with 3 channels.*\(1, 16, 16\)"):
+        P.make_layer("bayer", image_shape=(1, 16, 16))
+
+
+@pytest.mark.parametrize("size", [8, 32])
+def test_fourier_microscope_refuses_images_of_another_size_than_it_was_built_for(size):
+    microscope = P.FourierMicroscope((3, 16, 16))
+    with pytest.raises(
+        ValueError, match=rf"FourierMicroscope was built for images of size 16x16.*{size}x{size}"
+    ):
+        microscope(rand(1, 3, size, size))
+
+
+def test_image_shapes_that_would_exhaust_memory_are_refused():
+    with pytest.raises(ValueError, match=r"image_shape\[1\] must be in \[1, 8192\]; got 1000000"):
+        P.make_layer("learned_discretization", 3, image_shape=(3, 10**6, 10**6))
+    with pytest.raises(ValueError, match=r"n_leds must be in \[1, 1024\]"):
+        P.LEDWeighting(10**9)
