@@ -20,6 +20,8 @@ from .quantization import MAX_BITS
 
 __all__ = ["BitAllocation"]
 
+MAX_LOGIT_SCALE = 1e6
+
 
 class _SensitivityQuantize(torch.autograd.Function):
     r"""Per-pixel quantization (as :func:`quantize_per_pixel`) with a sensitivity gradient for the bit depths.
@@ -110,7 +112,7 @@ class BitAllocation(nn.Module):
     seed : int
         Seeds the small random initial scores that break ties.
     logit_scale : float
-        ``k`` above, > 0: the learning-rate multiplier of the scores.
+        ``k`` above, in [1e-6, 1e6]: the learning-rate multiplier of the scores.
 
     Shape: input (N, C, H, W) in [0, 1], output the same shape.
 
@@ -134,7 +136,8 @@ class BitAllocation(nn.Module):
         self.max_bits = check_int(max_bits, "max_bits", 1, MAX_BITS)
         self.min_bits = check_int(min_bits, "min_bits", 1, self.max_bits)
         self.mean_bits = check_number(mean_bits, "mean_bits", self.min_bits, self.max_bits)
-        self.logit_scale = check_number(logit_scale, "logit_scale", 0.0, low_open=True)
+        # Bounded so that the initial scores, 0.01 / logit_scale, stay finite, non-zero float32 numbers.
+        self.logit_scale = check_number(logit_scale, "logit_scale", 1 / MAX_LOGIT_SCALE, MAX_LOGIT_SCALE)
         c, h, w = check_image_shape(image_shape)
         self.image_shape = (c, h, w)
         generator = torch.Generator().manual_seed(check_int(seed, "seed", 0))
@@ -172,9 +175,9 @@ class BitAllocation(nn.Module):
         return self._integer_bits(bits) if integer else bits
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_images(images)
         check_size_matches(images, *self.image_shape[1:], "BitAllocation")
         bits = self._continuous_bits()
-        check_images(images)
         # Whole bits forward (the sensor that is tested), the continuous bits' gradient backward.
         return _SensitivityQuantize.apply(images, self._integer_bits(bits), bits)
 

@@ -208,14 +208,18 @@ class ExposureMosaic(nn.Module):
 
     def __init__(self, exposures=(1.0, 2.0, 4.0, 8.0), learnable: bool = False):
         super().__init__()
-        values = torch.as_tensor(exposures, dtype=torch.float32).flatten()
+        if isinstance(exposures, torch.Tensor):
+            exposures = exposures.flatten().tolist()
+        if not isinstance(exposures, (list, tuple)):
+            raise TypeError(f"exposures must be a sequence of K*K numbers; got {type(exposures).__name__}")
+        values = torch.tensor(
+            [check_number(v, "exposures", 0.0, MAX_EXPOSURE, low_open=True) for v in exposures]
+        )
         k = int(round(values.numel() ** 0.5))
-        if k * k != values.numel():
+        if k == 0 or k * k != values.numel():
             raise ValueError(
                 f"exposures must fill a square K x K tile (1, 4, 9, ... values); got {values.numel()}"
             )
-        if not bool(((values > 0) & (values <= MAX_EXPOSURE)).all()):  # also refuses NaN
-            raise ValueError(f"exposures must be in (0, {MAX_EXPOSURE:g}]; got {values.tolist()}")
         log_exposures = values.log().view(k, k)
         if learnable:
             self.log_exposures = nn.Parameter(log_exposures)

@@ -19,6 +19,7 @@ from ._common import SeededNoise
 from .quantization import MAX_BITS, quantize
 
 __all__ = [
+    "MIN_PHOTONS",
     "MAX_PHOTONS",
     "ReadNoise",
     "Sensor",
@@ -33,6 +34,9 @@ __all__ = [
 # 1e3-1e6 electrons; at 1e9 the shot noise is 3e-5 of the signal, below a 14-bit ADC step. Above it the
 # counts lose precision in float32 (24-bit mantissa) and ``inf`` would turn every image into NaN.
 MAX_PHOTONS = 1e9
+# Lower bound on photons and the full well: a millionth of an electron per pixel is darker than any real
+# exposure, and far smaller values (1e-210) vanish in float32, so that n / P would be 0 / 0.
+MIN_PHOTONS = 1e-6
 
 
 def poisson_sample(rates: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -118,7 +122,7 @@ def shot_noise(
     images : torch.Tensor
         (N, C, H, W) in [0, 1].
     photons : float
-        Mean photo-electrons at intensity 1, in (0, ``MAX_PHOTONS``].
+        Mean photo-electrons at intensity 1, in [``MIN_PHOTONS``, ``MAX_PHOTONS``] (1e-6 to 1e9).
     generator : torch.Generator, optional
         Same generator state, same noise: the counts are exactly
         ``torch.poisson(images * photons, generator)``.
@@ -129,7 +133,7 @@ def shot_noise(
         (N, C, H, W), >= 0.
     """
     check_images(images)
-    photons = check_number(photons, "photons", 0.0, MAX_PHOTONS, low_open=True)
+    photons = check_number(photons, "photons", MIN_PHOTONS, MAX_PHOTONS)
     return _electrons(images * photons, None, generator) / photons
 
 
@@ -154,7 +158,7 @@ def saturate(values: torch.Tensor, full_well: float = 1.0) -> torch.Tensor:
     """
     if not isinstance(values, torch.Tensor):
         raise TypeError(f"values must be a torch.Tensor; got {type(values).__name__}")
-    full_well = check_number(full_well, "full_well", 0.0, MAX_PHOTONS, low_open=True)
+    full_well = check_number(full_well, "full_well", MIN_PHOTONS, MAX_PHOTONS)
     return values.clamp(0.0, full_well)
 
 
@@ -167,7 +171,7 @@ class ShotNoise(nn.Module):
 
     def __init__(self, photons: float, seed: int | None = None):
         super().__init__()
-        photons = check_number(photons, "photons", 0.0, MAX_PHOTONS, low_open=True)
+        photons = check_number(photons, "photons", MIN_PHOTONS, MAX_PHOTONS)
         self.register_buffer("photons", torch.tensor(photons))
         self._noise = SeededNoise(seed)
 
@@ -212,11 +216,11 @@ class Sensor(nn.Module):
     Parameters
     ----------
     photons : float
-        In (0, ``MAX_PHOTONS``].
+        In [``MIN_PHOTONS``, ``MAX_PHOTONS``] (1e-6 to 1e9).
     read_noise : float
         Read noise in electrons (rms), >= 0; a few electrons for a CMOS sensor.
     full_well : float, optional
-        Well capacity in electrons, in (0, ``MAX_PHOTONS``].
+        Well capacity in electrons, in [``MIN_PHOTONS``, ``MAX_PHOTONS``].
     bits : int
         ADC bit depth, 1 to 16.
     seed : int, optional
@@ -234,9 +238,9 @@ class Sensor(nn.Module):
 
     def __init__(self, photons: float, read_noise: float = 2.0, full_well=None, bits: int = 8, seed=None):
         super().__init__()
-        photons = check_number(photons, "photons", 0.0, MAX_PHOTONS, low_open=True)
+        photons = check_number(photons, "photons", MIN_PHOTONS, MAX_PHOTONS)
         if full_well is not None:
-            full_well = check_number(full_well, "full_well", 0.0, MAX_PHOTONS, low_open=True)
+            full_well = check_number(full_well, "full_well", MIN_PHOTONS, MAX_PHOTONS)
         self.register_buffer("photons", torch.tensor(photons))
         self.register_buffer(
             "read_noise", torch.tensor(check_number(read_noise, "read_noise", 0.0, MAX_PHOTONS))

@@ -19,6 +19,7 @@ from .._checks import check_choice, check_images, check_int, check_number, shape
 
 __all__ = [
     "MAX_PSF_SIZE",
+    "MIN_WIDTH",
     "Blur",
     "GaussianBlur",
     "LearnedPSF",
@@ -36,6 +37,9 @@ FFT_FROM_SIZE_GPU = 25
 # Largest PSF side in pixels: larger than any image the course uses (a PSF may not exceed the image), and
 # small enough that building one cannot exhaust memory (gaussian_psf(200001, 1) would need 160 GB).
 MAX_PSF_SIZE = 1025
+# Smallest Gaussian or Airy width in pixels: narrower is a sharp image to float32 precision, and widths
+# such as 1e-210 vanish in float32 (0 / 0 in the PSF).
+MIN_WIDTH = 1e-3
 _ZERO_J1 = 3.8317059702075125  # first zero of the Bessel function J1
 
 
@@ -73,9 +77,9 @@ def gaussian_psf(size: int, sigma: float) -> torch.Tensor:
         (size, size), non-negative, sums to one.
     """
     size = _check_psf_size(size)
-    sigma = check_number(sigma, "sigma", 0.0, low_open=True)
+    sigma = check_number(sigma, "sigma", MIN_WIDTH)
     r = _radius_grid(size)[..., 0]
-    psf = torch.exp(-(r**2) / (2 * sigma**2))
+    psf = torch.exp(-0.5 * (r / sigma) ** 2)  # r / sigma first: sigma**2 would overflow for a huge sigma
     return psf / psf.sum()
 
 
@@ -90,11 +94,9 @@ def defocus_psf(size: int, radius: float) -> torch.Tensor:
     """
     size = _check_psf_size(size)
     radius = check_number(radius, "radius", 0.0, (size - 1) / 2 + 0.5)
-    if radius == 0:
-        psf = torch.zeros(size, size)
-        psf[size // 2, size // 2] = 1.0
-        return psf
     psf = (_radius_grid(size, 8) <= radius).float().mean(-1)
+    if psf.sum() == 0:  # a disk smaller than the sub-pixel grid (radius < 0.088): a sharp image, a delta
+        psf[size // 2, size // 2] = 1.0
     return psf / psf.sum()
 
 
@@ -108,7 +110,7 @@ def airy_psf(size: int, radius: float) -> torch.Tensor:
     sub-pixel grid.
     """
     size = _check_psf_size(size)
-    radius = check_number(radius, "radius", 0.0, low_open=True)
+    radius = check_number(radius, "radius", MIN_WIDTH)
     v = _ZERO_J1 * _radius_grid(size, 4) / radius
     safe = torch.where(v == 0, torch.ones_like(v), v)
     intensity = torch.where(v == 0, torch.ones_like(v), (2 * torch.special.bessel_j1(safe) / safe) ** 2)
@@ -146,7 +148,9 @@ def blur(images: torch.Tensor, psf: torch.Tensor, method: str = "auto") -> torch
         raise ValueError(f"psf must be a square tensor of shape (k, k) or (C, k, k); got {shape_of(psf)}")
     k = _check_psf_size(psf.shape[-1])
     if k > min(h, w):
-        raise ValueError(f"psf size must be at most the image size {min(h, w)}; got {k}")
+        raise ValueError(
+            f"psf size must be at most the image size {min(h, w)} (images of shape {tuple(images.shape)}); got {k}"
+        )
     if psf.ndim == 3 and psf.shape[0] != c:
         raise ValueError(f"psf has {psf.shape[0]} channels but the images have {c}")
     if not bool(torch.isfinite(psf).all()):
@@ -224,7 +228,7 @@ class GaussianBlur(Blur):
 
     def __init__(self, sigma: float, size: int | None = None, method: str = "auto"):
         largest = (MAX_PSF_SIZE - 1) / 6  # the default size, 2 ceil(3 sigma) + 1, at most MAX_PSF_SIZE
-        sigma = check_number(sigma, "sigma", 0.0, largest if size is None else None, low_open=True)
+        sigma = check_number(sigma, "sigma", MIN_WIDTH, largest if size is None else None)
         size = 2 * math.ceil(3 * sigma) + 1 if size is None else size
         super().__init__(gaussian_psf(size, sigma), method)
         self.sigma = sigma
@@ -256,7 +260,7 @@ class LearnedPSF(nn.Module):
     def __init__(self, size: int, init_sigma: float | None = None, method: str = "auto"):
         super().__init__()
         size = _check_psf_size(size)
-        init_sigma = size / 6 if init_sigma is None else init_sigma
+        init_sigma = size / 6 if init_sigma is None else check_number(init_sigma, "init_sigma", MIN_WIDTH)
         self.method = check_choice(method, "method", ("auto", "direct", "fft"))
         self.logits = nn.Parameter(torch.log(gaussian_psf(size, init_sigma).clamp_min(1e-8)))
 

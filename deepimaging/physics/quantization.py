@@ -164,6 +164,7 @@ class LearnedDiscretization(nn.Module):
         self.high = nn.Parameter(torch.ones(c, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_images(images)
         check_size_matches(images, *self.image_shape[1:], "LearnedDiscretization")
         return learned_discretization(images, self.gain, self.low, self.high, self.bits)
 

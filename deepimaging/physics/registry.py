@@ -19,8 +19,8 @@ from ._common import check_image_shape
 from .bit_allocation import BitAllocation
 from .illumination import FourierMicroscope, LEDWeighting
 from .mosaic import MAX_EXPOSURE, BayerMosaic, ExposureMosaic, LearnedCFA
-from .noise import MAX_PHOTONS, Sensor, ShotNoise
-from .optics import Blur, GaussianBlur, LearnedPSF, airy_psf, defocus_psf
+from .noise import MAX_PHOTONS, MIN_PHOTONS, Sensor, ShotNoise
+from .optics import MIN_WIDTH, Blur, GaussianBlur, LearnedPSF, airy_psf, defocus_psf
 from .quantization import MAX_BITS, LearnedDiscretization, Quantize
 from .sampling import Binning, SparseMask, VariablePixelSensor
 from .shift_variant import ShiftVariantBlur
@@ -158,11 +158,10 @@ _SPECS = [
         "gaussian_blur",
         "sigma",
         float,
-        0,
+        MIN_WIDTH,
         lambda s, o: (_min_side(s) - 1) / 6,
         "Gaussian PSF of width sigma pixels (kernel 2*ceil(3 sigma)+1)",
         lambda v, s, **o: GaussianBlur(v, **o),
-        low_open=True,
     ),
     LayerSpec(
         "defocus_blur",
@@ -177,11 +176,10 @@ _SPECS = [
         "airy_blur",
         "radius",
         float,
-        0,
+        MIN_WIDTH,
         lambda s, o: (_min_side(s) - 1) / 4,
         "diffraction limit: Airy PSF whose first dark ring has the given radius in pixels",
         lambda v, s, **o: Blur(airy_psf(2 * math.ceil(2 * v) + 1, v), **o),
-        low_open=True,
     ),
     LayerSpec(
         "learned_psf",
@@ -228,21 +226,19 @@ _SPECS = [
         "noise",
         "photons",
         float,
-        0,
+        MIN_PHOTONS,
         MAX_PHOTONS,
         "Poisson shot noise with photons photo-electrons at intensity 1",
         lambda v, s, **o: ShotNoise(v, **o),
-        low_open=True,
     ),
     LayerSpec(
         "sensor",
         "photons",
         float,
-        0,
+        MIN_PHOTONS,
         MAX_PHOTONS,
         "camera sensor: shot noise, read noise (2 e-), full-well saturation, 8-bit ADC (options change them)",
         lambda v, s, **o: Sensor(v, **o),
-        low_open=True,
     ),
     LayerSpec(
         "bayer",

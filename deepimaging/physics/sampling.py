@@ -46,6 +46,8 @@ def bin_pixels(images: torch.Tensor, factor: int, resize: bool = True, pad: bool
     """
     check_images(images)
     h, w = images.shape[-2:]
+    if h == 0 or w == 0:
+        raise ValueError(f"images must have at least one pixel; got shape {tuple(images.shape)}")
     factor = check_int(factor, "factor", 1, min(h, w))
     if h % factor or w % factor:
         if not pad:
@@ -146,7 +148,8 @@ def foveated_pixel_sizes(height: int, width: int, sizes=(1, 2, 4)) -> torch.Tens
     big = max(sizes)
     if any(big % s for s in sizes) or height % big or width % big:
         raise ValueError(
-            f"every pixel size must divide the largest, {big}, which must divide {height}x{width}; got {sizes}"
+            f"every pixel size must divide the largest, {big}, which must divide the height and width "
+            f"{height}x{width}; got sizes {sizes}"
         )
     gy, gx = height // big, width // big
     yy, xx = torch.meshgrid(torch.arange(gy) + 0.5 - gy / 2, torch.arange(gx) + 0.5 - gx / 2, indexing="ij")

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_choice, check_images, check_int, check_number, shape_of
-from .optics import _check_psf_size, _fft_convolve, _use_fft, gaussian_psf
+from .optics import MIN_WIDTH, _check_psf_size, _fft_convolve, _use_fft, gaussian_psf
 
 __all__ = ["ShiftVariantBlur", "shift_variant_blur"]
 
@@ -50,7 +50,9 @@ def shift_variant_blur(images: torch.Tensor, psfs: torch.Tensor, method: str = "
     n, c, h, w = images.shape
     gy, gx, k = psfs.shape[0], psfs.shape[1], _check_psf_size(psfs.shape[-1])
     if k > min(h, w):
-        raise ValueError(f"psf size must be at most the image size {min(h, w)}; got {k}")
+        raise ValueError(
+            f"psf size must be at most the image size {min(h, w)} (images of shape {tuple(images.shape)}); got {k}"
+        )
     if gy * gx == 0 or not bool(torch.isfinite(psfs).all()):
         raise ValueError(f"psfs must hold at least one zone of finite numbers; got shape {tuple(psfs.shape)}")
     pad = k // 2
@@ -102,8 +104,15 @@ class ShiftVariantBlur(nn.Module):
         if not isinstance(grid, (tuple, list)) or len(grid) != 2:
             raise ValueError(f"grid must be (rows, columns) of zones; got {grid!r}")
         gy, gx = (check_int(g, "grid", 1, 64) for g in grid)
-        sigmas = torch.as_tensor(init_sigma, dtype=torch.float32).expand(gy, gx).flatten().tolist()
-        psfs = [gaussian_psf(size, check_number(s, "init_sigma", 0.0, low_open=True)) for s in sigmas]
+        if isinstance(init_sigma, torch.Tensor):
+            if tuple(init_sigma.shape) not in ((), (gy, gx)):
+                raise ValueError(
+                    f"init_sigma must be a number or a tensor of shape {(gy, gx)}; got {shape_of(init_sigma)}"
+                )
+            sigmas = init_sigma.expand(gy, gx).flatten().tolist()
+        else:
+            sigmas = [init_sigma] * (gy * gx)
+        psfs = [gaussian_psf(size, check_number(s, "init_sigma", MIN_WIDTH)) for s in sigmas]
         logits = torch.log(torch.stack(psfs).clamp_min(1e-8)).view(gy, gx, size, size)
         if learnable:
             self.logits = nn.Parameter(logits)
