@@ -371,7 +371,7 @@ def test_psf_sizes_must_be_odd_and_positive(size):
 
 
 def test_psf_larger_than_the_image_is_refused():
-    with pytest.raises(ValueError, match="psf size must be at most the image size 8; got 9"):
+    with pytest.raises(ValueError, match=r"psf size must be at most the image size 8 \(images of shape \(1, 1, 8, 8\)\); got 9"):
         P.blur(rand(1, 1, 8, 8), P.gaussian_psf(9, 1.0))
 
 
@@ -959,7 +959,7 @@ def test_poisson_sample_refuses_rates_that_have_no_poisson_law(rates):
 def test_psf_sizes_are_bounded_before_anything_is_allocated():
     with pytest.raises(ValueError, match=r"psf size must be in \[1, 1025\]; got 200001"):
         P.gaussian_psf(200001, 1.0)
-    with pytest.raises(ValueError, match=r"sigma must be in \[0.0, 170.66.*\]; got 100000.0"):
+    with pytest.raises(ValueError, match=r"sigma must be in \[0.001, 170.66.*\]; got 100000.0"):
         P.GaussianBlur(sigma=1e5)
     with pytest.raises(ValueError, match=r"psf size must be in \[1, 1025\]"):
         P.LearnedPSF(10**6)
