@@ -32,7 +32,8 @@ __all__ = [
 # When "auto" convolves through the FFT, measured with an earlier bench_physics.py (128 x 3 x 64 x 64,
 # forward + backward). On the CPU (4 threads) the FFT was faster at every PSF size from 3 to 31, for fixed
 # PSFs (0.5-0.7x the time of conv2d) and far more for learnable ones (conv2d's kernel gradient is slow:
-# 0.07-0.5x). On a GPU (H100) cuDNN's direct convolution was faster up to 15 pixels and the FFT at 31. See benchmarks/physics_results.md.
+# 0.07-0.5x). On a GPU (H100) cuDNN's direct convolution was faster up to 15 pixels and the FFT at 31.
+# See benchmarks/physics_results.md.
 FFT_FROM_SIZE_GPU = 25
 # Largest PSF side in pixels: larger than any image the course uses (a PSF may not exceed the image), and
 # small enough that building one cannot exhaust memory (gaussian_psf(200001, 1) would need 160 GB).
