@@ -5,7 +5,7 @@ Subpackages (imported on first use, so ``import deepimaging`` stays fast):
 - :mod:`deepimaging.data`      built-in simulated blood smear and loaders for real data
 - :mod:`deepimaging.physics`   differentiable models of imaging hardware
 - :mod:`deepimaging.models`    ``BasicCNN`` and ``PhysicalModel``
-- :mod:`deepimaging.train`     ``seed_everything``, ``fit``, ``predict``, ``evaluate``, ``keep_freed_memory``
+- :mod:`deepimaging.train`     ``seed_everything``, ``fit``, ``predict``, ``evaluate``
 - :mod:`deepimaging.metrics`   classification and image-quality metrics
 - :mod:`deepimaging.interpret` filters, features, neighbours, t-SNE; occlusion, saliency; sliding windows
 - :mod:`deepimaging.plots`     figures (``ax=None`` in, Axes out)

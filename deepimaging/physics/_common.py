@@ -11,11 +11,18 @@ from .._checks import check_int
 __all__: list = []
 
 
+# Largest image side and channel count a layer is built for: a layer with per-pixel parameters allocates
+# them at construction, and (3, 10**6, 10**6) would try to allocate terabytes.
+MAX_IMAGE_SIDE = 8192
+MAX_CHANNELS = 1024
+
+
 def check_image_shape(image_shape, name: str = "image_shape") -> tuple[int, int, int]:
-    """Check a (C, H, W) shape of positive integers and return it as a tuple."""
+    """Check a (C, H, W) shape of positive integers (sides at most ``MAX_IMAGE_SIDE``) and return it."""
     if not isinstance(image_shape, (tuple, list, torch.Size)) or len(image_shape) != 3:
         raise ValueError(f"{name} must be (C, H, W), e.g. (3, 64, 64); got {image_shape!r}")
-    c, h, w = (check_int(v, f"{name}[{i}]", 1) for i, v in enumerate(image_shape))
+    highs = (MAX_CHANNELS, MAX_IMAGE_SIDE, MAX_IMAGE_SIDE)
+    c, h, w = (check_int(v, f"{name}[{i}]", 1, high) for i, (v, high) in enumerate(zip(image_shape, highs)))
     return c, h, w
 
 

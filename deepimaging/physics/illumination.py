@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .._checks import check_choice, check_images, check_int, check_number, shape_of
+from ._common import MAX_CHANNELS, MAX_IMAGE_SIDE, check_image_shape, check_size_matches
 
 __all__ = [
     "FourierMicroscope",
@@ -27,6 +28,12 @@ __all__ = [
     "simulate_led_stack",
     "thin_object",
 ]
+
+# Bounds that keep the numbers finite and the arrays small: a phase delay of 100 pi is far beyond a thin
+# sample, an LED spacing of 10 cutoffs lights only dark-field images, and a 33 x 33 array holds 1089 LEDs.
+MAX_PHASE_STRENGTH = 100.0
+MAX_LED_SPACING = 10.0
+MAX_LED_GRID = 33
 
 
 def led_weighting(stack: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -76,11 +83,14 @@ class LEDWeighting(nn.Module):
 
     def __init__(self, n_leds: int, out_channels: int = 1):
         super().__init__()
-        self.n_leds = check_int(n_leds, "n_leds", 1)
+        self.n_leds = check_int(n_leds, "n_leds", 1, MAX_CHANNELS)
         generator = torch.Generator().manual_seed(0)
         # Tiny random logits break the symmetry between several output patterns.
         self.logits = nn.Parameter(
-            0.01 * torch.randn(check_int(out_channels, "out_channels", 1), n_leds, generator=generator)
+            0.01
+            * torch.randn(
+                check_int(out_channels, "out_channels", 1, MAX_CHANNELS), n_leds, generator=generator
+            )
         )
 
     @property
@@ -109,7 +119,7 @@ def thin_object(images: torch.Tensor, phase_strength: float = 1.0) -> torch.Tens
     Returns (N, H, W) complex64.
     """
     check_images(images)
-    s = check_number(phase_strength, "phase_strength", 0.0)
+    s = check_number(phase_strength, "phase_strength", 0.0, MAX_PHASE_STRENGTH)
     grey = images.mean(1)
     return torch.polar(grey.sqrt(), math.pi * s * (1 - grey))
 
@@ -122,7 +132,7 @@ def led_frequencies(grid: int = 3, spacing: int = 4) -> torch.Tensor:
     cycles keep the wave periodic on the grid, so the tilt shifts the spectrum
     exactly. The centre LED (normal incidence) has frequency (0, 0).
     """
-    grid = check_int(grid, "led_grid", 1)
+    grid = check_int(grid, "led_grid", 1, MAX_LED_GRID)
     spacing = check_int(spacing, "led spacing", 0)
     offsets = torch.arange(grid) - (grid - 1) / 2
     fy, fx = torch.meshgrid(offsets, offsets, indexing="ij")
@@ -135,6 +145,9 @@ def circular_pupil(height: int, width: int, cutoff: float) -> torch.Tensor:
     For an objective of numerical aperture NA at wavelength lambda, the cutoff is
     NA / lambda; in cycles per field, NA / lambda times the field width.
     """
+    height = check_int(height, "height", 1, MAX_IMAGE_SIDE)
+    width = check_int(width, "width", 1, MAX_IMAGE_SIDE)
+    cutoff = check_number(cutoff, "cutoff", 0.0)
     fy = torch.fft.fftfreq(height) * height
     fx = torch.fft.fftfreq(width) * width
     return ((fy[:, None] ** 2 + fx[None, :] ** 2).sqrt() <= cutoff).float()
@@ -181,6 +194,8 @@ def coherent_image(objects: torch.Tensor, pupil: torch.Tensor, frequencies: torc
         raise ValueError(
             f"frequencies must be a tensor of shape (K, 2), (fy, fx) per LED; got {shape_of(frequencies)}"
         )
+    if objects.shape[0] == 0:  # the FFT refuses an empty batch: an empty batch in gives an empty batch out
+        return objects.real.new_zeros(0, len(frequencies), h, w)
     if torch.equal(frequencies, frequencies.round()):
         return _shifted_pupil_image(objects, pupil, frequencies)
     real = objects.real.dtype  # the plane waves in the objects' precision
@@ -198,6 +213,8 @@ def _shifted_pupil_image(
 ) -> torch.Tensor:
     """:func:`coherent_image` for frequencies of whole cycles per field: the pupil shifted per LED."""
     h, w = objects.shape[-2:]
+    if objects.shape[0] == 0:  # the FFT refuses an empty batch: an empty batch in gives an empty batch out
+        return objects.real.new_zeros(0, len(frequencies), h, w)
     shift = frequencies.to(objects.device, torch.long)
     # P(f + f_k) in FFT order: row (m + fy_k) mod H, column (n + fx_k) mod W, one gather for all LEDs.
     rows = (torch.arange(h, device=objects.device) + shift[:, :1]) % h  # (K, H)
@@ -253,14 +270,14 @@ class FourierMicroscope(nn.Module):
         learn_pupil: bool = True,
     ):
         super().__init__()
-        from ._common import check_image_shape
-
         _, h, w = check_image_shape(image_shape)
+        self.image_size = (h, w)
         self.na = check_number(na, "na", 0.0, 1.0, low_open=True)
         self.output = check_choice(output, "output", ("sum", "stack"))
-        self.phase_strength = check_number(phase_strength, "phase_strength", 0.0)
+        self.phase_strength = check_number(phase_strength, "phase_strength", 0.0, MAX_PHASE_STRENGTH)
         cutoff = self.na * min(h, w) / 2
-        step = round(check_number(led_spacing, "led_spacing", 0.0) * cutoff)
+        # LEDs further out than a few times the cutoff only light dark-field images of nothing.
+        step = round(check_number(led_spacing, "led_spacing", 0.0, MAX_LED_SPACING) * cutoff)
         self.register_buffer("aperture", circular_pupil(h, w, cutoff))
         self.register_buffer("frequencies", led_frequencies(led_grid, step))
         amplitude, phase = torch.ones(h, w), torch.zeros(h, w)
@@ -278,6 +295,8 @@ class FourierMicroscope(nn.Module):
 
     def led_images(self, images: torch.Tensor) -> torch.Tensor:
         """(N, K, H, W) single-LED intensity images in [0, 1]."""
+        check_images(images)
+        check_size_matches(images, *self.image_size, "FourierMicroscope")
         objects = thin_object(images, self.phase_strength)
         # led_frequencies gives whole cycles per field: the pupil-shift form of coherent_image, without
         # the check that reads the frequencies back from the device.

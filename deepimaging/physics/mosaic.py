@@ -16,9 +16,11 @@ import torch
 from torch import nn
 
 from .._checks import check_choice, check_images, check_int, check_number, shape_of
+from ._common import MAX_CHANNELS, MAX_IMAGE_SIDE
 
 __all__ = [
     "BAYER_PATTERNS",
+    "MAX_EXPOSURE",
     "BayerMosaic",
     "ExposureMosaic",
     "LearnedCFA",
@@ -29,6 +31,12 @@ __all__ = [
 ]
 
 BAYER_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
+# Largest relative exposure: 20 stops (a factor of about a million) spans any real HDR mosaic; infinity would
+# saturate every pixel (and 0 * inf makes NaN).
+MAX_EXPOSURE = 2.0**20
+# Smallest softmax temperature: already a hard choice for logits a few 0.01 apart, while a temperature
+# such as 1e-300 makes logits / temperature infinite and the soft choice NaN.
+MIN_TEMPERATURE = 1e-3
 _OUTPUTS = ("masked", "raw")
 
 
@@ -65,27 +73,8 @@ def filter_mosaic(images: torch.Tensor, tile: torch.Tensor, output: str = "maske
             f"the mosaic tile has {tile.shape[0]} filter channels but the images have {images.shape[1]} "
             f"channels; the tile must have one row of filters per image channel"
         )
-    masked = _times_tile(images, tile.to(images.dtype))
+    masked = images * _tile_over(tile.to(images.dtype), *images.shape[-2:])
     return masked if output == "masked" else masked.sum(1, keepdim=True)
-
-
-def _times_tile(images: torch.Tensor, tile: torch.Tensor, blocks: bool | None = None) -> torch.Tensor:
-    """``images * tile`` repeated over the field: (N, C, H, W) times a (C, K, K) or (K, K) tile.
-
-    ``blocks`` picks the GPU path (broadcast over blocks); default: on a GPU when the tile divides the image.
-    """
-    n, c, h, w = images.shape
-    k = tile.shape[-1]
-    if blocks is None:
-        blocks = images.device.type != "cpu"
-    if h % k or w % k or not blocks:
-        # On a CPU, copying the tile over the field first is faster (2.5x, forward + backward, for a
-        # 2x2 tile on 128x3x64x64): broadcasting over tiny blocks vectorises poorly there.
-        return images * _tile_over(tile, h, w)
-    # On a GPU, view the image as (H/K, K) x (W/K, K) blocks and broadcast the tile over the blocks:
-    # one multiplication (and, backward, one reduction) instead of copying the tile over the field first.
-    blocks = images.reshape(n, c, h // k, k, w // k, k)
-    return (blocks * tile.reshape(*tile.shape[:-2], 1, k, 1, k)).reshape(n, c, h, w)
 
 
 def bayer_tile(pattern: str = "RGGB") -> torch.Tensor:
@@ -140,7 +129,7 @@ class LearnedCFA(nn.Module):
     channels : int
         C, filters to choose from (the scene's channels).
     temperature : float
-        Initial softmax temperature.
+        Initial softmax temperature, in [1e-3, 1e3] (:meth:`anneal` stops at 1e-3).
     output : {"masked", "raw"}
     seed : int
         Seeds the small random initial logits.
@@ -150,10 +139,10 @@ class LearnedCFA(nn.Module):
         self, tile_size: int = 2, channels: int = 3, temperature: float = 1.0, output="masked", seed=0
     ):
         super().__init__()
-        k = check_int(tile_size, "tile_size", 1)
-        c = check_int(channels, "channels", 1)
+        k = check_int(tile_size, "tile_size", 1, MAX_IMAGE_SIDE)
+        c = check_int(channels, "channels", 1, MAX_CHANNELS)
         self.output = check_choice(output, "output", _OUTPUTS)
-        self.temperature = check_number(temperature, "temperature", 0.0, low_open=True)
+        self.temperature = check_number(temperature, "temperature", MIN_TEMPERATURE, 1e3)
         generator = torch.Generator().manual_seed(check_int(seed, "seed", 0))
         self.logits = nn.Parameter(0.1 * torch.randn(c, k, k, generator=generator))
 
@@ -165,7 +154,8 @@ class LearnedCFA(nn.Module):
 
     def anneal(self, factor: float = 0.9) -> float:
         """Multiply the temperature by ``factor`` (call once per epoch); returns the new temperature."""
-        self.temperature *= check_number(factor, "factor", 0.0, 1.0, low_open=True)
+        factor = check_number(factor, "factor", 0.0, 1.0, low_open=True)
+        self.temperature = max(self.temperature * factor, MIN_TEMPERATURE)
         return self.temperature
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -200,9 +190,12 @@ def exposure_mosaic(images: torch.Tensor, exposures: torch.Tensor) -> torch.Tens
         or exposures.shape[0] != exposures.shape[1]
     ):
         raise ValueError(f"exposures must be a square tile of shape (K, K); got {shape_of(exposures)}")
-    if not bool((exposures > 0).all()):
-        raise ValueError(f"exposures must be > 0; got minimum {float(exposures.min()):.4g}")
-    return _times_tile(images, exposures.to(images.dtype)).clamp(max=1.0)
+    if exposures.numel() == 0 or not bool(((exposures > 0) & (exposures <= MAX_EXPOSURE)).all()):
+        raise ValueError(
+            f"exposures must be in (0, {MAX_EXPOSURE:g}]; got {exposures.flatten().tolist()[:9]}"
+        )
+    exposed = images * _tile_over(exposures.to(images.dtype), *images.shape[-2:])
+    return exposed.clamp(max=1.0)  # saturation: the full well
 
 
 class ExposureMosaic(nn.Module):
@@ -215,14 +208,18 @@ class ExposureMosaic(nn.Module):
 
     def __init__(self, exposures=(1.0, 2.0, 4.0, 8.0), learnable: bool = False):
         super().__init__()
-        values = torch.as_tensor(exposures, dtype=torch.float32).flatten()
+        if isinstance(exposures, torch.Tensor):
+            exposures = exposures.flatten().tolist()
+        if not isinstance(exposures, (list, tuple)):
+            raise TypeError(f"exposures must be a sequence of K*K numbers; got {type(exposures).__name__}")
+        values = torch.tensor(
+            [check_number(v, "exposures", 0.0, MAX_EXPOSURE, low_open=True) for v in exposures]
+        )
         k = int(round(values.numel() ** 0.5))
-        if k * k != values.numel():
+        if k == 0 or k * k != values.numel():
             raise ValueError(
                 f"exposures must fill a square K x K tile (1, 4, 9, ... values); got {values.numel()}"
             )
-        if not bool((values > 0).all()):
-            raise ValueError(f"exposures must be > 0; got {values.tolist()}")
         log_exposures = values.log().view(k, k)
         if learnable:
             self.log_exposures = nn.Parameter(log_exposures)

@@ -16,12 +16,14 @@ import torch
 from torch import nn
 
 from ._common import check_image_shape
+from .bit_allocation import BitAllocation
 from .illumination import FourierMicroscope, LEDWeighting
-from .mosaic import BayerMosaic, ExposureMosaic, LearnedCFA
-from .noise import Sensor, ShotNoise
-from .optics import Blur, GaussianBlur, LearnedPSF, ShiftVariantBlur, airy_psf, defocus_psf
-from .quantization import MAX_BITS, BitAllocation, LearnedDiscretization, Quantize
+from .mosaic import MAX_EXPOSURE, BayerMosaic, ExposureMosaic, LearnedCFA
+from .noise import MAX_PHOTONS, MIN_PHOTONS, Sensor, ShotNoise
+from .optics import MIN_WIDTH, Blur, GaussianBlur, LearnedPSF, airy_psf, defocus_psf
+from .quantization import MAX_BITS, LearnedDiscretization, Quantize
 from .sampling import Binning, SparseMask, VariablePixelSensor
+from .shift_variant import ShiftVariantBlur
 
 __all__ = ["LAYERS", "describe_layer", "make_layer", "output_shape"]
 
@@ -80,7 +82,7 @@ class LayerSpec:
         options = options or {}
         low, high = self.bounds(image_shape, options)
         where = f"{self.parameter} for layer {self.name!r} must be {self.range_text(image_shape, options)}"
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
             raise ValueError(f"{where}; got {value!r}")
         if self.type is int:
             if float(value) != int(value):
@@ -106,6 +108,13 @@ class LayerSpec:
 
 def _min_side(shape, options=None):
     return min(shape[1], shape[2])
+
+
+def _refuse_channels(name: str, channels: int, image_shape):
+    """A layer made for ``channels``-channel scenes, asked for others: refused when it is built, not later."""
+    raise ValueError(
+        f"layer {name!r} needs images with {channels} channels (RGB); got image_shape {tuple(image_shape)}"
+    )
 
 
 _SPECS = [
@@ -149,11 +158,10 @@ _SPECS = [
         "gaussian_blur",
         "sigma",
         float,
-        0,
+        MIN_WIDTH,
         lambda s, o: (_min_side(s) - 1) / 6,
         "Gaussian PSF of width sigma pixels (kernel 2*ceil(3 sigma)+1)",
         lambda v, s, **o: GaussianBlur(v, **o),
-        low_open=True,
     ),
     LayerSpec(
         "defocus_blur",
@@ -168,11 +176,10 @@ _SPECS = [
         "airy_blur",
         "radius",
         float,
-        0,
+        MIN_WIDTH,
         lambda s, o: (_min_side(s) - 1) / 4,
         "diffraction limit: Airy PSF whose first dark ring has the given radius in pixels",
         lambda v, s, **o: Blur(airy_psf(2 * math.ceil(2 * v) + 1, v), **o),
-        low_open=True,
     ),
     LayerSpec(
         "learned_psf",
@@ -219,21 +226,19 @@ _SPECS = [
         "noise",
         "photons",
         float,
-        0,
-        None,
+        MIN_PHOTONS,
+        MAX_PHOTONS,
         "Poisson shot noise with photons photo-electrons at intensity 1",
         lambda v, s, **o: ShotNoise(v, **o),
-        low_open=True,
     ),
     LayerSpec(
         "sensor",
         "photons",
         float,
-        0,
-        None,
+        MIN_PHOTONS,
+        MAX_PHOTONS,
         "camera sensor: shot noise, read noise (2 e-), full-well saturation, 8-bit ADC (options change them)",
         lambda v, s, **o: Sensor(v, **o),
-        low_open=True,
     ),
     LayerSpec(
         "bayer",
@@ -242,7 +247,7 @@ _SPECS = [
         None,
         None,
         "Bayer RGGB colour filter array (RGB scenes)",
-        lambda v, s, **o: BayerMosaic(**o),
+        lambda v, s, **o: BayerMosaic(**o) if s[0] == 3 else _refuse_channels("bayer", 3, s),
         output="same shape (output='raw' gives 1 channel)",
     ),
     LayerSpec(
@@ -260,7 +265,7 @@ _SPECS = [
         "max_exposure",
         float,
         1,
-        None,
+        MAX_EXPOSURE,
         "HDR: 2x2 exposure mosaic 1 .. max_exposure (geometric), with saturation",
         lambda v, s, **o: ExposureMosaic([v ** (i / 3) for i in range(4)], **o),
     ),

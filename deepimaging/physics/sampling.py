@@ -46,6 +46,8 @@ def bin_pixels(images: torch.Tensor, factor: int, resize: bool = True, pad: bool
     """
     check_images(images)
     h, w = images.shape[-2:]
+    if h == 0 or w == 0:
+        raise ValueError(f"images must have at least one pixel; got shape {tuple(images.shape)}")
     factor = check_int(factor, "factor", 1, min(h, w))
     if h % factor or w % factor:
         if not pad:
@@ -91,7 +93,7 @@ def variable_pixels(images: torch.Tensor, pixel_sizes: torch.Tensor) -> torch.Te
     """
     check_images(images)
     _check_pixel_sizes(pixel_sizes, images.shape[-2:])
-    return _BlockMean.apply(images, *_physical_pixels(pixel_sizes.to(images.device)))
+    return _block_mean(images, *_physical_pixels(pixel_sizes.to(images.device)))
 
 
 def _physical_pixels(pixel_sizes):
@@ -107,31 +109,16 @@ def _physical_pixels(pixel_sizes):
     return index, 1.0 / area
 
 
-class _BlockMean(torch.autograd.Function):
-    r"""Each fine pixel takes the mean of the physical pixel it belongs to: :math:`y = A x`.
+def _block_mean(images: torch.Tensor, index: torch.Tensor, inverse_area: torch.Tensor) -> torch.Tensor:
+    """Each fine pixel takes the mean of the physical pixel ``index`` names: sum per pixel, then spread back.
 
-    ``index`` names, for each of the H*W fine pixels, the physical pixel (of B) covering it;
-    ``inverse_area`` is 1 / (number of fine pixels in it). The sum over each physical pixel is one
-    ``index_add_``, the spread back one ``index_select``: 4 operations (kernel launches on a GPU),
-    where binning at every size and blending with masks takes 9 for three sizes. ``A`` averages over
-    disjoint blocks, so it is symmetric and the backward pass is the same operation, :math:`A^T g = A g`.
+    ``images`` (N, C, H, W); ``index`` (H * W,) physical pixel of each fine pixel (of B);
+    ``inverse_area`` (B,) one over the number of fine pixels in each. Autograd differentiates both steps.
     """
-
-    @staticmethod
-    def forward(ctx, images, index, inverse_area):
-        ctx.save_for_backward(index, inverse_area)
-        return _block_mean(images, index, inverse_area)
-
-    @staticmethod
-    def backward(ctx, grad):
-        index, inverse_area = ctx.saved_tensors
-        return _block_mean(grad, index, inverse_area), None, None
-
-
-def _block_mean(values, index, inverse_area):
-    n, c = values.shape[:2]
-    sums = values.new_zeros(n, c, len(inverse_area)).index_add_(2, index, values.reshape(n, c, -1))
-    return sums.mul_(inverse_area.to(values.dtype)).index_select(2, index).view(values.shape)
+    n, c, h, w = images.shape
+    sums = images.new_zeros(n, c, len(inverse_area)).index_add(2, index, images.reshape(n, c, h * w))
+    means = sums * inverse_area.to(images.dtype)
+    return means.index_select(2, index).view(images.shape)
 
 
 def _check_pixel_sizes(pixel_sizes, size):
@@ -161,7 +148,8 @@ def foveated_pixel_sizes(height: int, width: int, sizes=(1, 2, 4)) -> torch.Tens
     big = max(sizes)
     if any(big % s for s in sizes) or height % big or width % big:
         raise ValueError(
-            f"every pixel size must divide the largest, {big}, which must divide {height}x{width}; got {sizes}"
+            f"every pixel size must divide the largest, {big}, which must divide the height and width "
+            f"{height}x{width}; got sizes {sizes}"
         )
     gy, gx = height // big, width // big
     yy, xx = torch.meshgrid(torch.arange(gy) + 0.5 - gy / 2, torch.arange(gx) + 0.5 - gx / 2, indexing="ij")
@@ -193,34 +181,7 @@ class VariablePixelSensor(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         check_images(images)
         check_size_matches(images, *self.pixel_sizes.shape, "VariablePixelSensor")
-        return _BlockMean.apply(images, self.index, self.inverse_area)
-
-
-class _MaskStraightThrough(torch.autograd.Function):
-    r"""``y = x * m_hard`` with the straight-through gradient of ``m = m_hard + (σ(s) - σ(s).detach())``.
-
-    The same values and gradients as that expression, which autograd would run as five forward and
-    five backward operations (each a kernel launch on a GPU):
-
-    .. math:: \frac{\partial L}{\partial x} = g\, m_{hard}, \qquad
-              \frac{\partial L}{\partial s_{hw}} = \sigma'(s_{hw}) \sum_{n, c} g_{nchw}\, x_{nchw}
-    """
-
-    @staticmethod
-    def forward(ctx, images, hard, scores):
-        ctx.save_for_backward(images, hard, scores)
-        return images * hard
-
-    @staticmethod
-    def backward(ctx, grad):
-        images, hard, scores = ctx.saved_tensors
-        grad_images = grad_scores = None
-        if ctx.needs_input_grad[0]:
-            grad_images = grad * hard
-        if ctx.needs_input_grad[2]:
-            per_pixel = (grad * images).sum((0, 1))
-            grad_scores = torch.ops.aten.sigmoid_backward(per_pixel, torch.sigmoid(scores))
-        return grad_images, None, grad_scores
+        return _block_mean(images, self.index, self.inverse_area)
 
 
 class SparseMask(nn.Module):
@@ -284,8 +245,9 @@ class SparseMask(nn.Module):
             ).clamp(1e-6, 1 - 1e-6)
             m = torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / self.temperature)
         else:
-            # y = x * (m_hard + sigmoid(s) - sigmoid(s).detach()), in one forward and three backward operations.
-            return _MaskStraightThrough.apply(images, self._hard(), self.scores)
+            # Straight-through estimator: the value is the hard top-k mask, the gradient that of sigmoid(s).
+            soft = torch.sigmoid(self.scores)
+            m = self._hard() + (soft - soft.detach())
         return images * m
 
     def extra_repr(self) -> str:
