@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from .config import StudyConfig, Sweep
-from .engine import _validate_layers, load_data, run_point, run_study
+from .engine import _validate_layers, load_data, print_warnings, run_point, run_study
 
 # ---------------------------------------------------------------------------------------------------------
 # Command line
@@ -28,6 +28,7 @@ def add_cli(subparsers) -> None:
     demo.add_argument("--title", default=None, help="page title")
     demo.add_argument("--authors", default=None, help="comma-separated author names")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    demo.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
     demo.add_argument("--dataset", default="blood_smear", help="dataset name (default: %(default)s)")
     demo.add_argument(
         "--dataset-option",
@@ -63,7 +64,16 @@ def add_cli(subparsers) -> None:
     study.add_argument("--epochs", type=int, default=8)
     study.add_argument("--lr", type=float, default=3e-3)
     study.add_argument("--batch-size", type=int, default=64)
-    study.add_argument("--device", default="cpu")
+    study.add_argument("--val", type=float, default=0.15, help="validation fraction (default: %(default)s)")
+    study.add_argument(
+        "--patience", type=int, default=None, help="early stopping after N epochs without progress"
+    )
+    study.add_argument(
+        "--metric",
+        default="auto",
+        help="metric of plots and tables: auto, accuracy, balanced_accuracy, macro_f1 or macro_auc",
+    )
+    study.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
     study.add_argument("--out", required=True, help="output folder (rerun to resume)")
     study.add_argument("--jobs", type=int, default=1, help="parallel points")
     study.add_argument(
@@ -127,6 +137,9 @@ def _config_from_args(args) -> StudyConfig:
         epochs=args.epochs,
         lr=args.lr,
         batch_size=args.batch_size,
+        val=args.val,
+        patience=args.patience,
+        metric=args.metric,
         device=args.device,
         parameter=_parameter_name(args.layer),
     )
@@ -152,13 +165,26 @@ def _run_study_cli(args) -> int:
         train, _, _ = load_data(config)
         _validate_layers(config, train.image_shape)
         record = run_point(config, *points[args.point], out_dir=args.out, progress=not args.no_progress)
-        print(f"point {args.point} {points[args.point]}: test accuracy {record['accuracy']:.3f}")
+        print(
+            f"point {args.point} {points[args.point]}: test accuracy {record['accuracy']:.3f}, "
+            f"balanced accuracy {record['balanced_accuracy']:.3f} ({record['device']})"
+        )
+        for text in record["warnings"]:
+            print(f"warning: {text}")
         return 0
     results = run_study(config, args.out, jobs=args.jobs, progress=not args.no_progress)
+    print(results.metric_note())
     for row in results.summary():
-        print(
-            f"{row['sweep']}={row['value']}: accuracy {row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}"
+        interval = (
+            f" (95% interval {row['ci_low']:.3f} to {row['ci_high']:.3f})"
+            if row["ci_low"] is not None
+            else ""
         )
+        print(
+            f"{row['sweep']}={row['value']}: {results.metric_name} {row['mean']:.3f} ± {row['std']:.3f}"
+            f"{interval}; accuracy {row['accuracy_mean']:.3f}"
+        )
+    print_warnings(results)
     if args.report:
         import matplotlib
 
@@ -192,6 +218,7 @@ def _run_demo_cli(args) -> int:
         progress=not args.no_progress,
         dataset=args.dataset,
         dataset_options=_parse_options(args.dataset_option),
+        device=args.device,
     )
     print(f"results page: {page}")
     return 0
