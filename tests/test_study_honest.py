@@ -380,3 +380,89 @@ def test_points_at_chance_carry_a_warning_and_the_command_prints_one_line_each(t
     assert print_warnings(results) == len(flagged)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
     assert len(lines) == len(flagged) and "quantize=8 seed" in lines[0]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Figures, page and paper table show the study's metric
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_learning_curves_draw_the_as_trained_and_the_eval_mode_accuracy():
+    from deepimaging import plots
+    from deepimaging.train import History
+
+    history = History(
+        train_loss=[1.0, 0.5],
+        train_accuracy=[0.6, 0.9],
+        train_eval_accuracy=[0.3, 0.4],
+        val_loss=[1.1, 0.7],
+        val_accuracy=[0.3, 0.35],
+        recalibrated=True,
+        final={"train_eval_accuracy": 0.88, "val_accuracy": 0.85},
+    )
+    ax = plots.learning_curves(history)
+    lines = {line.get_label(): line for line in ax.get_legend().get_lines()}
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "train accuracy (as trained)" in labels and "train accuracy (eval mode)" in labels
+    assert "validation accuracy (eval mode)" in labels
+    twin = [a for a in ax.figure.axes if a is not ax][0]
+    by_label = {line.get_label(): line for line in twin.get_lines()}
+    assert list(by_label["train accuracy (eval mode)"].get_ydata()) == [0.3, 0.4]
+    assert list(by_label["train, eval mode after recalibration"].get_ydata()) == [0.88]
+    assert lines  # the legend lists every line
+
+
+def test_plot_table_and_paper_table_use_balanced_accuracy_on_imbalanced_test_sets():
+    from deepimaging import plots
+    from deepimaging.project import results_table_latex
+    from deepimaging.report import _results_table
+
+    matrix = [[30, 0, 0], [5, 5, 0], [4, 0, 6]]  # accuracy 41/50 = 0.82, balanced (1 + 0.5 + 0.6) / 3 = 0.7
+    points = [
+        {
+            "sweep": "quantize",
+            "value": v,
+            "seed": s,
+            "classes": ["a", "b", "c"],
+            "confusion_matrix": matrix,
+            "accuracy": 0.82,
+            "balanced_accuracy": 0.7 + 0.01 * s,
+            "macro_f1": 0.7,
+            "macro_auc": 0.9,
+            "recall": {"a": 1.0, "b": 0.5, "c": 0.6},
+            "warnings": [],
+        }
+        for v in (1, 8)
+        for s in (0, 1, 2)
+    ]
+    results = StudyResults(tiny_config(), points)
+    assert results.metric == "balanced_accuracy"
+    ax = plots.plot_accuracy_vs_parameter(results)
+    assert "balanced accuracy" in ax.get_ylabel()
+    assert list(ax.lines[0].get_ydata()) == pytest.approx([0.71, 0.71])
+    table = _results_table(results)
+    assert table["header"][3] == "test balanced accuracy (mean ± s.d.)"
+    assert table["rows"][0][3] == "0.710 ± 0.010"
+    assert any("imbalanced" in note for note in table["notes"])
+    latex = results_table_latex(results)
+    assert "Balanced accuracy" in latex and "$0.710 \\pm 0.010$" in latex
+
+
+def test_the_page_says_within_the_spread_over_seeds_for_paired_differences_inside_the_interval():
+    from deepimaging.report import comparison_sentences
+
+    config = tiny_config(sweeps=[Sweep("quantize", [2]), Sweep("quantize", [2], label="learned")])
+    points = [
+        {
+            "sweep": name,
+            "value": 2,
+            "seed": s,
+            "classes": ["a", "b"],
+            "confusion_matrix": [[5, 0], [0, 5]],
+            "accuracy": x,
+        }
+        for name, xs in (("quantize", [0.70, 0.75, 0.72]), ("learned", [0.71, 0.73, 0.74]))
+        for s, x in zip((0, 1, 2), xs)
+    ]
+    (sentence,) = comparison_sentences(StudyResults(config, points))
+    assert "within the spread over seeds" in sentence and "quantize minus learned at 2 bits" in sentence

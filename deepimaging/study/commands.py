@@ -182,7 +182,7 @@ def _run_study_cli(args) -> int:
         )
         print(
             f"{row['sweep']}={row['value']}: {results.metric_name} {row['mean']:.3f} ± {row['std']:.3f}"
-            f"{interval}; accuracy {row['accuracy_mean']:.3f}"
+            f"{interval}" + (f"; accuracy {row['accuracy_mean']:.3f}" if row["metric"] != "accuracy" else "")
         )
     print_warnings(results)
     if args.report:
