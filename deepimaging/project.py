@@ -47,6 +47,8 @@ __all__ = [
 CONFIG_NAME = "project.toml"
 PAPER_FIGURES = ("accuracy_vs_parameter", "confusion_matrices")
 EXAMPLES = ("resolution_binning", "colour_filters", "blur_psf", "sparse_sensor")
+# Examples on the real BCCD photos: they need a copy of BCCD (see deepimaging.data.find_bccd).
+BCCD_EXAMPLES = ("bccd_bit_depth", "bccd_binning")
 
 # Each section: key -> (type or tuple of types, required?). Types are checked as written in TOML.
 _SCHEMA = {
@@ -72,7 +74,7 @@ _SCHEMA = {
         "label": (str, False),
         "options": (dict, False),
     },
-    "analysis": {"parameter": (str, False)},
+    "analysis": {"parameter": (str, False), "metric": (str, False)},
     "model": {"widths": (list, False)},
     "training": {
         "epochs": (int, False),
@@ -81,6 +83,7 @@ _SCHEMA = {
         "batch_size": (int, False),
         "weight_decay": ((int, float), False),
         "device": (str, False),
+        "patience": (int, False),
     },
 }
 _REQUIRED_SECTIONS = ("project", "sweep")
@@ -94,6 +97,7 @@ _STUDY_KEYS = {
     ("dataset", "seed"): "data_seed",
     ("dataset", "options"): "dataset_options",
     ("analysis", "parameter"): "parameter",
+    ("analysis", "metric"): "metric",
     ("model", "widths"): "widths",
     ("training", "epochs"): "epochs",
     ("training", "seeds"): "seeds",
@@ -101,6 +105,7 @@ _STUDY_KEYS = {
     ("training", "batch_size"): "batch_size",
     ("training", "weight_decay"): "weight_decay",
     ("training", "device"): "device",
+    ("training", "patience"): "patience",
 }
 
 
@@ -150,8 +155,8 @@ def new_project(path, *, title: str | None = None, authors=None, example: str | 
             f"{path} already exists and is not an empty folder; new-project never overwrites. "
             "Choose a new path or empty the folder."
         )
-    if example is not None and example not in EXAMPLES:
-        raise ValueError(f"example must be one of {list(EXAMPLES)}; got {example!r}")
+    if example is not None and example not in EXAMPLES + BCCD_EXAMPLES:
+        raise ValueError(f"example must be one of {list(EXAMPLES + BCCD_EXAMPLES)}; got {example!r}")
     template = resources.files("deepimaging") / "project_template"
     config = (template / "examples" / f"{example}.toml" if example else template / CONFIG_NAME).read_text()
     if title is not None:
@@ -500,7 +505,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("path", help="the folder to create (must not exist, or be empty)")
     p.add_argument("--title", help="project title")
     p.add_argument("--authors", help="comma-separated author names")
-    p.add_argument("--example", choices=EXAMPLES, help="start from an example topic")
+    p.add_argument("--example", choices=EXAMPLES + BCCD_EXAMPLES, help="start from an example topic")
     p.set_defaults(run=_new_project_cli)
 
     p = subparsers.add_parser("run", help="run (or resume) the study a project.toml describes")
