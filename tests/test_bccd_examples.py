@@ -31,3 +31,26 @@ def test_a_project_metric_that_does_not_exist_names_the_line_and_the_allowed_val
     )
     with pytest.raises(ProjectConfigError, match=r"metric must be one of .*'macro_f1'.*got 'f2'"):
         load_project(path)
+
+
+def test_a_project_whose_first_run_fails_leaves_no_study_file_that_refuses_the_fixed_one(
+    tmp_path, monkeypatch
+):
+    import torch
+
+    from deepimaging.project import results_dir
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    path = new_project(tmp_path / "p")
+    config = path / "project.toml"
+    text = (
+        config.read_text()
+        .replace("seeds = [0, 1, 2]", "seeds = [0]")
+        .replace("values = [1, 2, 3, 4, 8]", "values = [8]")
+    )
+    config.write_text(text.replace("batch_size = 64", 'batch_size = 64\ndevice = "cuda"'))
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        run_project(path, smoke=True, progress=False)
+    assert not (results_dir(path, smoke=True) / "study.json").exists()
+    config.write_text(text.replace("batch_size = 64", 'batch_size = 64\ndevice = "cpu"'))
+    assert run_project(path, smoke=True, progress=False).complete

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from .config import StudyConfig, Sweep
-from .engine import _validate_layers, load_data, print_warnings, run_point, run_study
+from .engine import _validate_layers, load_data, load_results, print_warnings, run_point, run_study
 
 # ---------------------------------------------------------------------------------------------------------
 # Command line
@@ -220,5 +220,6 @@ def _run_demo_cli(args) -> int:
         dataset_options=_parse_options(args.dataset_option),
         device=args.device,
     )
+    print_warnings(load_results(args.out))
     print(f"results page: {page}")
     return 0
