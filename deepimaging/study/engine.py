@@ -217,13 +217,19 @@ def run_point(
     Returns
     -------
     dict
-        The point record: ``sweep``, ``layer``, ``value``, ``seed``, ``accuracy``,
-        ``macro_auc``, ``confusion_matrix`` (K x K list, rows = true class),
-        ``per_class`` ({class: precision, recall, f1-score, specificity, support}), ``classes``,
-        ``train_loss`` and ``train_accuracy`` of the last epoch, ``val_accuracy`` (list per epoch, empty without val),
-        ``seconds``, ``config_hash`` and, for layers with a ``bits_map()``,
-        ``bits_map`` (H x W list; the learned fractional bits per pixel, before the
-        sensor rounds them to integers in eval mode).
+        The point record: ``sweep``, ``layer``, ``value``, ``seed``, ``device`` (where it
+        trained), ``classes``; the test metrics ``accuracy``, ``balanced_accuracy`` (mean
+        per-class recall), ``macro_f1``, ``macro_auc`` (one-vs-rest, from the probabilities;
+        None when a class is missing), ``recall`` ({class: recall}), ``confusion_matrix``
+        (K x K list, rows = true class), ``per_class`` ({class: precision, recall, f1-score,
+        specificity, support}); ``train_loss`` and ``train_accuracy`` of the last epoch as
+        trained, ``train_eval_accuracy`` (eval mode, after BatchNorm recalibration),
+        ``val_accuracy`` (list per epoch, empty without val), ``history`` (the whole
+        :class:`~deepimaging.train.History`), ``class_counts`` (images per class in
+        train/val/test), ``warnings`` (plain-language symptoms, empty when none),
+        ``seconds``, ``config_hash`` and, for layers with a ``bits_map()``, ``bits_map``
+        (H x W list; the learned fractional bits per pixel, before the sensor rounds them
+        to integers in eval mode).
     """
     if not isinstance(config, StudyConfig):
         raise TypeError(f"config must be a StudyConfig; got {type(config).__name__}")
