@@ -360,6 +360,11 @@ def test_studies_and_the_demo_default_to_the_auto_device_which_picks_cuda_when_a
     import deepimaging.report
 
     monkeypatch.setattr(deepimaging.report, "run_demo", fake_demo)
+    # The fake demo writes no study folder: nothing to read back for the warnings.
+    from deepimaging.study import commands
+
+    monkeypatch.setattr(commands, "load_results", lambda out: None)
+    monkeypatch.setattr(commands, "print_warnings", lambda results: 0)
     assert main(["demo", "--smoke", "--no-progress"]) == 0
     assert captured["device"] == "auto"
     assert main(["demo", "--smoke", "--no-progress", "--device", "cpu"]) == 0
