@@ -81,6 +81,7 @@ def _add_demo(subparsers) -> None:
     demo.add_argument("--title", default=None, help="page title")
     demo.add_argument("--authors", default=None, help="comma-separated author names")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    demo.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
     demo.add_argument("--dataset", default="blood_smear", help="dataset name (default: %(default)s)")
     demo.add_argument(
         "--dataset-option",
@@ -111,7 +112,11 @@ def _demo(args) -> int:
         progress=not args.no_progress,
         dataset=args.dataset,
         dataset_options=_parse_options(args.dataset_option, "--dataset-option"),
+        device=args.device,
     )
+    from .study import load_results
+
+    _print_warnings(load_results(page.parent))
     print(f"results page: {page}")
     return 0
 
@@ -147,7 +152,16 @@ def _add_study(subparsers) -> None:
     study.add_argument("--epochs", type=int, default=8)
     study.add_argument("--lr", type=float, default=3e-3)
     study.add_argument("--batch-size", type=int, default=64)
-    study.add_argument("--device", default="cpu")
+    study.add_argument("--val", type=float, default=0.15, help="validation fraction (default: %(default)s)")
+    study.add_argument(
+        "--patience", type=int, default=None, help="early stopping after N epochs without progress"
+    )
+    study.add_argument(
+        "--metric",
+        default="auto",
+        help="metric of plots and tables: auto, accuracy, balanced_accuracy, macro_f1 or macro_auc",
+    )
+    study.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
     study.add_argument("--out", required=True, help="output folder (rerun to resume)")
     study.add_argument("--jobs", type=int, default=1, help="parallel points")
     study.add_argument(
@@ -175,7 +189,12 @@ def _study(args) -> int:
         if not 0 <= args.point < len(points):
             raise ValueError(f"--point must be in [0, {len(points) - 1}] for this study; got {args.point}")
         key, record = run_point_number(config, args.point, args.out, progress=not args.no_progress)
-        print(f"point {args.point} {key}: test accuracy {record['accuracy']:.3f}")
+        print(
+            f"point {args.point} {key}: test accuracy {record['accuracy']:.3f}, "
+            f"balanced accuracy {record['balanced_accuracy']:.3f} ({record['device']})"
+        )
+        for text in record["warnings"]:
+            print(f"warning: {text}")
         return 0
     results = run_study(config, args.out, jobs=args.jobs, progress=not args.no_progress)
     _print_summary(results)
@@ -208,6 +227,9 @@ def _study_config(args):
         epochs=args.epochs,
         lr=args.lr,
         batch_size=args.batch_size,
+        val=args.val,
+        patience=args.patience,
+        metric=args.metric,
         device=args.device,
         parameter=spec.parameter if spec is not None and spec.parameter else args.layer,
     )
@@ -219,13 +241,13 @@ def _study_config(args):
 
 
 def _add_project(subparsers) -> None:
-    from .project import EXAMPLES
+    from .project import BCCD_EXAMPLES, EXAMPLES
 
     p = subparsers.add_parser("new-project", help="scaffold a class-project folder")
     p.add_argument("path", help="the folder to create (must not exist, or be empty)")
     p.add_argument("--title", help="project title")
     p.add_argument("--authors", help="comma-separated author names")
-    p.add_argument("--example", choices=EXAMPLES, help="start from an example topic")
+    p.add_argument("--example", choices=EXAMPLES + BCCD_EXAMPLES, help="start from an example topic")
     p.set_defaults(run=_new_project)
 
     p = subparsers.add_parser("run", help="run (or resume) the study a project.toml describes")
@@ -282,10 +304,26 @@ def _files_only() -> None:
 
 
 def _print_summary(results) -> None:
+    print(results.metric_note())
     for row in results.summary():
-        print(
-            f"{row['sweep']}={row['value']}: accuracy {row['accuracy_mean']:.3f} ± {row['accuracy_std']:.3f}"
+        interval = (
+            f" (95% interval {row['ci_low']:.3f} to {row['ci_high']:.3f})"
+            if row["ci_low"] is not None
+            else ""
         )
+        accuracy = f"; accuracy {row['accuracy_mean']:.3f}" if row["metric"] != "accuracy" else ""
+        print(
+            f"{row['sweep']}={row['value']}: {results.metric_name} {row['mean']:.3f} ± {row['std']:.3f}"
+            f"{interval}{accuracy}"
+        )
+    _print_warnings(results)
+
+
+def _print_warnings(results) -> None:
+    """One line per point whose record carries warnings (numbers that should not be trusted)."""
+    for p in results.points:
+        if p.get("warnings"):
+            print(f"warning: {p['sweep']}={p['value']} seed {p['seed']}: {'; '.join(p['warnings'])}")
 
 
 def _names(text):

@@ -91,8 +91,8 @@ def make_figures(
     add(
         ax.figure,
         "accuracy_vs_parameter",
-        f"Test accuracy against {config.parameter}: mean over {seeds} seeds, error bars ± one standard "
-        f"deviation; {len(results.classes)} classes, chance level dotted.",
+        f"Test {results.metric_name} against {config.parameter}: mean over {seeds} seeds, error bars ± one "
+        f"standard deviation; {len(results.classes)} classes, chance level dotted. {results.metric_note()}",
     )
 
     done = {float(p["value"]) for p in results.select(first.name)}
@@ -153,30 +153,71 @@ def make_figures(
 
 
 def _results_table(results: StudyResults) -> dict:
+    """The summary as a table of the study's metric, with notes saying which metric, which interval,
+    and which differences between sweeps are within the spread over seeds."""
+    metric, name = results.metric, results.metric_name
     header = [
         "sweep",
         results.config.parameter,
         "seeds",
-        "test accuracy (mean ± s.d.)",
-        "min",
-        "max",
+        f"test {name} (mean ± s.d.)",
+        "95% interval",
+        *(["accuracy"] if metric != "accuracy" else []),
+        *(["balanced accuracy"] if metric != "balanced_accuracy" else []),
+        "macro-F1",
         "macro AUC",
+        "seeds with warnings",
     ]
     rows = []
     for r in results.summary():
-        auc = "–" if r["macro_auc_mean"] is None else f"{r['macro_auc_mean']:.3f}"
         rows.append(
             [
                 r["sweep"].replace("_", " "),
                 str(r["value"]),
                 str(r["n_seeds"]),
-                f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}",
-                f"{r['accuracy_min']:.3f}",
-                f"{r['accuracy_max']:.3f}",
-                auc,
+                f"{r['mean']:.3f} ± {r['std']:.3f}" if r["mean"] is not None else "–",
+                _interval(r["ci_low"], r["ci_high"]),
+                *([f"{r['accuracy_mean']:.3f}"] if metric != "accuracy" else []),
+                *([_number(r.get("balanced_accuracy_mean"))] if metric != "balanced_accuracy" else []),
+                _number(r.get("macro_f1_mean")),
+                _number(r.get("macro_auc_mean")),
+                str(r.get("warnings", 0)),
             ]
         )
-    return {"header": header, "rows": rows}
+    notes = [
+        results.metric_note(),
+        "The 95% interval is a t-interval over seeds (Student's t, n - 1 degrees of freedom): "
+        "it shows how much the mean moves with the training seed on this one split, not over other test images.",
+        *comparison_sentences(results),
+    ]
+    return {"header": header, "rows": rows, "notes": notes}
+
+
+def comparison_sentences(results: StudyResults) -> list:
+    """One sentence per value two sweeps share: the paired difference and whether it is within the spread."""
+    sentences = []
+    for c in results.comparisons():
+        if c["n_seeds"] < 2:
+            continue
+        verdict = (
+            "within the spread over seeds"
+            if c["within_spread"]
+            else "beyond the spread over seeds (the 95% interval excludes 0)"
+        )
+        sentences.append(
+            f"{c['a'].replace('_', ' ')} minus {c['b'].replace('_', ' ')} at {c['value']} "
+            f"{results.config.parameter}: {c['difference_mean']:+.3f} {results.metric_name} "
+            f"(paired over {c['n_seeds']} seeds, 95% interval {_interval(c['ci_low'], c['ci_high'])}): {verdict}."
+        )
+    return sentences
+
+
+def _number(value) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _interval(low, high) -> str:
+    return "–" if low is None or high is None else f"{low:.3f} to {high:.3f}"
 
 
 def render_report(
@@ -256,8 +297,9 @@ def render_report(
         c = results.config
         settings = (
             f"dataset {c.dataset}, {c.size}x{c.size} pixels, {c.n_per_class or 'all'} images per class, "
-            f"test fraction {c.test}; BasicCNN widths {c.widths}, {c.epochs} epochs, lr {c.lr}, "
-            f"batch {c.batch_size}; seeds {c.seeds}; configuration hash {c.hash()}"
+            f"validation fraction {c.val}, test fraction {c.test}; BasicCNN widths {c.widths}, {c.epochs} epochs, lr {c.lr}, "
+            f"batch {c.batch_size}; seeds {c.seeds}; BatchNorm statistics recomputed after training; "
+            f"devices {sorted({p.get('device', '?') for p in results.points})}; configuration hash {c.hash()}"
         )
 
     for label, url in links.items():

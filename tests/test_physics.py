@@ -371,7 +371,10 @@ def test_psf_sizes_must_be_odd_and_positive(size):
 
 
 def test_psf_larger_than_the_image_is_refused():
-    with pytest.raises(ValueError, match=r"psf size must be at most the image size 8 \(images of shape \(1, 1, 8, 8\)\); got 9"):
+    with pytest.raises(
+        ValueError,
+        match=r"psf size must be at most the image size 8 \(images of shape \(1, 1, 8, 8\)\); got 9",
+    ):
         P.blur(rand(1, 1, 8, 8), P.gaussian_psf(9, 1.0))
 
 

@@ -403,7 +403,7 @@ def test_report_embeds_every_figure_as_a_valid_png_and_links_the_pdf(finished):
 
 def test_a_study_runs_on_a_dataset_from_the_loaders_by_option(tmp_path):
     # scikit-learn digits: grey 8x8 images, 10 classes; the layer is built for (1, 8, 8)
-    config = tiny_config(dataset="digits", n_per_class=6, sweeps=[Sweep("quantize", [1])], seeds=[0])
+    config = tiny_config(dataset="digits", n_per_class=6, sweeps=[Sweep("quantize", [1])], seeds=[0], val=0.0)
     results = run_study(config, tmp_path, progress=False)
     point = results.points[0]
     assert len(point["classes"]) == 10

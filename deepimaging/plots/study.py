@@ -21,8 +21,14 @@ __all__ = [
 ]
 
 
-def plot_accuracy_vs_parameter(results, ax=None, *, sweeps=None, chance: bool = True):
-    """Mean test accuracy against the swept parameter, with error bars of ± one standard deviation over seeds.
+def plot_accuracy_vs_parameter(
+    results, ax=None, *, sweeps=None, chance: bool = True, metric: str | None = None
+):
+    """The study's metric against the swept parameter, with error bars of ± one standard deviation over seeds.
+
+    The metric is the study's (``results.metric``): balanced accuracy when the
+    test classes are imbalanced, else accuracy, unless the configuration or
+    ``metric`` chooses another.
 
     Parameters
     ----------
@@ -32,23 +38,28 @@ def plot_accuracy_vs_parameter(results, ax=None, *, sweeps=None, chance: bool = 
     sweeps : list of str, optional
         Sweep names to draw (default: all, one line each).
     chance : bool
-        Draw the chance level 1 / (number of classes) as a dotted line.
+        Draw the chance level 1 / (number of classes) as a dotted line (for the
+        accuracies and macro-F1; 0.5 for the AUC).
+    metric : str, optional
+        ``"accuracy"``, ``"balanced_accuracy"``, ``"macro_f1"`` or ``"macro_auc"``.
 
     Returns
     -------
     matplotlib Axes
     """
     ax = get_ax(ax, figsize=(5.5, 4))
+    metric = metric or getattr(results, "metric", "accuracy")
+    label = metric.replace("_", " ").replace("macro f1", "macro-F1").replace("macro auc", "macro ROC AUC")
     rows = results.summary()
     names = sweeps or [s.name for s in results.config.sweeps]
     markers = "osD^v<>p"
     for i, name in enumerate(names):
-        part = [r for r in rows if r["sweep"] == name]
+        part = [r for r in rows if r["sweep"] == name and r.get(f"{metric}_mean") is not None]
         if not part:
             continue
         x = [r["value"] for r in part]
-        mean = np.array([r["accuracy_mean"] for r in part])
-        std = np.array([r["accuracy_std"] for r in part])
+        mean = np.array([r[f"{metric}_mean"] for r in part])
+        std = np.array([r[f"{metric}_std"] for r in part])
         seeds = min(r["n_seeds"] for r in part)
         ax.errorbar(
             x,
@@ -59,11 +70,12 @@ def plot_accuracy_vs_parameter(results, ax=None, *, sweeps=None, chance: bool = 
             label=f"{name.replace('_', ' ')} (n={seeds} seeds)",
         )
     if chance and results.classes:
-        ax.axhline(1 / len(results.classes), color="grey", linestyle=":", label="chance")
+        level = 0.5 if metric == "macro_auc" else 1 / len(results.classes)
+        ax.axhline(level, color="grey", linestyle=":", label="chance")
     ax.set_xlabel(results.config.parameter)
-    ax.set_ylabel("test accuracy (mean ± s.d. over seeds)")
+    ax.set_ylabel(f"test {label} (mean ± s.d. over seeds)")
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"Test accuracy vs {results.config.parameter}")
+    ax.set_title(f"Test {label} vs {results.config.parameter}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     return ax
@@ -90,12 +102,15 @@ def plot_study_confusion_matrices(results, sweep: str, values):
     for ax, value in zip(axes[0], values):
         matrix = np.asarray(results.confusion_matrix(sweep, value))
         accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+        # Balanced accuracy: the mean of the diagonal of the row-normalised matrix (the per-class recalls).
+        recalls = np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)
         plot_confusion_matrix(
             matrix,
             classes=results.classes,
             ax=ax,
             colorbar=False,
-            title=f"{sweep.replace('_', ' ')} = {value}: accuracy {accuracy:.2f}",
+            title=f"{sweep.replace('_', ' ')} = {value}: accuracy {accuracy:.2f}, "
+            f"balanced {recalls[matrix.sum(axis=1) > 0].mean():.2f}",
         )
     fig.suptitle(f"Confusion matrices of {sweep.replace('_', ' ')}, summed over seeds")
     fig.tight_layout()

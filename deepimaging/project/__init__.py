@@ -21,9 +21,10 @@ from .config import Project, ProjectConfigError, load_project
 from .demo import run_demo
 from .paper import latex_escape, results_table_latex
 from .run import report_project, results_dir, run_project
-from .scaffold import EXAMPLES, new_project
+from .scaffold import BCCD_EXAMPLES, EXAMPLES, new_project
 
 __all__ = [
+    "BCCD_EXAMPLES",
     "EXAMPLES",
     "Project",
     "ProjectConfigError",

@@ -52,7 +52,7 @@ _SCHEMA = {
         "label": (str, False),
         "options": (dict, False),
     },
-    "analysis": {"parameter": (str, False)},
+    "analysis": {"parameter": (str, False), "metric": (str, False)},
     "model": {"widths": (list, False)},
     "training": {
         "epochs": (int, False),
@@ -61,6 +61,7 @@ _SCHEMA = {
         "batch_size": (int, False),
         "weight_decay": ((int, float), False),
         "device": (str, False),
+        "patience": (int, False),
     },
 }
 _REQUIRED_SECTIONS = ("project", "sweep")
@@ -74,6 +75,7 @@ _STUDY_KEYS = {
     ("dataset", "seed"): "data_seed",
     ("dataset", "options"): "dataset_options",
     ("analysis", "parameter"): "parameter",
+    ("analysis", "metric"): "metric",
     ("model", "widths"): "widths",
     ("training", "epochs"): "epochs",
     ("training", "seeds"): "seeds",
@@ -81,6 +83,7 @@ _STUDY_KEYS = {
     ("training", "batch_size"): "batch_size",
     ("training", "weight_decay"): "weight_decay",
     ("training", "device"): "device",
+    ("training", "patience"): "patience",
 }
 
 

@@ -32,6 +32,7 @@ def run_demo(
     progress=True,
     dataset: str = "blood_smear",
     dataset_options: dict | None = None,
+    device: str = "auto",
 ) -> Path:
     """``deepimaging demo``: the worked bit-depth study, from run to web page.
 
@@ -41,8 +42,11 @@ def run_demo(
 
     ``dataset`` (default: the built-in simulated smear) may name any loader of
     :mod:`deepimaging.data` (e.g. ``"bccd_crops"`` with ``{"root": ...}``, or ``"digits"``).
+    ``device`` is the study's (``"auto"``: CUDA, then MPS, then the CPU).
     """
-    config = bit_depth_config(smoke=smoke, dataset=dataset, dataset_options=dict(dataset_options or {}))
+    config = bit_depth_config(
+        smoke=smoke, dataset=dataset, dataset_options=dict(dataset_options or {}), device=device
+    )
     results = run_study(config, out_dir, jobs=jobs, progress=progress)
     description = DEMO_DESCRIPTION
     if dataset != "blood_smear":

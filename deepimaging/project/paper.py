@@ -38,14 +38,14 @@ def results_table_latex(results) -> str:
     lines = [
         r"\begin{tabular}{llrrr}",
         r"\toprule",
-        f"Layer & {latex_escape(results.config.parameter)} & Accuracy & Macro AUC & Seeds \\\\",
+        f"Layer & {latex_escape(results.config.parameter)} & {results.metric_name.capitalize()} & Macro AUC & Seeds \\\\",
         r"\midrule",
     ]
     for row in rows:
         auc = "--" if row["macro_auc_mean"] is None else f"{row['macro_auc_mean']:.3f}"
         lines.append(
             f"{latex_escape(row['sweep'])} & {row['value']} & "
-            f"${row['accuracy_mean']:.3f} \\pm {row['accuracy_std']:.3f}$ & {auc} & {row['n_seeds']} \\\\"
+            f"${row['mean']:.3f} \\pm {row['std']:.3f}$ & {auc} & {row['n_seeds']} \\\\"
         )
     lines += [r"\bottomrule", r"\end{tabular}", ""]
     return "\n".join(lines)

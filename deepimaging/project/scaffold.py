@@ -16,9 +16,11 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-__all__ = ["EXAMPLES", "new_project"]
+__all__ = ["BCCD_EXAMPLES", "EXAMPLES", "new_project"]
 
 EXAMPLES = ("resolution_binning", "colour_filters", "blur_psf", "sparse_sensor")
+# Examples on the real BCCD photos: they need a copy of BCCD (see deepimaging.data.find_bccd).
+BCCD_EXAMPLES = ("bccd_bit_depth", "bccd_binning")
 
 
 def new_project(path, *, title: str | None = None, authors=None, example: str | None = None) -> Path:
@@ -45,8 +47,8 @@ def new_project(path, *, title: str | None = None, authors=None, example: str | 
             f"{path} already exists and is not an empty folder; new-project never overwrites. "
             "Choose a new path or empty the folder."
         )
-    if example is not None and example not in EXAMPLES:
-        raise ValueError(f"example must be one of {list(EXAMPLES)}; got {example!r}")
+    if example is not None and example not in EXAMPLES + BCCD_EXAMPLES:
+        raise ValueError(f"example must be one of {list(EXAMPLES + BCCD_EXAMPLES)}; got {example!r}")
     template = resources.files("deepimaging") / "project_template"
     config = (template / "examples" / f"{example}.toml" if example else template / CONFIG_NAME).read_text()
     if title is not None:

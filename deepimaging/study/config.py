@@ -9,7 +9,19 @@ import json
 import numbers
 from dataclasses import dataclass, field
 
-from .._checks import check_int, check_number
+from .._checks import check_choice, check_int, check_number
+
+#: Metrics every point records; ``StudyConfig.metric`` picks the one plots and tables show.
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")
+#: Readable names of the metrics, for axis labels, tables and captions.
+METRIC_NAMES = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "macro_f1": "macro-F1",
+    "macro_auc": "macro ROC AUC",
+}
+#: Test classes count as imbalanced when the largest holds more than this many times the smallest.
+IMBALANCE_RATIO = 1.5
 
 # ---------------------------------------------------------------------------------------------------------
 # Configuration
@@ -83,6 +95,9 @@ class StudyConfig:
         :mod:`deepimaging.data` (called with ``dataset_options``).
     dataset_options : dict
         Keyword arguments of the loader.
+        A loader with a ``split`` option (e.g. ``bccd_crops``) gets
+        ``split="all"`` unless the options name one: the study splits the
+        whole set itself.
     size : int
         Image height and width in pixels (passed to loaders that take ``size``).
     n_per_class : int or None
@@ -92,16 +107,28 @@ class StudyConfig:
         Seed of the simulation, the subsample and the train/test split. It is
         fixed across points so that points differ only by the layer and ``seeds``.
     val, test : float
-        Fractions of the data for validation and test. The study does no model
-        selection (cosine decay to zero, the last model is tested), so ``val``
-        defaults to 0 and only reports a learning curve when set.
+        Fractions of the data for validation and test, stratified by class.
+        Validation (15% by default) gives the learning curves and early
+        stopping; the test set is used once, at the end of each point. Every
+        class must keep at least one image in each non-empty part.
     epochs, lr, batch_size, weight_decay : training settings of :func:`deepimaging.train.fit`.
+    patience : int or None
+        Early stopping on the validation loss (see :func:`deepimaging.train.fit`);
+        None (default) trains every epoch.
     widths : list of int
         Channels of the :class:`~deepimaging.models.BasicCNN` blocks.
     device : str
-        ``"cpu"`` (default, reproducible), ``"auto"``, ``"cuda"`` or ``"mps"``.
+        ``"auto"`` (default: CUDA, then MPS, then the CPU), ``"cpu"``, ``"cuda"``
+        or ``"mps"``. Each point records the device it trained on; the same seed
+        on the same device gives the same numbers, another device may differ in
+        the last digits.
     parameter : str
         Axis label of the swept parameter, e.g. ``"sensor bits"``.
+    metric : str
+        The metric of plots, tables and captions: ``"auto"`` (default: balanced
+        accuracy when the test classes are imbalanced, largest/smallest > 1.5,
+        else accuracy), ``"accuracy"``, ``"balanced_accuracy"``, ``"macro_f1"``
+        or ``"macro_auc"``. Every point records all of them either way.
     """
 
     sweeps: list
@@ -111,15 +138,17 @@ class StudyConfig:
     size: int = 32
     n_per_class: int | None = 300
     data_seed: int = 0
-    val: float = 0.0
+    val: float = 0.15
     test: float = 0.3
     epochs: int = 8
     lr: float = 3e-3
     batch_size: int = 64
     weight_decay: float = 0.0
+    patience: int | None = None
     widths: list = field(default_factory=lambda: [16, 32, 64])
-    device: str = "cpu"
+    device: str = "auto"
     parameter: str = "value"
+    metric: str = "auto"
 
     def __post_init__(self):
         if isinstance(self.sweeps, (Sweep, dict)):
@@ -142,17 +171,29 @@ class StudyConfig:
         if self.n_per_class is not None:
             check_int(self.n_per_class, "n_per_class", 1)
         check_int(self.data_seed, "data_seed", 0)
-        check_number(self.val, "val", 0.0, 0.9)
-        check_number(self.test, "test", 0.0, 0.9, low_open=True)
+        for key in ("val", "test"):
+            fraction = check_number(getattr(self, key), key)
+            if not 0.0 <= fraction < 1.0 or (key == "test" and fraction == 0.0):
+                allowed = "(0, 1)" if key == "test" else "[0, 1)"
+                raise ValueError(f"{key} must be a fraction of the data in {allowed}; got {fraction}")
+        if self.val + self.test >= 1.0:
+            raise ValueError(
+                f"val + test must be below 1 so that training keeps images; got {self.val + self.test}"
+            )
         check_int(self.epochs, "epochs", 1)
         check_number(self.lr, "lr", 0.0, low_open=True)
         check_int(self.batch_size, "batch_size", 1)
         check_number(self.weight_decay, "weight_decay", 0.0)
+        if self.patience is not None:
+            check_int(self.patience, "patience", 1)
+            if self.val == 0:
+                raise ValueError("patience (early stopping) needs a validation split: set val > 0")
         self.widths = [check_int(w, "widths", 1) for w in self.widths]
         if self.device not in ("cpu", "auto", "cuda", "mps") and not str(self.device).startswith("cuda:"):
             raise ValueError(f"device must be 'cpu', 'auto', 'cuda' or 'mps'; got {self.device!r}")
         if not isinstance(self.parameter, str):
             raise TypeError(f"parameter must be a string (axis label); got {self.parameter!r}")
+        check_choice(self.metric, "metric", ("auto", *METRICS))
 
     # -- identity --------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -177,10 +218,12 @@ class StudyConfig:
         """SHA-256 (first 16 hex digits) of the canonical JSON of the configuration.
 
         Two configurations with the same hash give the same numbers (same machine);
-        the ``parameter`` axis label is left out because it does not change them.
+        the ``parameter`` axis label and the shown ``metric`` are left out because
+        they do not change them.
         """
         data = self.to_dict()
         data.pop("parameter")
+        data.pop("metric")
         for sweep in data["sweeps"]:
             sweep["values"] = [float(v) for v in sweep["values"]]
         text = json.dumps(data, sort_keys=True, separators=(",", ":"))

@@ -26,6 +26,14 @@ from ._files import (
 from .config import StudyConfig, Sweep
 from .results import StudyResults
 
+#: The official splits that make up the whole of each loader's dataset; a study joins them unless
+#: ``dataset_options`` names a ``split``.
+WHOLE_SET_SPLITS = {
+    "bccd_crops": ("all",),
+    "medmnist": ("train", "val", "test"),
+    "kaggle_blood_cells": ("TRAIN", "TEST"),
+}
+
 
 class StudyConfigMismatch(FileExistsError):
     """The output folder holds results of a different study configuration."""
@@ -39,7 +47,15 @@ class StudyConfigMismatch(FileExistsError):
 def load_data(config: StudyConfig) -> tuple[ImageDataset, ImageDataset, ImageDataset | None]:
     """The (train, test, val-or-None) splits a study's points train and test on.
 
+    The split is stratified by class and seeded with ``config.data_seed``.
     Cached per process: every point of a study in the same worker reuses them.
+
+    Raises
+    ------
+    ValueError
+        A class with fewer than 2 images, or a ``val`` / ``test`` fraction that
+        leaves a class without an image in that part; raised before anything is
+        trained.
     """
     key = json.dumps(
         [config.dataset, config.dataset_options, config.size, config.n_per_class, config.data_seed],
@@ -49,11 +65,55 @@ def load_data(config: StudyConfig) -> tuple[ImageDataset, ImageDataset, ImageDat
     return train, test, (val if len(val) else None)
 
 
+def class_counts(config: StudyConfig) -> dict:
+    """How many images of each class the study trains, validates and tests on.
+
+    Returns
+    -------
+    dict
+        ``{"train": {class: n}, "val": {class: n}, "test": {class: n}}``.
+    """
+    train, test, val = load_data(config)
+    parts = {"train": train, "val": val, "test": test}
+    return {
+        part: {
+            c: int((data.labels == k).sum()) if data is not None else 0 for k, c in enumerate(train.classes)
+        }
+        for part, data in parts.items()
+    }
+
+
 @functools.lru_cache(maxsize=2)
 def _load_split(key, val, test):
     name, options, size, n_per_class, data_seed = json.loads(key)
     dataset = _load_dataset(name, options, size, n_per_class, data_seed)
-    return split(dataset, val=val, test=test, seed=data_seed)
+    counts = np.bincount(dataset.labels.numpy(), minlength=dataset.num_classes)
+    small = {c: int(n) for c, n in zip(dataset.classes, counts) if n < 2}
+    if small:
+        raise ValueError(
+            f"dataset {name!r} has classes with fewer than 2 images {small}: a class needs images "
+            "for training and for testing; add images, drop the class, or raise n_per_class"
+        )
+    try:
+        parts = split(dataset, val=val, test=test, seed=data_seed)
+    except ValueError as err:
+        raise ValueError(
+            f"val={val}, test={test} (each a fraction in [0, 1)) cannot split this dataset "
+            f"(images per class: {dict(zip(dataset.classes, counts.tolist()))}): {err}"
+        ) from None
+    for part_name, fraction, part in (("val", val, parts[1]), ("test", test, parts[2])):
+        if fraction == 0:
+            continue
+        present = np.bincount(part.labels.numpy(), minlength=dataset.num_classes)
+        empty = [c for c, n in zip(dataset.classes, present) if n == 0]
+        if empty:
+            raise ValueError(
+                f"{part_name}={fraction} leaves class(es) {empty} with no {part_name} image "
+                f"(images per class: {dict(zip(dataset.classes, counts.tolist()))}); "
+                f"raise {part_name} (allowed: a fraction in [0, 1)) or add images"
+                + ("; val=0 turns validation off" if part_name == "val" else "")
+            )
+    return parts
 
 
 def _load_dataset(name, options, size, n_per_class, seed) -> ImageDataset:
@@ -62,13 +122,20 @@ def _load_dataset(name, options, size, n_per_class, seed) -> ImageDataset:
     if name == "blood_smear":
         return simulate_blood_smear(n_per_class=n_per_class or 300, size=size, seed=seed, **options)
     loader = data.dataset_loader(name)
-    if "size" in inspect.signature(loader).parameters and "size" not in options:
+    parameters = inspect.signature(loader).parameters
+    if "size" in parameters and "size" not in options:
         options = {**options, "size": size}
-    dataset = loader(**options)
-    if isinstance(dataset, tuple):  # loaders that return (train, test) or similar: use the first
-        dataset = dataset[0]
-    if not isinstance(dataset, ImageDataset):
-        raise TypeError(f"dataset loader {name!r} returned {type(dataset).__name__}, not an ImageDataset")
+    if "split" in parameters and "split" not in options and name in WHOLE_SET_SPLITS:
+        # The study splits the data itself; a loader's own default split (BCCD's "train") would
+        # silently drop the rest of the images. Load every official split and join them.
+        parts = [_call_loader(name, loader, {**options, "split": part}) for part in WHOLE_SET_SPLITS[name]]
+        dataset = ImageDataset(
+            torch.cat([part.storage for part in parts]),
+            torch.cat([part.labels for part in parts]),
+            parts[0].classes,
+        )
+    else:
+        dataset = _call_loader(name, loader, options)
     if n_per_class is not None:
         # A seeded class-balanced subsample keeps the study fast on large real datasets.
         g = np.random.default_rng(seed)
@@ -77,6 +144,15 @@ def _load_dataset(name, options, size, n_per_class, seed) -> ImageDataset:
             for k in range(dataset.num_classes)
         ]
         dataset = dataset.subset(np.sort(np.concatenate(keep)))
+    return dataset
+
+
+def _call_loader(name, loader, options) -> ImageDataset:
+    dataset = loader(**options)
+    if isinstance(dataset, tuple):  # loaders that return (train, test) or similar: use the first
+        dataset = dataset[0]
+    if not isinstance(dataset, ImageDataset):
+        raise TypeError(f"dataset loader {name!r} returned {type(dataset).__name__}, not an ImageDataset")
     return dataset
 
 
@@ -135,13 +211,19 @@ def run_point(
     Returns
     -------
     dict
-        The point record: ``sweep``, ``layer``, ``value``, ``seed``, ``accuracy``,
-        ``macro_auc``, ``confusion_matrix`` (K x K list, rows = true class),
-        ``per_class`` ({class: precision, recall, f1-score, specificity, support}), ``classes``,
-        ``train_loss`` and ``train_accuracy`` of the last epoch, ``val_accuracy`` (list per epoch, empty without val),
-        ``seconds``, ``config_hash`` and, for layers with a ``bits_map()``,
-        ``bits_map`` (H x W list; the learned fractional bits per pixel, before the
-        sensor rounds them to integers in eval mode).
+        The point record: ``sweep``, ``layer``, ``value``, ``seed``, ``device`` (where it
+        trained), ``classes``; the test metrics ``accuracy``, ``balanced_accuracy`` (mean
+        per-class recall), ``macro_f1``, ``macro_auc`` (one-vs-rest, from the probabilities;
+        None when a class is missing), ``recall`` ({class: recall}), ``confusion_matrix``
+        (K x K list, rows = true class), ``per_class`` ({class: precision, recall, f1-score,
+        specificity, support}); ``train_loss`` and ``train_accuracy`` of the last epoch as
+        trained, ``train_eval_accuracy`` (eval mode, after BatchNorm recalibration),
+        ``val_accuracy`` (list per epoch, empty without val), ``history`` (the whole
+        :class:`~deepimaging.train.History`), ``class_counts`` (images per class in
+        train/val/test), ``warnings`` (plain-language symptoms, empty when none),
+        ``seconds``, ``config_hash`` and, for layers with a ``bits_map()``, ``bits_map``
+        (H x W list; the learned fractional bits per pixel, before the sensor rounds them
+        to integers in eval mode).
     """
     if not isinstance(config, StudyConfig):
         raise TypeError(f"config must be a StudyConfig; got {type(config).__name__}")
@@ -152,26 +234,36 @@ def run_point(
     if seed not in config.seeds:
         raise ValueError(f"seed {seed!r} is not among the study's seeds {config.seeds}")
     if out_dir is not None:
-        _prepare_folder(out_dir, config)
+        _prepare_folder(out_dir, config, write=False)  # refuse a wrong folder before training
     record = _train_point(config, the_sweep, value, seed, progress=progress)
     if out_dir is not None:
+        # study.json is written only once a point has trained: a first run that fails (a device that
+        # is not there, a layer that does not fit the data) leaves nothing that refuses the fixed command.
+        _prepare_folder(out_dir, config)
         _write_json_atomic(point_paths(out_dir, config)[(sweep, value, seed)], record)
     return record
 
 
-def _train_point(config: StudyConfig, sweep: Sweep, value, seed: int, progress: bool = False) -> dict:
+def _build_model(config: StudyConfig, sweep: Sweep, value, train: ImageDataset):
+    """The point's model: its physical layer in front of a BasicCNN with as many inputs as the layer gives."""
     from ..models import BasicCNN, PhysicalModel
-    from ..train import fit, predict, seed_everything
+
+    layer = _make_layer(sweep, value, train.image_shape)
+    with torch.no_grad():
+        channels = layer(train.images_at(slice(0, 2))).shape[1]  # some layers change the channel count
+    cnn = BasicCNN(channels, train.num_classes, widths=tuple(config.widths))
+    return PhysicalModel(layer, cnn)
+
+
+def _train_point(config: StudyConfig, sweep: Sweep, value, seed: int, progress: bool = False) -> dict:
+    from ..train import fit, get_device, predict, seed_everything
 
     train, test, val = load_data(config)
+    device = get_device(config.device)
     start = time.perf_counter()
     with _single_thread():
         seed_everything(seed)
-        layer = _make_layer(sweep, value, train.image_shape)
-        with torch.no_grad():
-            channels = layer(train.images_at(slice(0, 2))).shape[1]  # some layers change the channel count
-        cnn = BasicCNN(channels, train.num_classes, widths=tuple(config.widths))
-        model = PhysicalModel(layer, cnn)
+        model = _build_model(config, sweep, value, train)
         history = fit(
             model,
             train,
@@ -181,10 +273,13 @@ def _train_point(config: StudyConfig, sweep: Sweep, value, seed: int, progress: 
             batch_size=config.batch_size,
             weight_decay=config.weight_decay,
             seed=seed,
-            device=config.device,
+            device=device,
             progress=progress,
+            patience=config.patience,
         )
-        result = predict(model, test, device=config.device)
+        # The test set is used once, here, with the model fit returns (recalibrated, best epoch).
+        result = predict(model, test, device=device)
+    metrics = _classification_metrics(result.labels, result.predicted, result.probabilities, test.classes)
     record = {
         "format": FORMAT_VERSION,
         "config_hash": config.hash(),
@@ -192,11 +287,16 @@ def _train_point(config: StudyConfig, sweep: Sweep, value, seed: int, progress: 
         "layer": sweep.layer,
         "value": value,
         "seed": seed,
+        "device": str(device),
         "classes": list(test.classes),
-        **_classification_metrics(result.labels, result.predicted, result.probabilities, test.classes),
+        **metrics,
         "train_loss": history.train_loss[-1],
         "train_accuracy": history.train_accuracy[-1],
+        "train_eval_accuracy": history.final["train_eval_accuracy"],
         "val_accuracy": list(history.val_accuracy),
+        "history": history.as_dict(),
+        "class_counts": class_counts(config),
+        "warnings": _symptoms(history, metrics, len(test.classes)),
         "seconds": round(time.perf_counter() - start, 3),
     }
     physics = model.physics.cpu()
@@ -211,8 +311,42 @@ def _train_point(config: StudyConfig, sweep: Sweep, value, seed: int, progress: 
     return record
 
 
+#: A point is flagged when its eval-mode training accuracy trails the as-trained one by more than this.
+EVAL_GAP_WARNING = 0.15
+#: ... or when its balanced accuracy is within this of chance (1 / number of classes).
+CHANCE_MARGIN = 0.05
+
+
+def _symptoms(history, metrics: dict, num_classes: int) -> list:
+    """Plain-language warnings about numbers a reader should not trust as they stand."""
+    found = []
+    gap = history.train_accuracy[-1] - history.final["train_eval_accuracy"]
+    if gap > EVAL_GAP_WARNING:
+        found.append(
+            f"eval-mode training accuracy {history.final['train_eval_accuracy']:.3f} is far below the "
+            f"accuracy during training {history.train_accuracy[-1]:.3f}: the model behaves differently "
+            "in eval mode (BatchNorm statistics, dropout or a physical layer's eval mode)"
+        )
+    chance = 1.0 / num_classes
+    if metrics["balanced_accuracy"] <= chance + CHANCE_MARGIN:
+        found.append(
+            f"test balanced accuracy {metrics['balanced_accuracy']:.3f} is at chance ({chance:.3f}): "
+            "the model learned nothing usable (too few epochs, too high a learning rate, or no signal left)"
+        )
+    never = [c for c, row in metrics["per_class"].items() if row["support"] > 0 and row["recall"] == 0]
+    if never:
+        found.append(f"no test image of class(es) {never} was recognised (recall 0)")
+    return found
+
+
 def _classification_metrics(labels, predicted, probabilities, classes) -> dict:
-    """Accuracy, confusion matrix, per-class precision/recall/F1 and macro one-vs-rest ROC AUC."""
+    """Accuracy, balanced accuracy, macro-F1, macro one-vs-rest ROC AUC, confusion matrix, per-class numbers.
+
+    Balanced accuracy is the mean of the per-class recalls and macro-F1 the
+    mean of the per-class F1 scores (as scikit-learn's ``balanced_accuracy_score``
+    and ``f1_score(average="macro")``): on imbalanced test sets they weigh every
+    class equally, where accuracy is dominated by the largest class.
+    """
     from .. import metrics
 
     labels, predicted = labels.numpy(), predicted.numpy()
@@ -222,9 +356,13 @@ def _classification_metrics(labels, predicted, probabilities, classes) -> dict:
         auc = float(metrics.roc_auc_ovr(labels, probabilities.double().numpy(), average="macro"))
     except ValueError:  # a class missing from a tiny test split: AUC undefined
         auc = None
+    present = [c for c in classes if report[c]["support"] > 0]
     return {
         "accuracy": float(report["accuracy"]),
+        "balanced_accuracy": float(np.mean([report[c]["recall"] for c in present])),
+        "macro_f1": float(np.mean([report[c]["f1-score"] for c in classes])),
         "macro_auc": auc,
+        "recall": {c: float(report[c]["recall"]) for c in classes},
         "confusion_matrix": metrics.confusion_matrix(labels, predicted, num_classes=k).astype(int).tolist(),
         "per_class": {
             c: {key: report[c][key] for key in ("precision", "recall", "f1-score", "specificity", "support")}
@@ -249,8 +387,11 @@ def _single_thread():
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _prepare_folder(out_dir, config: StudyConfig) -> Path:
-    """Create the folder (or check the one there), refuse a different configuration, write ``study.json``."""
+def _prepare_folder(out_dir, config: StudyConfig, *, write: bool = True) -> Path:
+    """Create the folder (or check the one there), refuse a different configuration, write ``study.json``.
+
+    With ``write=False`` only the checks run (and the empty folders are made).
+    """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"output folder {out} exists and is a file, not a folder")
@@ -288,6 +429,8 @@ def _prepare_folder(out_dir, config: StudyConfig) -> Path:
                 f"output folder {out} holds point files but no {STUDY_FILE}, so their configuration "
                 "is unknown; choose a new output folder"
             )
+        if not write:
+            return out
         info = {
             "format": FORMAT_VERSION,
             "config_hash": config.hash(),
@@ -371,9 +514,13 @@ def run_study(config: StudyConfig, out_dir, *, jobs: int = 1, progress: bool = T
     if not isinstance(config, StudyConfig):
         raise TypeError(f"config must be a StudyConfig; got {type(config).__name__}")
     jobs = check_int(jobs, "jobs", 1)
+    from ..train import get_device
+
+    get_device(config.device)  # a device that is not there fails here, before anything is written
     train, _, _ = load_data(config)
     _validate_layers(config, train.image_shape)
-    out = _prepare_folder(out_dir, config)
+    # study.json comes with the first finished point (run_point), so a failing first run leaves none.
+    out = _prepare_folder(out_dir, config, write=False)
 
     config_hash = config.hash()
     paths = point_paths(out, config)
