@@ -354,7 +354,7 @@ def write_report(
 
 
 def _is_safe_link(url) -> bool:
-    """Whether ``url`` may become a link on the page: ``http``, ``https``, or relative (no scheme).
+    r"""Whether ``url`` may become a link on the page: ``http``, ``https``, or relative (no scheme).
 
     Autoescaping keeps text from becoming markup, but not a ``javascript:`` (or ``data:``,
     ``file:``) URL in an ``href`` from running when clicked. Browsers drop ASCII whitespace and

@@ -51,6 +51,8 @@ def fake_loader(monkeypatch):
             return smear.subset(keep)
 
         monkeypatch.setattr(deepimaging.data, f"load_{name}", load, raising=False)
+        # A study finds datasets among the public loaders (deepimaging.data.__all__).
+        monkeypatch.setattr(deepimaging.data, "__all__", [*deepimaging.data.__all__, f"load_{name}"])
         engine._load_split.cache_clear()
         return name
 
