@@ -178,7 +178,7 @@ def _bad_inputs(tmp_path):
     out = str(tmp_path / "out")
     study = ["study", "--layer", "quantize", "--out", out, *TINY]
     return [
-        (["demo", "--dataset", "imagenet", "--out", out, "--no-progress"], "unknown dataset 'imagenet'"),
+        (["demo", "--dataset", "imagenet", "--out", out, "--no-progress"], "unknown dataset name 'imagenet'"),
         (["demo", "--dataset-option", "oops", "--out", out], "--dataset-option must look like KEY=VALUE"),
         ([*study, "--values", "inf"], "--values must be comma-separated numbers"),
         ([*study, "--values", "1,nan"], "expected a finite number; got 'nan'"),

@@ -439,6 +439,11 @@ def _data_calls(disk):
             dict(images=lambda: torch.zeros(1, 1, 2, 2, dtype=torch.uint8)),
             as_float,
         ),
+        "dataset_loader": (
+            data.dataset_loader,
+            dict(name=lambda: "digits"),
+            lambda result, args: callable(result),
+        ),
         "data_dir": (data.data_dir, dict(cache_dir=lambda: disk / "cache", sub=lambda: "decoded"), path_of),
         "decode_image": (
             data.decode_image,
@@ -448,7 +453,7 @@ def _data_calls(disk):
         "load_image_folder": (data.load_image_folder, folder, _dataset),
         "read_image_folder": (data.read_image_folder, folder, arrays),
         "to_dataset": (
-            data.to_dataset,
+            data.folder.to_dataset,
             dict(
                 images=lambda: np.zeros((2, 1, 4, 4), np.uint8),
                 labels=lambda: [0, 1],
@@ -521,7 +526,7 @@ def _data_calls(disk):
             smear_field,
         ),
         "extract_archive": (
-            data.extract_archive,
+            data.download.extract_archive,
             dict(archive=lambda: disk / "archive.zip", target=fresh("extract")),
             unpacked,
         ),
@@ -537,7 +542,7 @@ def _data_calls(disk):
             fetched,
         ),
         "fetch_archive": (
-            data.fetch_archive,
+            data.download.fetch_archive,
             dict(
                 url=lambda: "https://example.org/archive.zip",
                 known_hash=lambda: "md5:" + "0" * 32,
@@ -552,7 +557,14 @@ def _data_calls(disk):
 
 # Functions of deepimaging.data that need the BCCD copy or a network, or take no argument; they are
 # tested in test_data_loaders.py and test_downloads.py. Classes other than ImageDataset are not calls.
-NOT_HERE = {"download_bccd", "find_bccd", "load_bccd_crops", "load_bccd_images", "load_digits"}
+NOT_HERE = {
+    "dataset_names",
+    "download_bccd",
+    "find_bccd",
+    "load_bccd_crops",
+    "load_bccd_images",
+    "load_digits",
+}
 CALLABLE_DATA = sorted(
     name
     for name in data.__all__
@@ -560,8 +572,12 @@ CALLABLE_DATA = sorted(
 )
 
 
+# Plumbing of the loaders, no longer in deepimaging.data's public list but still hostile-tested.
+PLUMBING = {"to_dataset", "extract_archive", "fetch_archive"}
+
+
 def test_every_public_data_function_is_covered(disk):
-    assert sorted(_data_calls(disk)) == CALLABLE_DATA
+    assert sorted(set(_data_calls(disk)) - PLUMBING) == CALLABLE_DATA
 
 
 @pytest.fixture

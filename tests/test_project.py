@@ -135,7 +135,7 @@ def test_out_of_range_training_setting_is_named(tmp_path):
 
 def test_unknown_dataset_lists_the_available_ones(tmp_path):
     path = _project_with(tmp_path, lambda t: t.replace('name = "blood_smear"', 'name = "imagenet"'))
-    with pytest.raises(ValueError, match="unknown dataset 'imagenet'; available"):
+    with pytest.raises(ValueError, match="unknown dataset name 'imagenet'; available"):
         run_project(path, smoke=True, progress=False)
 
 
@@ -239,7 +239,7 @@ def test_unknown_dataset_is_refused_by_load_project_with_its_line(tmp_path):
     path = _project_with(tmp_path, lambda t: t.replace('name = "blood_smear"', 'name = "imagenet"'))
     message = _error_of(path)
     assert f"project.toml, line {_line_of(path, '^name = ')}" in message
-    assert "unknown dataset 'imagenet'" in message and "'digits'" in message and "'blood_smear'" in message
+    assert "unknown dataset name 'imagenet'" in message and "'digits'" in message and "'blood_smear'" in message
 
 
 def test_dataset_given_as_its_loader_name_is_accepted(tmp_path):
@@ -317,7 +317,7 @@ def test_datasets_are_found_by_name_only_among_the_public_loaders():
     assert data.dataset_loader("blood_smear") is data.simulate_blood_smear
     assert data.dataset_names()[0] == "blood_smear" and "bccd_crops" in data.dataset_names()
     for name in ("split", "_threads", "cache", "imagenet"):  # functions and modules that load nothing
-        with pytest.raises(ValueError, match=f"unknown dataset '{name}'; available: .*'digits'"):
+        with pytest.raises(ValueError, match=f"unknown dataset name '{name}'; available: .*'digits'"):
             data.dataset_loader(name)
     with pytest.raises(TypeError, match="dataset must be a name"):
         data.dataset_loader(3)

@@ -311,7 +311,7 @@ def test_an_unknown_layer_option_names_the_option(tmp_path):
         (dict(epochs=0), ValueError, "epochs"),
         (dict(sweeps=[]), ValueError, "at least one"),
         (dict(sweeps=[Sweep("quantize", [1]), Sweep("quantize", [2])]), ValueError, "unique"),
-        (dict(dataset="imagenet"), ValueError, "unknown dataset 'imagenet'"),
+        (dict(dataset="imagenet"), ValueError, "unknown dataset name 'imagenet'"),
     ],
 )
 def test_bad_configurations_are_clear_errors(tmp_path, kwargs, error, message):

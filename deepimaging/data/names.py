@@ -39,4 +39,4 @@ def dataset_loader(name: str) -> Callable:
     for candidate in (f"load_{name}", name):
         if candidate.startswith("load_") and candidate in data.__all__:
             return getattr(data, candidate)
-    raise ValueError(f"unknown dataset {name!r}; available: {dataset_names()}")
+    raise ValueError(f"unknown dataset name {name!r}; available: {dataset_names()}")
