@@ -239,7 +239,9 @@ def test_unknown_dataset_is_refused_by_load_project_with_its_line(tmp_path):
     path = _project_with(tmp_path, lambda t: t.replace('name = "blood_smear"', 'name = "imagenet"'))
     message = _error_of(path)
     assert f"project.toml, line {_line_of(path, '^name = ')}" in message
-    assert "unknown dataset name 'imagenet'" in message and "'digits'" in message and "'blood_smear'" in message
+    assert (
+        "unknown dataset name 'imagenet'" in message and "'digits'" in message and "'blood_smear'" in message
+    )
 
 
 def test_dataset_given_as_its_loader_name_is_accepted(tmp_path):

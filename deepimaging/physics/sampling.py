@@ -48,7 +48,9 @@ def bin_pixels(images: torch.Tensor, factor: int, resize: bool = True, pad: bool
     h, w = images.shape[-2:]
     if h == 0 or w == 0:
         raise ValueError(f"images must have at least one pixel; got shape {tuple(images.shape)}")
-    factor = check_int(factor, "factor", 1, min(h, w))
+    factor = check_int(factor, "factor", 1)
+    if factor > min(h, w):
+        raise ValueError(f"factor must be at most the images' height and width ({h}x{w}); got {factor}")
     if h % factor or w % factor:
         if not pad:
             raise ValueError(
