@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 CONFIG_NAME = "project.toml"
-PAPER_FIGURES = ("accuracy_vs_parameter", "confusion_matrices")
+PAPER_FIGURES = ("accuracy_vs_parameter", "confusion_matrices", "attribution_across")
 EXAMPLES = ("resolution_binning", "colour_filters", "blur_psf", "sparse_sensor")
 # Examples on the real BCCD photos: they need a copy of BCCD (see deepimaging.data.find_bccd).
 BCCD_EXAMPLES = ("bccd_bit_depth", "bccd_binning")
