@@ -202,7 +202,9 @@ def _inside_figures(results: StudyResults, add, examples: int) -> None:
     add(
         fig,
         "filters_across",
-        f"First-layer filters of the network trained at each {config.parameter} (seed {seed}; mid-grey is 0).",
+        f"First-layer filters of the network trained at each {config.parameter} (seed {seed}; mid-grey is 0). "
+        "Every network of one seed starts from the same filters, so the differences are what training at "
+        "that value changed.",
     )
     ax = plots.plot_neighbor_agreement(results)
     add(

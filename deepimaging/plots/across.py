@@ -231,21 +231,20 @@ def plot_filters_across(results, *, seed=None, sweep: str | None = None, max_fil
         raise ValueError("filters cannot be averaged over seeds (each network learns its own); pick one seed")
     the_sweep, seeds = _sweep_and_seeds(results, sweep, seed)
     values = list(the_sweep.values)
-    fig, axes = plt.subplots(1, len(values), figsize=(2.2 * len(values), 2.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(values), figsize=(max(5.0, 2.4 * len(values)), 3.0), squeeze=False)
     for ax, value in zip(axes[0], values):
         weights = filter_weights(results.load_model(the_sweep.name, value, seeds[0]))
-        filter_grid(
-            weights,
-            scale="symmetric",
-            max_filters=max_filters,
-            ax=ax,
-            title=f"{results.config.parameter} = {value}",
-        )
+        filter_grid(weights, scale="symmetric", max_filters=max_filters, ax=ax)
+        # filter_grid's own title and label explain the scale; said once in the figure's title instead.
+        ax.set_title(f"{results.config.parameter} = {value}", fontsize=9)
+        ax.set_xlabel("")
+    shape = "x".join(map(str, weights.shape[-2:]))
     fig.suptitle(
-        f"First-layer filters: {the_sweep.name.replace('_', ' ')}, {results.config.parameter} per panel "
-        f"(seed {seeds[0]})",
-        fontsize=9,
+        f"First-layer filters ({shape} px) of {the_sweep.name.replace('_', ' ')}, seed {seeds[0]}, mid-grey = 0\n"
+        "(one seed, one starting point: the differences are what training at each value changed)",
+        fontsize=8,
     )
+    fig.tight_layout()
     return fig
 
 
