@@ -136,6 +136,41 @@ def test_a_reloaded_model_works_with_the_interpretation_tools(finished):
     assert extract_features(model, test, device="cpu").shape == (len(test), 8)
 
 
+def test_load_model_leaves_the_callers_random_state_alone(finished):
+    import random
+
+    _, results = finished
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)
+    results.load_model("quantize", 8, 1)
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2] == expected[2]
+
+
+def test_the_report_draws_the_networks_from_the_saved_points_without_training(
+    finished, tmp_path, monkeypatch
+):
+    from deepimaging.report import make_figures
+    from deepimaging.study import engine
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the report must not train")
+
+    monkeypatch.setattr(engine, "_train_point", no_training)
+    names = [f.name for f in make_figures(load_results(finished[0]), tmp_path, formats=("png",))]
+    assert {"attribution_across", "filters_across", "neighbor_agreement"} <= set(names)
+
+
+def test_the_report_without_saved_networks_says_so_and_leaves_their_figures_out(tmp_path):
+    from deepimaging.report import make_figures
+
+    results = run_study(tiny_config(seeds=[0], save_weights=False), tmp_path / "s", progress=False)
+    with pytest.warns(UserWarning, match="no saved network"):
+        names = [f.name for f in make_figures(results, tmp_path / "r", formats=("png",))]
+    assert "accuracy_vs_parameter" in names and "attribution_across" not in names
+
+
 def test_load_model_of_an_unknown_point_names_the_points(finished):
     _, results = finished
     with pytest.raises(ValueError, match="no finished point sweep='quantize', value=3, seed=0"):

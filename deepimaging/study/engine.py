@@ -371,8 +371,9 @@ def load_point_model(out_dir, config: StudyConfig, record: dict, *, device="cpu"
         )
     state = read_weights(path, record["weights"])
     train, _, _ = load_data(config)
-    seed_everything(record["seed"])  # the same construction as in training, for layers that draw at init
-    model = _build_model(config, config.sweep(record["sweep"]), record["value"], train)
+    with _kept_random_state():  # reopening a network must not reseed the caller's notebook
+        seed_everything(record["seed"])  # the same construction as in training, for layers that draw at init
+        model = _build_model(config, config.sweep(record["sweep"]), record["value"], train)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -440,6 +441,20 @@ def _classification_metrics(labels, predicted, probabilities, classes) -> dict:
             for c in classes
         },
     }
+
+
+@contextlib.contextmanager
+def _kept_random_state():
+    """Restore Python's, NumPy's and PyTorch's random number generators afterwards."""
+    import random
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng():
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 @contextlib.contextmanager
