@@ -194,6 +194,37 @@ def test_a_point_without_saved_weights_says_how_to_rerun_that_point_only(tmp_pat
     assert load_results(tmp_path).load_model("quantize", 8, 0) is not None
 
 
+def test_the_command_in_the_no_weights_error_reruns_that_point_with_saving_on(tmp_path, capsys):
+    import shlex
+
+    from deepimaging.cli import main
+
+    out = tmp_path / "s"
+    flags = "--layer quantize --values 1,8 --seeds 0 --size 16 --n-per-class 8 --epochs 1 --device cpu"
+    assert main(["study", *shlex.split(flags), "--out", str(out), "--no-save-weights", "--no-progress"]) == 0
+    assert not list((out / "points").glob("*.pt"))
+    with pytest.raises(FileNotFoundError) as err:
+        load_results(out).load_model("quantize", 8, 0)
+    command = str(err.value).split("`")[1]
+    assert command.startswith("deepimaging study ")
+    assert main(shlex.split(command)[1:]) == 0  # exactly what the message says to run
+    assert [p.name for p in (out / "points").glob("*.pt")] == ["quantize__v8__s0.pt"], "that point only"
+    model = load_results(out).load_model("quantize", 8, 0)
+    assert not model.training
+
+
+def test_a_project_can_turn_saving_off(tmp_path):
+    from deepimaging import project
+
+    path = project.new_project(tmp_path / "p")
+    toml = path / "project.toml"
+    toml.write_text(toml.read_text().replace("[training]\n", "[training]\nsave_weights = false\n"))
+    assert project.load_project(path).study.save_weights is False
+    toml.write_text(toml.read_text().replace("save_weights = false", "save_weights = 1"))
+    with pytest.raises(project.ProjectConfigError, match="save_weights must be a bool; got 1"):
+        project.load_project(path)
+
+
 def test_a_missing_weights_file_is_a_clear_error(finished, tmp_path):
     results = _copy_study(finished[0], tmp_path / "copy")
     (tmp_path / "copy" / "points" / results.points[0]["weights"]["file"]).unlink()

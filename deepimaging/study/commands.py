@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -82,6 +83,12 @@ def add_cli(subparsers) -> None:
         default=None,
         help="run only point number K (0-based; e.g. $SLURM_ARRAY_TASK_ID) and exit",
     )
+    study.add_argument(
+        "--save-weights",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep each point's trained network beside its record (default: on, or as in --config)",
+    )
     study.add_argument("--list-points", action="store_true", help="print the numbered points and exit")
     study.add_argument("--report", action="store_true", help="also write figures and index.html")
     study.add_argument("--no-progress", action="store_true")
@@ -122,6 +129,13 @@ def _parse_options(items) -> dict:
 
 
 def _config_from_args(args) -> StudyConfig:
+    config = _config_from_file_or_flags(args)
+    if args.save_weights is not None:  # a flag overrides the file: rerun a point with saving on
+        config.save_weights = args.save_weights
+    return config
+
+
+def _config_from_file_or_flags(args) -> StudyConfig:
     if args.config:
         data = json.loads(Path(args.config).read_text())
         return StudyConfig.from_dict(data.get("config", data))

@@ -366,7 +366,7 @@ def load_point_model(out_dir, config: StudyConfig, record: dict, *, device="cpu"
         raise FileNotFoundError(
             f"point {key[0]}={key[1]} seed {key[2]} has no saved network in {Path(out_dir) / POINTS_DIR} ({why}). "
             f"Rerun that point only, with saving on: `deepimaging study --config {Path(out_dir) / STUDY_FILE} "
-            f"--out {out_dir} --point {k}` (or run_point(config, {key[0]!r}, {key[1]!r}, {key[2]}, out_dir=...) "
+            f"--out {out_dir} --point {k} --save-weights` (or run_point(config, {key[0]!r}, {key[1]!r}, {key[2]}, out_dir=...) "
             "with config.save_weights=True); it retrains the network with the same seed."
         )
     state = read_weights(path, record["weights"])
