@@ -170,6 +170,12 @@ def _add_study(subparsers) -> None:
         default=None,
         help="run only point number K (0-based; e.g. $SLURM_ARRAY_TASK_ID) and exit",
     )
+    study.add_argument(
+        "--save-weights",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep each point's trained network beside its record (default: on, or as in --config)",
+    )
     study.add_argument("--list-points", action="store_true", help="print the numbered points and exit")
     study.add_argument("--report", action="store_true", help="also write figures and index.html")
     study.add_argument("--no-progress", action="store_true")
@@ -207,6 +213,13 @@ def _study(args) -> int:
 
 
 def _study_config(args):
+    config = _study_config_from_file_or_flags(args)
+    if args.save_weights is not None:  # a flag overrides the file: rerun a point with saving on
+        config.save_weights = args.save_weights
+    return config
+
+
+def _study_config_from_file_or_flags(args):
     from .physics import LAYERS
     from .study import StudyConfig, Sweep, load_config
 

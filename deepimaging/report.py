@@ -57,7 +57,7 @@ def save_figure(fig, folder, name: str, formats=("png", "pdf"), *, dpi: int = 15
 
 
 def make_figures(
-    results: StudyResults, out_dir, *, formats=("png", "pdf"), examples: int = 4
+    results: StudyResults, out_dir, *, formats=("png", "pdf"), examples: int = 4, inside: bool = True
 ) -> list[ReportFigure]:
     """Draw the standard figures of a study into ``out_dir/figures/``.
 
@@ -65,7 +65,11 @@ def make_figures(
     - confusion matrices of the first sweep at its first, second and last value
       (1, 2 and 8 bits in the bit-depth study);
     - example sensor images of the first sweep at each value;
-    - the learned bits map of every sweep whose layer has one (at its first value).
+    - the learned bits map of every sweep whose layer has one (at its first value);
+    - with ``inside`` (default) and the first sweep's networks saved: where they
+      look (occlusion maps across the values, :func:`~deepimaging.plots.plot_attribution_across`),
+      their first-layer filters, and the nearest-neighbour agreement of their
+      features against the parameter. Read from the saved points, never retrained.
 
     Returns
     -------
@@ -149,7 +153,59 @@ def make_figures(
             f"{sweep.name.replace('_', ' ')} under a budget of {value} {config.parameter} on average, "
             "mean over seeds; the sensor rounds them to whole bits.",
         )
+    if inside:
+        _inside_figures(results, add, examples)
     return figures
+
+
+def _inside_figures(results: StudyResults, add, examples: int) -> None:
+    """Add the figures drawn from the first sweep's saved networks (none, with a warning, when they are not saved)."""
+    import warnings
+
+    from . import plots
+
+    config = results.config
+    first = config.sweeps[0]
+    points = results.select(first.name)
+    if results.folder is None or len(points) < len(first.values) * len(config.seeds):
+        return
+    unsaved = [p for p in points if "weights" not in p]
+    if unsaved:
+        warnings.warn(
+            f"{len(unsaved)} point(s) of {first.name!r} have no saved network (save_weights was off), so the "
+            "page leaves out what the networks look at; rerun those points with saving on to add it",
+            stacklevel=3,
+        )
+        return
+    seed = config.seeds[0]
+    _, test, _ = load_data(config)
+    k = max(1, min(examples or 4, len(test)))
+    fig = plots.plot_attribution_across(results, method="occlusion", images=k, seed=seed)
+    add(
+        fig,
+        "attribution_across",
+        f"What the networks look at across {config.parameter}: the same {k} test images (one per class where "
+        f"possible), one column per value of {first.name.replace('_', ' ')}. Above, the sensor image the network "
+        "of that column saw; below, its occlusion map: how much the probability of the true class drops when a "
+        f"patch is hidden (red: the network relies on it; one colour scale per image). Networks of seed {seed}, "
+        "reopened from the saved points.",
+    )
+    fig = plots.plot_filters_across(results, seed=seed)
+    add(
+        fig,
+        "filters_across",
+        f"First-layer filters of the network trained at each {config.parameter} (seed {seed}; mid-grey is 0). "
+        "Every network of one seed starts from the same filters, so the differences are what training at "
+        "that value changed.",
+    )
+    ax = plots.plot_neighbor_agreement(results)
+    add(
+        ax.figure,
+        "neighbor_agreement",
+        f"How well the features separate the classes at each {config.parameter}: the fraction of each test "
+        "image's 5 nearest neighbours in feature space (penultimate layer) that share its class, mean ± one "
+        "standard deviation over seeds; dotted, what features that ignore the class would give.",
+    )
 
 
 def _results_table(results: StudyResults) -> dict:

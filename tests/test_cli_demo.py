@@ -11,7 +11,16 @@ TINY = ["--size", "16", "--n-per-class", "8", "--epochs", "1", "--no-progress"]
 
 
 TITLE = "<script>alert(1)</script>"
-FIGURES = ["accuracy_vs_parameter", "confusion_matrices", "sensor_examples", "bits_map_bit_allocation"]
+FIGURES = [
+    "accuracy_vs_parameter",
+    "confusion_matrices",
+    "sensor_examples",
+    "bits_map_bit_allocation",
+    # drawn from the networks the points saved
+    "attribution_across",
+    "filters_across",
+    "neighbor_agreement",
+]
 
 
 @pytest.fixture(scope="module")

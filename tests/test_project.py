@@ -193,7 +193,8 @@ def test_scaffold_run_report_gives_page_and_paper_with_figures_and_measured_numb
 
     generated = path / "paper" / "generated"
     main = (path / "paper" / "main.tex").read_text()
-    for name in ("accuracy_vs_parameter.pdf", "confusion_matrices.pdf"):  # the figures main.tex includes
+    # The figures main.tex includes; attribution_across is drawn from the saved networks of the points.
+    for name in ("accuracy_vs_parameter.pdf", "confusion_matrices.pdf", "attribution_across.pdf"):
         assert f"generated/{name}" in main
         assert (generated / name).read_bytes().startswith(b"%PDF")
     table = (generated / "results_table.tex").read_text()

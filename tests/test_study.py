@@ -89,7 +89,8 @@ def test_a_crash_midway_then_rerun_computes_only_the_missing_points(tmp_path, mo
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_study(config, tmp_path, progress=False)
     finished_before = snapshot(tmp_path / "points")
-    assert len(finished_before) == 4  # points before the crash are on disk, nothing half-written
+    # The 4 points before the crash are on disk (a record and its network each), nothing half-written.
+    assert len(finished_before) == 8
     assert not list((tmp_path / "points").glob(".*.part"))
 
     calls.clear()
@@ -390,7 +391,8 @@ def test_report_embeds_every_figure_as_a_valid_png_and_links_the_pdf(finished):
     path = write_report(results, out, title="Tiny", authors=["A"])
     page = _Page()
     page.feed(path.read_text())
-    assert len(page.images) == 3  # accuracy, confusion matrices, sensor examples
+    # accuracy, confusion matrices, sensor examples; from the saved networks: attribution, filters, neighbours
+    assert len(page.images) == 6
     for src in page.images:
         assert src.startswith("data:image/png;base64,")
         image = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))

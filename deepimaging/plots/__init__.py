@@ -7,6 +7,7 @@ Grouped by topic in sub-modules, all re-exported here:
 
 from . import attribution, features, metrics, physics, study, training
 from ._common import imshow, to_hwc
+from .across import *  # noqa: F403
 from .attribution import *  # noqa: F403
 from .features import *  # noqa: F403
 from .metrics import *  # noqa: F403

@@ -62,6 +62,7 @@ _SCHEMA = {
         "weight_decay": ((int, float), False),
         "device": (str, False),
         "patience": (int, False),
+        "save_weights": (bool, False),
     },
 }
 _REQUIRED_SECTIONS = ("project", "sweep")
@@ -84,6 +85,7 @@ _STUDY_KEYS = {
     ("training", "weight_decay"): "weight_decay",
     ("training", "device"): "device",
     ("training", "patience"): "patience",
+    ("training", "save_weights"): "save_weights",
 }
 
 
@@ -196,7 +198,8 @@ def _check_schema(data: dict, text: str, file: Path) -> None:
                         + f"unknown key {key!r} in [{section}]{hint}; allowed keys: {sorted(schema)}"
                     )
                 expected, _ = schema[key]
-                if isinstance(value, bool) or not isinstance(value, expected):
+                # A TOML true/false is a bool, which Python also counts as an int: only a bool key takes one.
+                if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
                     names = " or ".join(
                         t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,))
                     )

@@ -9,7 +9,7 @@ from .._util import write_text_atomic
 
 __all__ = ["latex_escape", "results_table_latex", "write_paper_files"]
 
-PAPER_FIGURES = ("accuracy_vs_parameter", "confusion_matrices")
+PAPER_FIGURES = ("accuracy_vs_parameter", "confusion_matrices", "attribution_across")
 
 
 def write_paper_files(title: str, authors, results, report_dir, folder) -> dict:

@@ -11,8 +11,9 @@ How the results are kept (the output folder)::
 
     OUT/
       study.json            the configuration and its hash (written first)
-      points/               one JSON file per finished point, written atomically
-        quantize__v1__s0.json
+      points/               one JSON file per finished point, written atomically,
+        quantize__v1__s0.json   and beside it the trained network (unless save_weights=False),
+        quantize__v1__s0.pt     reopened with StudyResults.load_model(sweep, value, seed)
         ...
       results.json          every point plus the summary (mean and spread over seeds)
       results.csv           the summary, one row per (sweep, value)
@@ -57,12 +58,14 @@ from .engine import (
 )
 from .jobs import load_config, run_point_number
 from .results import StudyResults
+from .weights import WeightsFileError
 
 __all__ = [
     "Sweep",
     "StudyConfig",
     "StudyResults",
     "StudyConfigMismatch",
+    "WeightsFileError",
     "bit_depth_config",
     "run_study",
     "run_point",

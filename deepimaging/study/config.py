@@ -129,6 +129,11 @@ class StudyConfig:
         accuracy when the test classes are imbalanced, largest/smallest > 1.5,
         else accuracy), ``"accuracy"``, ``"balanced_accuracy"``, ``"macro_f1"``
         or ``"macro_auc"``. Every point records all of them either way.
+    save_weights : bool
+        Keep each point's trained network (``points/<point>.pt``, about 100 KB for
+        the basic CNN) so that it can be reopened with
+        :meth:`~deepimaging.study.StudyResults.load_model` (default True).
+        It does not change the numbers, so it is not part of the hash.
     """
 
     sweeps: list
@@ -149,6 +154,7 @@ class StudyConfig:
     device: str = "auto"
     parameter: str = "value"
     metric: str = "auto"
+    save_weights: bool = True
 
     def __post_init__(self):
         if isinstance(self.sweeps, (Sweep, dict)):
@@ -194,6 +200,8 @@ class StudyConfig:
         if not isinstance(self.parameter, str):
             raise TypeError(f"parameter must be a string (axis label); got {self.parameter!r}")
         check_choice(self.metric, "metric", ("auto", *METRICS))
+        if not isinstance(self.save_weights, bool):
+            raise TypeError(f"save_weights must be True or False; got {self.save_weights!r}")
 
     # -- identity --------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -218,12 +226,13 @@ class StudyConfig:
         """SHA-256 (first 16 hex digits) of the canonical JSON of the configuration.
 
         Two configurations with the same hash give the same numbers (same machine);
-        the ``parameter`` axis label and the shown ``metric`` are left out because
-        they do not change them.
+        the ``parameter`` axis label, the shown ``metric`` and ``save_weights`` are
+        left out because they do not change them.
         """
         data = self.to_dict()
         data.pop("parameter")
         data.pop("metric")
+        data.pop("save_weights")
         for sweep in data["sweeps"]:
             sweep["values"] = [float(v) for v in sweep["values"]]
         text = json.dumps(data, sort_keys=True, separators=(",", ":"))

@@ -25,6 +25,7 @@ from ._files import (
 )
 from .config import StudyConfig, Sweep
 from .results import StudyResults
+from .weights import WEIGHTS_SUFFIX, read_weights, save_weights
 
 #: The official splits that make up the whole of each loader's dataset; a study joins them unless
 #: ``dataset_options`` names a ``split``.
@@ -223,7 +224,9 @@ def run_point(
         train/val/test), ``warnings`` (plain-language symptoms, empty when none),
         ``seconds``, ``config_hash`` and, for layers with a ``bits_map()``, ``bits_map``
         (H x W list; the learned fractional bits per pixel, before the sensor rounds them
-        to integers in eval mode).
+        to integers in eval mode). With ``out_dir`` and ``config.save_weights``,
+        ``weights`` = ``{"file", "sha256", "bytes", "seconds"}``: the trained network's
+        state dict, written beside the record (see :mod:`deepimaging.study.weights`).
     """
     if not isinstance(config, StudyConfig):
         raise TypeError(f"config must be a StudyConfig; got {type(config).__name__}")
@@ -235,12 +238,18 @@ def run_point(
         raise ValueError(f"seed {seed!r} is not among the study's seeds {config.seeds}")
     if out_dir is not None:
         _prepare_folder(out_dir, config, write=False)  # refuse a wrong folder before training
-    record = _train_point(config, the_sweep, value, seed, progress=progress)
+    record, model = _train_point(config, the_sweep, value, seed, progress=progress)
     if out_dir is not None:
         # study.json is written only once a point has trained: a first run that fails (a device that
         # is not there, a layer that does not fit the data) leaves nothing that refuses the fixed command.
         _prepare_folder(out_dir, config)
-        _write_json_atomic(point_paths(out_dir, config)[(sweep, value, seed)], record)
+        path = point_paths(out_dir, config)[(sweep, value, seed)]
+        if config.save_weights:
+            # The weights go first and the record last: a record that names a weights file means it is there.
+            start = time.perf_counter()
+            record["weights"] = save_weights(model, path.with_suffix(WEIGHTS_SUFFIX))
+            record["weights"]["seconds"] = round(time.perf_counter() - start, 4)
+        _write_json_atomic(path, record)
     return record
 
 
@@ -255,7 +264,8 @@ def _build_model(config: StudyConfig, sweep: Sweep, value, train: ImageDataset):
     return PhysicalModel(layer, cnn)
 
 
-def _train_point(config: StudyConfig, sweep: Sweep, value, seed: int, progress: bool = False) -> dict:
+def _train_point(config: StudyConfig, sweep: Sweep, value, seed: int, progress: bool = False):
+    """Train and test one point; return its record and the trained model (on the CPU)."""
     from ..train import fit, get_device, predict, seed_everything
 
     train, test, val = load_data(config)
@@ -308,7 +318,63 @@ def _train_point(config: StudyConfig, sweep: Sweep, value, seed: int, progress: 
             except TypeError:
                 bits_map = physics.bits_map()
         record["bits_map"] = np.round(bits_map.detach().cpu().numpy().astype(float), 4).tolist()
-    return record
+    return record, model.cpu()
+
+
+def load_point_model(out_dir, config: StudyConfig, record: dict, *, device="cpu"):
+    """Rebuild a point's ``PhysicalModel`` from the configuration and load its saved weights.
+
+    Parameters
+    ----------
+    out_dir : path
+        The study folder.
+    config : StudyConfig
+    record : dict
+        The point record (it names the weights file and its SHA-256).
+    device : str
+        Where the model is put (default the CPU).
+
+    Returns
+    -------
+    PhysicalModel
+        In eval mode.
+
+    Raises
+    ------
+    FileNotFoundError
+        The point has no saved weights; the message says how to rerun that point only.
+    deepimaging.study.weights.WeightsFileError
+        The file was altered or truncated, or holds anything but tensors.
+    """
+    from ..train import get_device, seed_everything
+
+    key = (record["sweep"], record["value"], record["seed"])
+    path = point_paths(out_dir, config)[key].with_suffix(WEIGHTS_SUFFIX)
+    if "weights" not in record or not path.exists():
+        k = config.points().index(key)
+        why = (
+            "it was run with save_weights off or by an older version"
+            if "weights" not in record
+            else f"{path.name} is missing"
+        )
+        raise FileNotFoundError(
+            f"point {key[0]}={key[1]} seed {key[2]} has no saved network in {Path(out_dir) / POINTS_DIR} ({why}). "
+            f"Rerun that point only, with saving on: `deepimaging study --config {Path(out_dir) / STUDY_FILE} "
+            f"--out {out_dir} --point {k} --save-weights` (or run_point(config, {key[0]!r}, {key[1]!r}, {key[2]}, out_dir=...) "
+            "with config.save_weights=True); it retrains the network with the same seed."
+        )
+    state = read_weights(path, record["weights"])
+    train, _, _ = load_data(config)
+    with _kept_random_state():  # reopening a network must not reseed the caller's notebook
+        seed_everything(record["seed"])  # the same construction as in training, for layers that draw at init
+        model = _build_model(config, config.sweep(record["sweep"]), record["value"], train)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(
+            f"weights file {path} does not fit the network this configuration builds: {err}"
+        ) from None
+    return model.to(get_device(device)).eval()
 
 
 #: A point is flagged when its eval-mode training accuracy trails the as-trained one by more than this.
@@ -369,6 +435,20 @@ def _classification_metrics(labels, predicted, probabilities, classes) -> dict:
             for c in classes
         },
     }
+
+
+@contextlib.contextmanager
+def _kept_random_state():
+    """Restore Python's, NumPy's and PyTorch's random number generators afterwards."""
+    import random
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng():
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 @contextlib.contextmanager
@@ -552,7 +632,7 @@ def run_study(config: StudyConfig, out_dir, *, jobs: int = 1, progress: bool = T
     finally:
         bar.close()
 
-    results = StudyResults(config, [records[key] for key in paths])
+    results = StudyResults(config, [records[key] for key in paths], folder=out)
     results.save(out)
     return results
 
@@ -604,4 +684,4 @@ def load_results(out_dir, *, allow_incomplete: bool = False) -> StudyResults:
             f"{len(missing)} of {len(config.points())} points of the study in {out} are not finished "
             f"(first: {missing[0]}); rerun the study into the same folder to finish them"
         )
-    return StudyResults(config, records)
+    return StudyResults(config, records, folder=out)

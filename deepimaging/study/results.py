@@ -53,11 +53,15 @@ class StudyResults:
     config : StudyConfig
     points : list of dict
         One record per finished point (see :func:`run_point`).
+    folder : pathlib.Path or None
+        The study folder the points were read from or written to (where
+        :meth:`load_model` finds the saved networks).
     """
 
-    def __init__(self, config: StudyConfig, points: list):
+    def __init__(self, config: StudyConfig, points: list, folder=None):
         self.config = config
         self.points = [p for p in points if p is not None]
+        self.folder = None if folder is None else Path(folder)
 
     def __repr__(self) -> str:
         return f"StudyResults({len(self.points)} of {len(self.config.points())} points, sweeps {[s.name for s in self.config.sweeps]})"
@@ -238,6 +242,54 @@ class StudyResults:
             raise ValueError(f"no finished points for sweep {sweep!r} at value {value!r}")
         return np.sum([np.asarray(p["confusion_matrix"]) for p in points], axis=0)
 
+    def load_model(self, sweep: str, value, seed: int | None = None, *, device: str = "cpu"):
+        """The trained network of one point, rebuilt and loaded from its saved weights, in eval mode.
+
+        Ready for :func:`deepimaging.train.predict`, :func:`deepimaging.interpret.occlusion_map`,
+        ``saliency_map``, ``filter_weights``, ``extract_features``; its predictions on
+        the study's test set (:func:`deepimaging.study.load_data`) reproduce the point's
+        recorded confusion matrix (on the device it trained on).
+
+        Parameters
+        ----------
+        sweep : str
+            The sweep's name.
+        value : int or float
+            One of its values.
+        seed : int, optional
+            One of the study's seeds (default: the first).
+        device : str
+            Where the model is put (default the CPU).
+
+        Returns
+        -------
+        PhysicalModel
+
+        Raises
+        ------
+        ValueError
+            No such point, a folder-less result, or a weights file that does not fit.
+        FileNotFoundError
+            The point has no saved weights (the message says how to rerun it only).
+        deepimaging.study.weights.WeightsFileError
+            The weights file was altered or truncated, or holds something other than tensors.
+        """
+        from .engine import load_point_model
+
+        seed = self.config.seeds[0] if seed is None else seed
+        if self.folder is None:
+            raise ValueError(
+                "these results are not tied to a study folder; open them with "
+                "deepimaging.study.load_results(folder) to reach the saved networks"
+            )
+        found = [p for p in self.select(sweep, value) if p["seed"] == seed]
+        if not found:
+            raise ValueError(
+                f"no finished point sweep={sweep!r}, value={value!r}, seed={seed!r}; points: "
+                f"{[(p['sweep'], p['value'], p['seed']) for p in self.points]}"
+            )
+        return load_point_model(self.folder, self.config, found[0], device=device)
+
     def bits_map(self, sweep: str, value) -> np.ndarray | None:
         """The mean over seeds of the learned bits map (H, W) of one point, or None if the layer has none."""
         maps = [np.asarray(p["bits_map"]) for p in self.select(sweep, value) if "bits_map" in p]
@@ -277,7 +329,12 @@ class StudyResults:
             "train_eval_accuracy",
             "seconds",
         ]
-        return _csv([{k: p.get(k) for k in keys} for p in self.points])
+        return _csv(
+            [
+                {**{k: p.get(k) for k in keys}, "weights_bytes": p.get("weights", {}).get("bytes")}
+                for p in self.points
+            ]
+        )
 
     def save(self, out_dir) -> None:
         """Write ``results.json``, ``results.csv`` (summary) and ``points.csv`` atomically."""
