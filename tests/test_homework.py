@@ -504,7 +504,9 @@ def test_readme_grading_command_works_verbatim_and_isolates_a_hostile_submission
     assert hostile["status"] == "error" and hostile["score"] == "", hostile
     assert "deleted or changed the autograder" in hostile["reason"]
     assert table["b_solution.ipynb"]["status"] == "graded"
-    assert float(table["b_solution.ipynb"]["score"]) == float(table["b_solution.ipynb"]["max_score"]) == 16
+    assert (
+        float(table["b_solution.ipynb"]["score"]) == float(table["b_solution.ipynb"]["max_score"]) == 26
+    )  # hw1: q1-q9
     assert table["c_blank.ipynb"]["status"] == "graded" and float(table["c_blank.ipynb"]["score"]) == 0
     # The spawned process ran (it wrote its id) and was killed with the grading.
     import psutil
