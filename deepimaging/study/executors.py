@@ -1,0 +1,286 @@
+"""Where a study's points run: this machine (``local``), or jobs through submitit (``slurm``, ``submitit-local``).
+
+Every executor runs the same single-point function (:func:`~deepimaging.study.run_point_number`),
+so each point is written atomically into the one study folder, exactly as a local run writes
+it, and the numbers do not depend on where a point ran (same seed, same numbers on a CPU).
+
+- ``local``: :func:`deepimaging.study.engine.run_study`, ``jobs`` worker processes.
+- ``slurm``: every missing point as **one** SLURM array job through submitit's
+  ``SlurmExecutor`` (submitit is the optional ``cluster`` extra). Returns once submitted,
+  unless ``wait=True``.
+- ``submitit-local``: submitit's ``LocalExecutor``, real processes on this machine; the
+  same code path as ``slurm`` without a cluster (what the tests run).
+
+submitit keeps its logs and pickles in ``OUT/slurm_logs/``; ``OUT/slurm_logs/jobs.json``
+records which job computes which point, so :func:`study_status` can say what failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .._checks import check_int
+from ._files import _write_json_atomic
+from .config import StudyConfig
+from .engine import _prepare_folder, _read_point, load_data, point_paths
+from .engine import run_study as run_study_here
+from .jobs import run_point_number
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+LOG_DIR = "slurm_logs"
+JOBS_FILE = "jobs.json"
+#: submitit/SLURM job states that mean "not finished yet" (see ``sacct --helpstate``).
+WAITING_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "READY", "SUSPENDED"}
+
+
+@dataclass
+class Submission:
+    """What :func:`run_study` submitted: the job id(s), the point numbers, and where the logs go."""
+
+    executor: str
+    job_id: str
+    points: list
+    log_folder: Path
+
+
+def run_study(
+    config: StudyConfig,
+    out_dir,
+    *,
+    executor: str = "local",
+    jobs: int = 1,
+    progress: bool = True,
+    wait: bool = False,
+    partition: str | None = None,
+    time_min: int = 60,
+    cpus: int = 1,
+    gpus: int = 0,
+    mem_gb: float = 4,
+    max_parallel: int | None = None,
+):
+    """Run (or submit) every point of ``config`` that ``out_dir`` does not hold yet.
+
+    Parameters
+    ----------
+    config : StudyConfig
+    out_dir : path
+        The study folder; the same rules as :func:`deepimaging.study.engine.run_study`
+        (resume, refuse another configuration).
+    executor : {"local", "slurm", "submitit-local"}
+        Where the points run (see the module's description).
+    jobs : int
+        ``local`` only: points trained at once in worker processes.
+    progress : bool
+        A progress bar over points (``local``, or a submitit executor with ``wait``).
+    wait : bool
+        Submitit executors: wait for the jobs, then write the results. By default
+        return right after submitting; ``deepimaging status OUT`` shows progress.
+    partition : str, optional
+        SLURM partition (``--partition``); the cluster's default when None.
+    time_min : int
+        Time limit per point in minutes (SLURM kills a point that runs longer).
+    cpus, gpus : int
+        CPU cores and GPUs per point (``--cpus-per-task``, ``--gpus-per-node``).
+    mem_gb : float
+        Memory per point in GB (``--mem``).
+    max_parallel : int, optional
+        At most this many points run at once (the ``%P`` of ``--array=0-N%P``).
+
+    Returns
+    -------
+    StudyResults or Submission
+        The results when every point has finished (``local``, or ``wait=True``);
+        otherwise the :class:`Submission` (nothing left to run gives the results too).
+
+    Raises
+    ------
+    ValueError
+        An unknown executor, a non-positive time, memory, CPU count or parallelism,
+        or ``--executor slurm`` where SLURM's ``sbatch`` is not installed; raised
+        before anything is written.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}; got {executor!r}")
+    if executor == "local":
+        return run_study_here(config, out_dir, jobs=jobs, progress=progress)
+    if not isinstance(config, StudyConfig):
+        raise TypeError(f"config must be a StudyConfig; got {type(config).__name__}")
+    time_min = check_int(time_min, "time_min", 1)
+    cpus = check_int(cpus, "cpus", 1)
+    gpus = check_int(gpus, "gpus", 0)
+    if isinstance(mem_gb, bool) or not isinstance(mem_gb, (int, float)) or not mem_gb > 0:
+        raise ValueError(f"mem_gb (memory per point in GB) must be a positive number; got {mem_gb!r}")
+    if max_parallel is not None:
+        max_parallel = check_int(max_parallel, "max_parallel", 1)
+    if executor == "slurm" and shutil.which("sbatch") is None:
+        raise ValueError(
+            "--executor slurm needs SLURM's sbatch, which is not installed on this machine; "
+            "run on the cluster's login node, or here with --executor local (add --jobs N for N cores)"
+        )
+    submitit = _import_submitit()
+    train, _, _ = load_data(config)  # a bad dataset or layer fails here, before anything is written
+    from .engine import _validate_layers
+
+    _validate_layers(config, train.image_shape)
+    # Unlike a local run, a submission writes study.json now: `deepimaging status` needs the
+    # configuration before any job has finished, and a second submission of another configuration
+    # into the same folder is refused at once (the file is created exclusively).
+    out = _prepare_folder(out_dir, config)
+
+    status = study_status(out, config=config)
+    todo = sorted(status["missing"] + status["failed"])
+    if not todo:
+        if status["running"]:
+            raise ValueError(
+                f"every unfinished point of {out} is still queued or running ({len(status['running'])}); "
+                f"see `deepimaging status {out}`"
+            )
+        return run_study_here(config, out, progress=False)  # all done: just write the results
+
+    logs = out / LOG_DIR
+    logs.mkdir(exist_ok=True)
+    if executor == "slurm":
+        pool = submitit.SlurmExecutor(folder=logs)
+        pool.update_parameters(
+            time=time_min,
+            cpus_per_task=cpus,
+            mem=f"{max(1, round(mem_gb * 1024))}MB",
+            array_parallelism=max_parallel or len(todo),
+            job_name=f"deepimaging-{out.name}"[:64],
+            **({"partition": partition} if partition else {}),
+            **({"gpus_per_node": gpus} if gpus else {}),
+        )
+    else:
+        pool = submitit.LocalExecutor(folder=logs)
+        pool.update_parameters(timeout_min=time_min, gpus_per_node=gpus)
+    config_dict = config.to_dict()
+    submitted = pool.map_array(_run_task, [config_dict] * len(todo), todo, [str(out)] * len(todo))
+    record = _read_jobs(out)
+    record.extend(
+        {"executor": executor, "job_id": job.job_id, "point": k, "submitted": time.time()}
+        for job, k in zip(submitted, todo)
+    )
+    _write_json_atomic(logs / JOBS_FILE, record)
+    job_id = submitted[0].job_id.split("_")[0]
+    print(f"submitted {len(todo)} point(s) as job {job_id} ({executor}); logs in {logs}")
+    if not wait:
+        return Submission(executor, job_id, todo, logs)
+
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(todo), desc="study points", unit="point", disable=not progress) as bar:
+        for job in submitit.helpers.as_completed(submitted):
+            job.exception()  # a failed point is reported by study_status, not raised here
+            bar.update()
+    return run_study_here(config, out, progress=False)
+
+
+def _run_task(config_dict: dict, number: int, out_dir: str):
+    """One array task: rebuild the configuration from plain data and run point ``number``."""
+    key, record = run_point_number(StudyConfig.from_dict(config_dict), number, out_dir, progress=False)
+    return number, record["accuracy"], record["device"]
+
+
+def _import_submitit():
+    try:
+        import submitit
+    except ImportError:
+        raise ValueError(
+            "the slurm and submitit-local executors need submitit: pip install 'deepimaging[cluster]' "
+            "(or use --executor local)"
+        ) from None
+    return submitit
+
+
+def _read_jobs(out: Path) -> list:
+    path = out / LOG_DIR / JOBS_FILE
+    if not path.is_file():
+        return []
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return []
+
+
+def _job_state(entry: dict, logs: Path) -> str:
+    """``"waiting"``, ``"failed"`` or ``"finished"`` for one recorded task."""
+    import submitit
+
+    paths = submitit.core.utils.JobPaths(logs, entry["job_id"])
+    if paths.result_pickle.exists():
+        outcome, _ = submitit.core.utils.pickle_load(paths.result_pickle)
+        return "finished" if outcome == "success" else "failed"
+    if entry["executor"] == "submitit-local":
+        return "waiting" if _process_alive(int(entry["job_id"].split("_")[0])) else "failed"
+    state = submitit.SlurmJob(logs, entry["job_id"]).state  # sacct; UNKNOWN where it cannot tell
+    return "failed" if state not in WAITING_STATES | {"UNKNOWN"} else "waiting"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")  # a killed child that nobody reaped yet is a zombie: not alive
+    return not (stat.exists() and stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z")
+
+
+def _log_tail(entry: dict, logs: Path, lines: int = 5) -> str:
+    import submitit
+
+    paths = submitit.core.utils.JobPaths(logs, entry["job_id"])
+    for path in (paths.stderr, paths.stdout):
+        if path.is_file():
+            text = [t for t in path.read_text(errors="replace").splitlines() if t.strip()]
+            if text:
+                return "\n".join(text[-lines:])
+    return f"(no log in {paths.stderr.parent}: the job was killed before it started, or never ran)"
+
+
+def study_status(folder, *, config: StudyConfig | None = None) -> dict:
+    """Which points of the study in ``folder`` are done, running or queued, failed, or missing.
+
+    Parameters
+    ----------
+    folder : path
+        A study folder (with ``study.json``, or give ``config`` for one not started yet).
+    config : StudyConfig, optional
+        The configuration; read from ``folder/study.json`` when None.
+
+    Returns
+    -------
+    dict
+        ``done``, ``running`` (queued or running), ``failed`` and ``missing``: lists of
+        point numbers (0-based, in the order of ``config.points()``); ``points``: the
+        (sweep, value, seed) of each number; ``logs``: ``{number: last lines of the log}``
+        for the failed points.
+    """
+    from .jobs import load_config
+
+    out = Path(folder)
+    if config is None:
+        if not (out / "study.json").is_file():
+            raise FileNotFoundError(f"{out} is not a study folder (no study.json); run or submit the study")
+        config = load_config(out / "study.json")
+    points = config.points()
+    paths = point_paths(out, config)
+    latest = {entry["point"]: entry for entry in _read_jobs(out)}  # the last submission of each point
+    status = {"done": [], "running": [], "failed": [], "missing": [], "points": points, "logs": {}}
+    for k, key in enumerate(points):
+        if _read_point(paths[key], config.hash(), key, "treating the point as not done") is not None:
+            status["done"].append(k)
+        elif k not in latest:
+            status["missing"].append(k)
+        else:
+            state = _job_state(latest[k], out / LOG_DIR)
+            if state == "waiting":
+                status["running"].append(k)
+            else:  # finished without a valid point file also counts as failed
+                status["failed"].append(k)
+                status["logs"][k] = _log_tail(latest[k], out / LOG_DIR)
+    return status
