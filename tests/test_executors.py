@@ -259,3 +259,37 @@ def test_two_processes_creating_study_json_at_once_never_corrupt_it(tmp_path, sa
             # exactly one wins; the other sees the winner's configuration and is refused
             assert answers[0] == "ok" and answers[1].startswith("refused:")
             assert "different study configuration" in answers[1]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# deepimaging run PROJECT --executor, and a study trained on several devices
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_run_project_with_the_slurm_executor_submits_its_study(tmp_path, fake_slurm, capsys):
+    project = tmp_path / "p"
+    assert main(["new-project", str(project)]) == 0
+    capsys.readouterr()
+    argv = ["run", str(project), "--smoke", "--no-progress", "--executor", "slurm", "--time", "15"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "job 4242" in printed and "deepimaging status" in printed
+    (script,) = fake_slurm.glob("script*")
+    assert "#SBATCH --time=15" in script.read_text().splitlines()
+    status = study_status(project / "results_smoke")
+    assert status["done"] == [] and len(status["points"]) >= 1
+    # A SLURM-only option without --executor is a forgotten --executor: refused, not ignored.
+    assert main(["run", str(project), "--smoke", "--gpus", "1"]) == 2
+    assert "--gpus apply to --executor slurm" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("devices, mixed", [(["cpu", "cpu"], False), (["cpu", "cuda:0"], True)])
+def test_the_report_says_when_points_trained_on_different_devices(tmp_path, devices, mixed):
+    from deepimaging.report import write_report
+    from deepimaging.study import StudyResults
+
+    config = tiny_config(seeds=[0])
+    results = run_study(config, tmp_path / "study", progress=False)
+    points = [dict(p, device=d) for p, d in zip(results.points, devices)]
+    page = write_report(StudyResults(config, points), tmp_path / "page")
+    assert ("mixed devices" in page.read_text()) == mixed
