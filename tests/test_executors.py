@@ -293,3 +293,36 @@ def test_the_report_says_when_points_trained_on_different_devices(tmp_path, devi
     points = [dict(p, device=d) for p, d in zip(results.points, devices)]
     page = write_report(StudyResults(config, points), tmp_path / "page")
     assert ("mixed devices" in page.read_text()) == mixed
+
+
+# ---------------------------------------------------------------------------------------------------------
+# status of SLURM jobs: what sacct and submitit's result files say
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_status_reads_slurm_states_from_sacct_and_failures_from_submitits_files(tmp_path, fake_slurm):
+    config = small_config()
+    run_study(config, tmp_path, executor="slurm")  # tasks 4242_0 .. 4242_3 for points 0 .. 3
+    bin_dir = fake_slurm.parent / "bin"
+    # sacct's --parsable2 answer (submitit parses it): one task running, one pending, one cancelled.
+    (bin_dir / "sacct").write_text(
+        "#!/bin/sh\necho 'JobID|State|NodeList'\n"
+        "echo '4242_0|RUNNING|node1'\necho '4242_1|PENDING|'\necho '4242_2|CANCELLED by 1000|node2'\n"
+    )
+    (bin_dir / "sacct").chmod(0o755)
+    # Task 3 ended with an error: submitit's result pickle and its log, as its job would leave them.
+    paths = submitit.core.utils.JobPaths(tmp_path / LOG_DIR, "4242_3")
+    submitit.core.utils.cloudpickle_dump(
+        ("error", "Traceback ...\nRuntimeError: CUDA out of memory"), paths.result_pickle
+    )
+    paths.stderr.write_text("loading data\nRuntimeError: CUDA out of memory\n")
+    submitit.SlurmJob.watcher.clear()
+
+    status = study_status(tmp_path)
+    assert status["running"] == [0, 1] and status["failed"] == [2, 3] and status["done"] == []
+    assert status["logs"][3].endswith("RuntimeError: CUDA out of memory")
+    assert "killed before it started" in status["logs"][2]  # cancelled while pending: no log at all
+
+    # Rerunning the command resubmits the failed points only, not those still queued or running.
+    submission = run_study(config, tmp_path, executor="slurm")
+    assert submission.points == [2, 3]

@@ -207,18 +207,36 @@ def _read_jobs(out: Path) -> list:
         return []
 
 
-def _job_state(entry: dict, logs: Path) -> str:
-    """``"waiting"``, ``"failed"`` or ``"finished"`` for one recorded task."""
+def _job_states(entries: list, logs: Path) -> list:
+    """``"waiting"``, ``"failed"`` or ``"finished"`` for each recorded task in ``entries``."""
     import submitit
 
-    paths = submitit.core.utils.JobPaths(logs, entry["job_id"])
-    if paths.result_pickle.exists():
-        outcome, _ = submitit.core.utils.pickle_load(paths.result_pickle)
-        return "finished" if outcome == "success" else "failed"
-    if entry["executor"] == "submitit-local":
-        return "waiting" if _process_alive(int(entry["job_id"].split("_")[0])) else "failed"
-    state = submitit.SlurmJob(logs, entry["job_id"]).state  # sacct; UNKNOWN where it cannot tell
-    return "failed" if state not in WAITING_STATES | {"UNKNOWN"} else "waiting"
+    states = []
+    for entry in entries:
+        paths = submitit.core.utils.JobPaths(logs, entry["job_id"])
+        if paths.result_pickle.exists():  # submitit's own record: ("success", value) or ("error", traceback)
+            outcome, _ = submitit.core.utils.pickle_load(paths.result_pickle)
+            states.append("finished" if outcome == "success" else "failed")
+        elif entry["executor"] == "submitit-local":
+            alive = _process_alive(int(entry["job_id"].split("_")[0]))
+            states.append("waiting" if alive else "failed")
+        else:
+            states.append(None)  # ask SLURM, below, for all these tasks in one sacct call
+    ask = [entry["job_id"] for entry, state in zip(entries, states) if state is None]
+    if ask:
+        watcher = submitit.SlurmJob.watcher
+        for job_id in ask:
+            watcher.register_job(job_id)
+        try:
+            watcher.update()
+        except Exception:  # noqa: BLE001 - no sacct (or it failed): the states stay UNKNOWN
+            pass
+        for k, state in enumerate(states):
+            if state is None:
+                # "CANCELLED by 1234" -> CANCELLED; UNKNOWN (sacct cannot tell yet) counts as waiting.
+                slurm = (watcher.get_state(entries[k]["job_id"], mode="cache") or "UNKNOWN").split()[0]
+                states[k] = "waiting" if slurm in WAITING_STATES | {"UNKNOWN"} else "failed"
+    return states
 
 
 def _process_alive(pid: int) -> bool:
@@ -271,16 +289,20 @@ def study_status(folder, *, config: StudyConfig | None = None) -> dict:
     paths = point_paths(out, config)
     latest = {entry["point"]: entry for entry in _read_jobs(out)}  # the last submission of each point
     status = {"done": [], "running": [], "failed": [], "missing": [], "points": points, "logs": {}}
+    submitted = []
     for k, key in enumerate(points):
         if _read_point(paths[key], config.hash(), key, "treating the point as not done") is not None:
             status["done"].append(k)
         elif k not in latest:
             status["missing"].append(k)
         else:
-            state = _job_state(latest[k], out / LOG_DIR)
-            if state == "waiting":
-                status["running"].append(k)
-            else:  # finished without a valid point file also counts as failed
-                status["failed"].append(k)
-                status["logs"][k] = _log_tail(latest[k], out / LOG_DIR)
+            submitted.append(k)
+    states = _job_states([latest[k] for k in submitted], out / LOG_DIR) if submitted else []
+    for k, state in zip(submitted, states):
+        if state == "waiting":
+            status["running"].append(k)
+        else:  # a job that finished without writing a valid point file failed too
+            status["failed"].append(k)
+            status["logs"][k] = _log_tail(latest[k], out / LOG_DIR)
+    status["running"].sort()
     return status
