@@ -19,7 +19,7 @@ import pytest
 
 from deepimaging.cli import main
 from deepimaging.study import Submission, run_study, study_status
-from deepimaging.study.executors import JOBS_FILE, LOG_DIR
+from deepimaging.study.status import JOBS_FILE, LOG_DIR
 
 submitit = pytest.importorskip("submitit")
 

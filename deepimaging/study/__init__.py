@@ -40,7 +40,8 @@ How the results are kept (the output folder)::
 Modules: :mod:`.config` (what decides the numbers), :mod:`.engine` (data,
 points, the folder, the sweep), :mod:`.results` (summary, JSON, CSV),
 :mod:`.jobs` (one numbered point for array jobs; a configuration from a JSON
-file), :mod:`.executors` (local workers or submitit jobs; the folder's status). The ``deepimaging study`` command that calls them is in :mod:`deepimaging.cli`.
+file), :mod:`.executors` (local workers or submitit jobs), :mod:`.status` (what is done,
+running, failed). The ``deepimaging study`` command that calls them is in :mod:`deepimaging.cli`.
 
 Examples
 --------
@@ -57,9 +58,10 @@ from .engine import (
     point_paths,
     run_point,
 )
-from .executors import EXECUTORS, Submission, run_study, study_status
+from .executors import EXECUTORS, Submission, run_study
 from .jobs import load_config, run_point_number
 from .results import StudyResults
+from .status import study_status
 
 __all__ = [
     "Sweep",
