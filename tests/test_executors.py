@@ -326,3 +326,33 @@ def test_status_reads_slurm_states_from_sacct_and_failures_from_submitits_files(
     # Rerunning the command resubmits the failed points only, not those still queued or running.
     submission = run_study(config, tmp_path, executor="slurm")
     assert submission.points == [2, 3]
+
+
+def test_waiting_on_the_command_line_prints_the_summary_and_a_failed_point_is_not_trained_here(
+    tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "study"
+    argv = ["study", "--layer", "quantize", "--values", "1,8", "--seeds", "0", "--size", "16"]
+    argv += ["--n-per-class", "8", "--epochs", "1", "--out", str(out), "--no-progress"]
+    argv += ["--executor", "submitit-local", "--wait"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "submitted 2 point(s)" in printed and "quantize=1:" in printed and "quantize=8:" in printed
+    assert (out / "results.csv").is_file()
+
+    # A job that fails: waiting reports it and returns, and this process trains nothing itself.
+    (out / "points" / "quantize__v8__s0.json").unlink()
+    import deepimaging.study.engine as engine
+
+    monkeypatch.setattr(
+        engine, "_train_point", lambda *a, **k: pytest.fail("trained in the submitting process")
+    )
+    monkeypatch.setattr("deepimaging.study.executors._run_task", _failing_task)
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "1 point(s) did not finish" in printed and "deepimaging status" in printed
+    assert study_status(out)["failed"] == [1]
+
+
+def _failing_task(config_dict, number, out_dir):
+    raise RuntimeError(f"simulated failure of point {number}")

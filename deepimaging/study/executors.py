@@ -172,7 +172,12 @@ def run_study(
         for job in submitit.helpers.as_completed(submitted):
             job.exception()  # a failed point is reported by study_status, not raised here
             bar.update()
-    return run_study_here(config, out, progress=False)
+    unfinished = len(config.points()) - len(study_status(out, config=config)["done"])
+    if unfinished:
+        # Never fall back to training here (a login node): say what failed and how to resubmit.
+        print(f"{unfinished} point(s) did not finish: see `deepimaging status {out}`, then rerun to resubmit")
+        return Submission(executor, job_id, todo, logs)
+    return run_study_here(config, out, progress=False)  # every point has its file: only the results
 
 
 def _run_task(config_dict: dict, number: int, out_dir: str):
