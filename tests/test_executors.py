@@ -356,3 +356,13 @@ def test_waiting_on_the_command_line_prints_the_summary_and_a_failed_point_is_no
 
 def _failing_task(config_dict, number, out_dir):
     raise RuntimeError(f"simulated failure of point {number}")
+
+
+def test_cluster_options_with_the_local_executor_are_refused_in_python_too(tmp_path):
+    with pytest.raises(ValueError, match="partition, gpus apply to executor='slurm'"):
+        run_study(small_config(), tmp_path / "o", partition="gpu", gpus=1)
+    with pytest.raises(ValueError, match="executor must be one of local, slurm, submitit-local; got 'pbs'"):
+        run_study(small_config(), tmp_path / "o", executor="pbs")
+    with pytest.raises(TypeError, match="time_min must be an integer"):
+        run_study(small_config(), tmp_path / "o", executor="slurm", time_min="1h")
+    assert not (tmp_path / "o").exists()

@@ -102,6 +102,15 @@ def run_study(
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}; got {executor!r}")
     if executor == "local":
+        given = {"wait": wait, "partition": partition, "time_min": time_min, "cpus": cpus, "gpus": gpus}
+        given.update(mem_gb=mem_gb, max_parallel=max_parallel)
+        defaults = {"wait": False, "partition": None, "time_min": 60, "cpus": 1, "gpus": 0}
+        defaults.update(mem_gb=4, max_parallel=None)
+        ignored = [name for name in given if given[name] != defaults[name]]
+        if ignored:  # a forgotten executor="slurm" would otherwise train here, silently
+            raise ValueError(
+                f"{', '.join(ignored)} apply to executor='slurm' or 'submitit-local', not 'local'"
+            )
         return run_study_here(config, out_dir, jobs=jobs, progress=progress)
     if not isinstance(config, StudyConfig):
         raise TypeError(f"config must be a StudyConfig; got {type(config).__name__}")
