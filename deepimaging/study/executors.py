@@ -178,7 +178,9 @@ def run_study(
     from tqdm.auto import tqdm
 
     with tqdm(total=len(todo), desc="study points", unit="point", disable=not progress) as bar:
-        for job in submitit.helpers.as_completed(submitted):
+        # Ask every second about local processes; SLURM's sacct only every 30 s (it is shared).
+        poll = 1 if executor == "submitit-local" else 30
+        for job in submitit.helpers.as_completed(submitted, poll_frequency=poll):
             job.exception()  # a failed point is reported by study_status, not raised here
             bar.update()
     unfinished = len(config.points()) - len(study_status(out, config=config)["done"])
