@@ -96,7 +96,7 @@ def run_study(
     ------
     ValueError
         An unknown executor, a non-positive time, memory, CPU count or parallelism,
-        or ``--executor slurm`` where SLURM's ``sbatch`` is not installed; raised
+        or ``executor="slurm"`` where SLURM's ``sbatch`` and ``srun`` are not installed; raised
         before anything is written.
     """
     if executor not in EXECUTORS:
@@ -121,9 +121,9 @@ def run_study(
         raise ValueError(f"mem_gb (memory per point in GB) must be a positive number; got {mem_gb!r}")
     if max_parallel is not None:
         max_parallel = check_int(max_parallel, "max_parallel", 1)
-    if executor == "slurm" and shutil.which("sbatch") is None:
+    if executor == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
         raise ValueError(
-            "--executor slurm needs SLURM's sbatch, which is not installed on this machine; "
+            "--executor slurm needs SLURM's sbatch and srun, which are not installed on this machine; "
             "run on the cluster's login node, or here with --executor local (add --jobs N for N cores)"
         )
     submitit = _import_submitit()
