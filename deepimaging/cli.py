@@ -9,6 +9,7 @@ prints what it returned:
 ``new-project`` :func:`deepimaging.project.new_project`
 ``run``         :func:`deepimaging.project.run_project`
 ``report``      :func:`deepimaging.project.report_project`
+``status``      :func:`deepimaging.study.study_status`
 ==============  ===============================================
 
 A user's mistake (a bad value, a missing file, Ctrl-C) ends in one line on
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(subparsers)
     _add_study(subparsers)
     _add_project(subparsers)
+    _add_status(subparsers)
     return parser
 
 
@@ -177,6 +179,7 @@ def _add_study(subparsers) -> None:
         help="keep each point's trained network beside its record (default: on, or as in --config)",
     )
     study.add_argument("--list-points", action="store_true", help="print the numbered points and exit")
+    _add_executor_options(study)
     study.add_argument("--report", action="store_true", help="also write figures and index.html")
     study.add_argument("--no-progress", action="store_true")
     study.set_defaults(run=_study)
@@ -202,7 +205,9 @@ def _study(args) -> int:
         for text in record["warnings"]:
             print(f"warning: {text}")
         return 0
-    results = run_study(config, args.out, jobs=args.jobs, progress=not args.no_progress)
+    results = run_study(config, args.out, jobs=args.jobs, progress=not args.no_progress, **_executor(args))
+    if _submitted(results, args.out):
+        return 0
     _print_summary(results)
     if args.report:
         _files_only()
@@ -268,6 +273,7 @@ def _add_project(subparsers) -> None:
     p.add_argument("--jobs", type=int, default=1, help="points trained in parallel (processes)")
     p.add_argument("--smoke", action="store_true", help="tiny data and one epoch, to check the set-up")
     p.add_argument("--no-progress", action="store_true")
+    _add_executor_options(p)
     p.set_defaults(run=_run_project)
 
     p = subparsers.add_parser("report", help="write the results page and the paper's figures and table")
@@ -287,9 +293,13 @@ def _new_project(args) -> int:
 def _run_project(args) -> int:
     from .project import results_dir, run_project
 
-    results = run_project(args.path, jobs=args.jobs, smoke=args.smoke or None, progress=not args.no_progress)
-    _print_summary(results)
+    results = run_project(
+        args.path, jobs=args.jobs, smoke=args.smoke or None, progress=not args.no_progress, **_executor(args)
+    )
     folder = results_dir(args.path, args.smoke or None)
+    if _submitted(results, folder):
+        return 0
+    _print_summary(results)
     smoke = " --smoke" if folder.name.endswith("smoke") else ""
     print(f"results in {folder}; now `deepimaging report {args.path}{smoke}`")
     return 0
@@ -302,6 +312,97 @@ def _report_project(args) -> int:
     written = report_project(args.path, smoke=args.smoke or None)
     print(f"results page: {written['page']}")
     print(f"paper table and figures: {written['table'].parent}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Executors (study, run) and status
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _add_executor_options(parser) -> None:
+    from .study import EXECUTORS
+
+    group = parser.add_argument_group("where the points run (see `deepimaging status`)")
+    group.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local: this machine (--jobs); slurm: one SLURM array job (submitit); "
+        "submitit-local: submitit's processes on this machine (default: %(default)s)",
+    )
+    group.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's)")
+    group.add_argument(
+        "--time", type=int, default=60, help="time limit per point, minutes (default: %(default)s)"
+    )
+    group.add_argument("--cpus", type=int, default=1, help="CPU cores per point (default: %(default)s)")
+    group.add_argument("--gpus", type=int, default=0, help="GPUs per point (default: %(default)s)")
+    group.add_argument("--mem", type=float, default=4, help="memory per point, GB (default: %(default)s)")
+    group.add_argument("--max-parallel", type=int, default=None, help="at most N points at once")
+    group.add_argument("--wait", action="store_true", help="wait for the jobs, then print the summary")
+
+
+def _executor(args) -> dict:
+    """The executor keyword arguments of run_study; the submitit-only ones only for those executors."""
+    if args.executor == "local":
+        # A SLURM option with the local executor is a forgotten --executor; silently ignoring it would
+        # train on the login node instead of submitting.
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name, default in (("partition", None), ("time", 60), ("cpus", 1), ("gpus", 0), ("mem", 4))
+            + (("max_parallel", None), ("wait", False))
+            if getattr(args, name) != default
+        ]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} apply to --executor slurm or submitit-local, not to the default "
+                "--executor local (which uses --jobs)"
+            )
+        return {}
+    return {
+        "executor": args.executor,
+        "partition": args.partition,
+        "time_min": args.time,
+        "cpus": args.cpus,
+        "gpus": args.gpus,
+        "mem_gb": args.mem,
+        "max_parallel": args.max_parallel,
+        "wait": args.wait,
+    }
+
+
+def _submitted(results, folder) -> bool:
+    """Print how to follow a submission that did not wait; True when ``results`` is one."""
+    from .study import Submission
+
+    if not isinstance(results, Submission):
+        return False
+    print(f"follow it with `deepimaging status {folder}`; rerun this command to resubmit failed points")
+    return True
+
+
+def _add_status(subparsers) -> None:
+    p = subparsers.add_parser(
+        "status", help="which points of a study folder are done, running, failed, missing"
+    )
+    p.add_argument("path", help="the study folder (the --out of deepimaging study, or a project's results/)")
+    p.set_defaults(run=_status)
+
+
+def _status(args) -> int:
+    from .study import study_status
+
+    status = study_status(args.path)
+    points = status["points"]
+    total = len(points)
+    for part in ("done", "running", "failed", "missing"):
+        print(f"{part}: {len(status[part])} of {total}")
+    for part in ("running", "failed", "missing"):
+        for k in status[part]:
+            name, value, seed = points[k]
+            print(f"  {part} point {k}: {name}={value} seed {seed}")
+            for line in status["logs"].get(k, "").splitlines():
+                print(f"    | {line}")
     return 0
 
 

@@ -357,6 +357,12 @@ def render_report(
             f"batch {c.batch_size}; seeds {c.seeds}; BatchNorm statistics recomputed after training; "
             f"devices {sorted({p.get('device', '?') for p in results.points})}; configuration hash {c.hash()}"
         )
+        if len({p.get("device", "?").split(":")[0] for p in results.points}) > 1:
+            # A study finished on a cluster's GPUs after starting on a laptop: allowed, but GPU kernels
+            # round differently, so one seed's numbers can differ slightly between the devices.
+            settings += (
+                "; mixed devices: points trained on different devices, so seeds agree closely, not exactly"
+            )
 
     for label, url in links.items():
         if not _is_safe_link(url):

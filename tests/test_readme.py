@@ -57,6 +57,15 @@ ELSEWHERE = {
         "README.md",
         "jupyter lab notebooks/",
     ): "a server: test_readme_first_hour starts it and lists the notebooks",
+    (
+        "README.md",
+        "deepimaging study --layer quantize --values 1,2,4,8 --seeds 0,1,2,3,4 --size 64 --out bits64 "
+        "--executor slurm --partition gpu --gpus 1 --cpus 4 --mem 8 --time 30 --max-parallel 20",
+    ): "needs SLURM: tests/test_executors.py submits these options to a fake sbatch and checks the script",
+    (
+        "README.md",
+        "deepimaging status bits64",
+    ): "needs the cluster's folder: tests/test_executors.py runs status",
     ("homework/README.md", "python homework/release.py hw1"): "otter assign: tests/test_homework.py releases",
     ("homework/README.md", "python homework/release.py all"): "otter assign: tests/test_homework.py releases",
     (

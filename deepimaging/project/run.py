@@ -20,10 +20,15 @@ def results_dir(path, smoke: bool | None = None) -> Path:
     return Path(path) / ("results_smoke" if smoke else "results")
 
 
-def run_project(path, *, jobs: int = 1, smoke: bool | None = None, progress: bool = True):
-    """Run (or resume) the study of the project at ``path``; return its results."""
+def run_project(path, *, jobs: int = 1, smoke: bool | None = None, progress: bool = True, **executor):
+    """Run (or resume) the study of the project at ``path``; return its results.
+
+    ``executor`` options (``executor="slurm"``, ``partition``, ``time_min`` ...) go to
+    :func:`deepimaging.study.run_study`; a submission that does not wait returns its
+    :class:`~deepimaging.study.Submission` instead of the results.
+    """
     project = load_project(path, smoke=smoke)
-    return run_study(project.study, results_dir(path, smoke), jobs=jobs, progress=progress)
+    return run_study(project.study, results_dir(path, smoke), jobs=jobs, progress=progress, **executor)
 
 
 def report_project(path, *, smoke: bool | None = None) -> dict:

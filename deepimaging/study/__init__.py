@@ -30,6 +30,9 @@ How the results are kept (the output folder)::
 - **One point on its own**: :func:`run_point` (and ``deepimaging study
   --point K``) runs a single point, so a cluster scheduler can run the points
   as an array job into one shared folder.
+- **On a cluster**: ``run_study(..., executor="slurm")`` submits the missing points as
+  one SLURM array job through submitit, and :func:`study_status` lists what is done,
+  running, failed (with its log) or missing (:mod:`.executors`).
 - **Parallel**: points run in separate processes with joblib; each process
   uses one PyTorch thread so that ``jobs`` processes do not oversubscribe the
   cores. Because every point trains single-threaded, the numbers do not
@@ -38,7 +41,8 @@ How the results are kept (the output folder)::
 Modules: :mod:`.config` (what decides the numbers), :mod:`.engine` (data,
 points, the folder, the sweep), :mod:`.results` (summary, JSON, CSV),
 :mod:`.jobs` (one numbered point for array jobs; a configuration from a JSON
-file). The ``deepimaging study`` command that calls them is in :mod:`deepimaging.cli`.
+file), :mod:`.executors` (local workers or submitit jobs), :mod:`.status` (what is done,
+running, failed). The ``deepimaging study`` command that calls them is in :mod:`deepimaging.cli`.
 
 Examples
 --------
@@ -54,10 +58,11 @@ from .engine import (
     load_results,
     point_paths,
     run_point,
-    run_study,
 )
+from .executors import EXECUTORS, Submission, run_study
 from .jobs import load_config, run_point_number
 from .results import StudyResults
+from .status import study_status
 from .weights import WeightsFileError
 
 __all__ = [
@@ -74,4 +79,7 @@ __all__ = [
     "point_paths",
     "load_config",
     "run_point_number",
+    "EXECUTORS",
+    "Submission",
+    "study_status",
 ]

@@ -21,6 +21,7 @@ from ._files import (
     POINTS_DIR,
     STUDY_FILE,
     _check_writable,
+    _create_json_exclusive,
     _write_json_atomic,
 )
 from .config import StudyConfig, Sweep
@@ -504,6 +505,8 @@ def _prepare_folder(out_dir, config: StudyConfig, *, write: bool = True) -> Path
             )
     else:
         leftovers = [p for p in (out / POINTS_DIR).iterdir() if p.suffix == ".json"]
+        if leftovers and study_file.exists():  # another process wrote both meanwhile: check its file
+            return _prepare_folder(out_dir, config, write=write)
         if leftovers:
             raise StudyConfigMismatch(
                 f"output folder {out} holds point files but no {STUDY_FILE}, so their configuration "
@@ -517,7 +520,9 @@ def _prepare_folder(out_dir, config: StudyConfig, *, write: bool = True) -> Path
             "config": config.to_dict(),
             "deepimaging_version": package_version(),
         }
-        _write_json_atomic(study_file, info)
+        if not _create_json_exclusive(study_file, info):
+            # Another process (a second submission, another array task) created it first: check it.
+            return _prepare_folder(out_dir, config, write=write)
     return out
 
 
