@@ -12,12 +12,12 @@ hand-kept lists:
   the pages of names that left are removed;
 - executed notebooks are cached with jupyter-cache in a folder named after the run mode
   (quick ``DEEPIMAGING_SMOKE=1`` or full settings) and a hash of the package's source, so an
-  unchanged notebook is not executed again, and a change to the package executes them all.
+  unchanged notebook is not executed again, and a change to the package executes them all
+  (``notebook_cache.py``; the test run's nbval pass fills the quick-mode cache).
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
 import os
@@ -31,8 +31,10 @@ from docutils import nodes
 DOCS = Path(__file__).resolve().parent
 REPO = DOCS.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(DOCS))
 
 import deepimaging  # noqa: E402
+from notebook_cache import cache_folder, remove_stale_caches  # noqa: E402
 from deepimaging.train import smoke_mode  # noqa: E402
 
 # -- Project -------------------------------------------------------------------------------------
@@ -171,15 +173,6 @@ def copy_notebooks() -> None:
             copy.unlink()
 
 
-def package_hash() -> str:
-    """A short hash of every ``.py`` file of the package: executed outputs depend on it."""
-    digest = hashlib.sha256()
-    for path in sorted((REPO / "deepimaging").rglob("*.py")):
-        digest.update(path.relative_to(REPO).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
 write_api_pages()
 copy_notebooks()
 
@@ -187,11 +180,9 @@ copy_notebooks()
 
 SMOKE = smoke_mode()
 MODE = "smoke" if SMOKE else "full"
-_caches = DOCS / "_build" / ".jupyter_cache"
-nb_execution_cache_path = str(_caches / f"{MODE}-{package_hash()}")
-for stale in _caches.glob(f"{MODE}-*") if _caches.is_dir() else ():
-    if str(stale) != nb_execution_cache_path:
-        shutil.rmtree(stale, ignore_errors=True)  # outputs of an older package: never shown again
+# The test run's nbval pass stores what it executed in the same cache (see notebook_cache.py).
+nb_execution_cache_path = str(cache_folder(SMOKE))
+remove_stale_caches(SMOKE)
 
 nb_execution_mode = "cache"
 nb_execution_raise_on_error = True  # a notebook that fails fails the build
