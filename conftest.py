@@ -82,4 +82,6 @@ def pytest_runtest_teardown(item, nextitem):
     except ImportError:
         return  # no jupyter-cache (the docs extra): the site, if built, executes the notebooks
     except Exception as error:  # the cache is a saving, never a reason for a test to fail
-        warnings.warn(f"{source.name} could not be stored in the site's notebook cache: {error!r}")
+        warnings.warn(
+            f"{source.name} could not be stored in the site's notebook cache: {error!r}", stacklevel=1
+        )

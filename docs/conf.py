@@ -33,8 +33,9 @@ REPO = DOCS.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(DOCS))
 
-import deepimaging  # noqa: E402
 from notebook_cache import cache_folder, remove_stale_caches  # noqa: E402
+
+import deepimaging  # noqa: E402
 from deepimaging.train import smoke_mode  # noqa: E402
 
 # -- Project -------------------------------------------------------------------------------------
