@@ -72,6 +72,41 @@ def test_every_push_and_pull_request_runs_the_project_test_command(workflow):
     assert (REPO / ".ci" / "run").is_file()
 
 
+def test_the_test_job_fetches_the_bccd_photos_before_running_ci(workflow):
+    """The data tests need the real photos; GitHub's runner has no ../shared/data/BCCD."""
+    runs = _runs(workflow["jobs"]["test"])
+    fetch = next((i for i, run in enumerate(runs) if "BCCD_Dataset" in run), None)
+    assert fetch is not None, "no step fetches the BCCD photos"
+    assert fetch < runs.index("bash .ci/run")
+    assert "DEEPIMAGING_BCCD=" in runs[fetch] and "$GITHUB_ENV" in runs[fetch]
+
+
+def test_ci_run_stops_at_once_naming_the_missing_bccd_photos(tmp_path):
+    """With CI set and no BCCD copy anywhere, .ci/run fails before installing or testing anything."""
+    checkout = tmp_path / "checkout"
+    (checkout / ".ci").mkdir(parents=True)
+    shutil.copy(REPO / ".ci" / "run", checkout / ".ci" / "run")
+    # A run.sh that would show it had been reached: .ci/run must stop before it.
+    (checkout / "run.sh").write_text("echo run.sh was reached; exit 0\n", encoding="utf-8")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CI": "true"}
+    done = subprocess.run(
+        ["bash", ".ci/run"], cwd=checkout, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "run.sh was reached" not in done.stdout
+    assert (
+        "BCCD" in done.stderr and "../shared/data/BCCD" in done.stderr and "DEEPIMAGING_BCCD" in done.stderr
+    )
+    # Pointing DEEPIMAGING_BCCD at a copy lets it through to run.sh.
+    bccd = tmp_path / "BCCD"
+    (bccd / "Annotations").mkdir(parents=True)
+    env["DEEPIMAGING_BCCD"] = str(bccd)
+    done = subprocess.run(
+        ["bash", ".ci/run"], cwd=checkout, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and "run.sh was reached" in done.stdout, done.stderr
+
+
 def test_the_site_is_built_by_run_sh_docs_and_uploaded_from_its_output_folder(workflow):
     site = workflow["jobs"]["site"]
     assert "bash run.sh docs" in _runs(site)
