@@ -409,6 +409,14 @@ def test_foveated_sensor_is_sharp_in_the_centre_and_coarse_at_the_corners():
     assert torch.allclose(y[0, 0, 0, 0], torch.tensor(block_reduce(x[0, 0].numpy(), (4, 4), np.mean)[0, 0]))
 
 
+@pytest.mark.parametrize("side", ["height", "width"])
+def test_foveated_pixel_sizes_refuses_a_side_no_image_has_before_allocating_it(side):
+    # 2**43 rows would ask for terabytes; the refusal names the side and the bound instead.
+    sides = {"height": 8, "width": 8, side: 2**43}
+    with pytest.raises(ValueError, match=rf"{side} must be .*8192.*; got {2**43}"):
+        P.foveated_pixel_sizes(sides["height"], sides["width"])
+
+
 def test_variable_pixels_refuses_misaligned_pixel_sizes():
     sizes = torch.ones(8, 8, dtype=torch.long)
     sizes[1:3, 1:3] = 2  # a 2x2 pixel that straddles the 2x2 grid
