@@ -6,6 +6,8 @@ the sensor is the sample's spectrum, cut by the pupil, transformed back; the
 sensor records its intensity. Different LEDs add incoherently
 (:class:`.LEDWeighting`). :class:`FourierMicroscope` is that chain as a layer,
 with a learnable pupil (e.g. a phase mask) and learnable LED brightnesses.
+Gradients are exact: every step, the Fourier transforms included, is
+differentiable as written (complex autograd), with no trick.
 """
 
 from __future__ import annotations
@@ -161,6 +163,7 @@ class FourierMicroscope(nn.Module):
         "sum": (N, 1, H, W), the learned weighted sum; "stack": (N, K, H, W),
         one image per LED.
     learn_pupil : bool
+        Pupil amplitude and phase as ``nn.Parameter`` s (True) or fixed buffers.
 
     Shape: input (N, C, H, W) in [0, 1]; output (N, 1, H, W) or (N, K, H, W) in [0, 1].
     """
