@@ -22,9 +22,11 @@ __all__ = ["LayerSpec"]
 class LayerSpec:
     """What a registered layer sweeps: ``parameter`` of ``type`` (int, float or None) in [low, high].
 
-    ``low``/``high`` may be callables of ``image_shape`` (e.g. a PSF at most the
-    image size); ``low_open`` excludes ``low`` itself. ``output`` says how the
-    output shape relates to the input (C, H, W).
+    ``low``/``high`` are numbers or callables ``f(image_shape, options)`` (e.g. a
+    PSF at most the image size, a budget at most the ``max_bits`` option);
+    ``low_open`` excludes ``low`` itself; ``odd``, ``divides_size`` and
+    ``power_of_two`` add those conditions. ``build(value, image_shape, **options)``
+    makes the layer; ``output`` says how its output shape relates to the input (C, H, W).
     """
 
     name: str
