@@ -1009,3 +1009,39 @@ def test_image_shapes_that_would_exhaust_memory_are_refused():
         P.make_layer("learned_discretization", 3, image_shape=(3, 10**6, 10**6))
     with pytest.raises(ValueError, match=r"n_leds must be in \[1, 1024\]"):
         P.LEDWeighting(10**9)
+
+
+# ---------------------------------------------------------------- the modules, as a student reads them
+
+
+def _physics_sources():
+    """(file name, source text) of every module of deepimaging.physics."""
+    from pathlib import Path
+
+    for path in sorted(Path(P.__file__).parent.glob("*.py")):
+        yield path.name, path.read_text(encoding="utf-8")
+
+
+def test_no_physics_module_is_longer_than_a_student_reads_in_one_pass():
+    # Issue 18's bound: split a module that grows past it rather than hide the physics in it.
+    long = {name: n for name, source in _physics_sources() if (n := len(source.splitlines())) > 300}
+    assert long == {}
+
+
+def test_each_hand_written_autograd_function_is_named_in_its_module_docstring_and_the_package_one():
+    import ast
+
+    kept = []
+    for name, source in _physics_sources():
+        tree = ast.parse(source)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and any(
+                ast.unparse(base).endswith("autograd.Function") for base in node.bases
+            ):
+                kept.append(node.name)
+                assert node.name in ast.get_docstring(tree), (
+                    f"{name}'s docstring does not say why {node.name}"
+                )
+                assert node.name in P.__doc__, f"deepimaging.physics's docstring does not list {node.name}"
+    # Only where the backward is the lesson (issue 18: two or three at most); the rest are autograd idioms.
+    assert len(kept) <= 3, kept
