@@ -16,12 +16,13 @@ sampling            :func:`bin_pixels`, :class:`Binning`, :class:`VariablePixelS
                     :class:`SparseMask` (top-k straight-through, relaxed Bernoulli)
 mosaic              :func:`bayer_mosaic`, :class:`BayerMosaic`, :class:`LearnedCFA`,
                     :func:`exposure_mosaic`, :class:`ExposureMosaic`
-illumination        :class:`LEDWeighting`, :class:`FourierMicroscope`,
-                    :func:`simulate_led_stack`
+illumination        :func:`led_frequencies`, :func:`led_weighting`, :class:`LEDWeighting` (softmax reparameterisation)
+microscope          :func:`thin_object`, :func:`circular_pupil`, :func:`coherent_image`,
+                    :class:`FourierMicroscope`, :func:`simulate_led_stack`
 noise               :func:`shot_noise`, :func:`poisson_sample`, :func:`read_noise`,
                     :func:`saturate`, :class:`ShotNoise`, :class:`Sensor` (exact Poisson counts, reparameterisation)
 registry            :data:`LAYERS`, :func:`make_layer`, :func:`describe_layer`,
-                    :func:`output_shape` (for parameter sweeps)
+                    :func:`output_shape` (for parameter sweeps; each row a ``layer_spec.LayerSpec``)
 ==================  ===============================================================
 
 Gradients are the standard autograd idioms: straight-through as
@@ -39,6 +40,7 @@ gives an empty batch out.
 from . import (
     bit_allocation,
     illumination,
+    microscope,
     mosaic,
     noise,
     optics,
@@ -49,6 +51,7 @@ from . import (
 )
 from .bit_allocation import *
 from .illumination import *
+from .microscope import *
 from .mosaic import *
 from .noise import *
 from .optics import *
@@ -65,6 +68,7 @@ __all__ = [
     *sampling.__all__,
     *mosaic.__all__,
     *illumination.__all__,
+    *microscope.__all__,
     *noise.__all__,
     *registry.__all__,
 ]

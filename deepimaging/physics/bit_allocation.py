@@ -150,7 +150,8 @@ class BitAllocation(nn.Module):
             return torch.full_like(self.scores, float(self.min_bits))
         fraction = (self.mean_bits - self.min_bits) / span
         logits = self.logit_scale * self.scores
-        shift = budget_shift(logits, fraction)  # no gradient: found by bisection
+        # The c with mean(sigmoid(logits + c)) = fraction, found by bisection (no gradient; see below).
+        shift = budget_shift(logits, fraction)
         # Implicit differentiation of the budget mean(sigmoid(z + c(z))) = fraction: dc/dz_i = -w_i with
         # w = sigmoid' / sum(sigmoid'). The term -sum(w (z - z.detach())) is exactly 0 and has that gradient.
         slope = torch.sigmoid(logits + shift).detach()

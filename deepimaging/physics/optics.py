@@ -1,10 +1,11 @@
-"""Optics: point-spread functions (PSFs) and blur, fixed, learnable and shift-variant.
+"""Optics: point-spread functions (PSFs) and blur by one PSF, fixed or learned.
 
 A lens images a point of the scene onto a small spot, the point-spread
 function ``h``; for a shift-invariant system the image is the scene convolved
 with it, ``y = h * x``. PSFs here are square, odd-sized, non-negative and sum
 to one (a lens does not create or destroy light), so blurred images stay in
-[0, 1] and keep their mean.
+[0, 1] and keep their mean. A PSF that changes across the field is in
+:mod:`.shift_variant`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Sensor bit depth: uniform quantization, learned per-pixel discretization, per-pixel bit allocation.
+"""Sensor bit depth: uniform quantization, learned per-pixel discretization, a bit depth per pixel.
 
 All three round, and rounding has zero gradient almost everywhere. They pass
 gradients with the straight-through estimator (Bengio et al., 2013): the

@@ -1,23 +1,23 @@
-"""A registry of the physical layers for parameter sweeps (:mod:`deepimaging.study`) and the command line.
+"""The table of physical layers for parameter sweeps (:data:`LAYERS`) and the factory :func:`make_layer`.
 
 ``make_layer(name, value, image_shape)`` builds a layer whose one swept
-parameter is ``value``; ``LAYERS[name]`` says which parameter that is, its
-type and its allowed range.
+parameter is ``value``; ``LAYERS[name]`` (a :class:`.LayerSpec`) says which
+parameter that is, its type and its allowed range. :mod:`deepimaging.study`
+and the command line build their layers this way.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ._common import check_image_shape
 from .bit_allocation import BitAllocation
-from .illumination import FourierMicroscope, LEDWeighting
+from .illumination import LEDWeighting
+from .layer_spec import LayerSpec
+from .microscope import FourierMicroscope
 from .mosaic import MAX_EXPOSURE, BayerMosaic, ExposureMosaic, LearnedCFA
 from .noise import MAX_PHOTONS, MIN_PHOTONS, Sensor, ShotNoise
 from .optics import MIN_WIDTH, Blur, GaussianBlur, LearnedPSF, airy_psf, defocus_psf
@@ -26,84 +26,6 @@ from .sampling import Binning, SparseMask, VariablePixelSensor
 from .shift_variant import ShiftVariantBlur
 
 __all__ = ["LAYERS", "describe_layer", "make_layer", "output_shape"]
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """What a registered layer sweeps: ``parameter`` of ``type`` (int, float or None) in [low, high].
-
-    ``low``/``high`` may be callables of ``image_shape`` (e.g. a PSF at most the
-    image size); ``low_open`` excludes ``low`` itself. ``output`` says how the
-    output shape relates to the input (C, H, W).
-    """
-
-    name: str
-    parameter: str | None
-    type: type | None
-    low: float | Callable | None
-    high: float | Callable | None
-    description: str
-    build: Callable = field(repr=False)
-    low_open: bool = False
-    output: str = "same shape as the input"
-    odd: bool = False
-    divides_size: bool = False
-    power_of_two: bool = False
-
-    def bounds(self, image_shape=(3, 64, 64), options=None) -> tuple:
-        """(low, high) for images of ``image_shape`` and the layer's constructor ``options``."""
-        options = options or {}
-        low = self.low(image_shape, options) if callable(self.low) else self.low
-        high = self.high(image_shape, options) if callable(self.high) else self.high
-        return low, high
-
-    def range_text(self, image_shape=(3, 64, 64), options=None) -> str:
-        if self.parameter is None:
-            return "value ignored"
-        low, high = self.bounds(image_shape, options)
-        left = "(" if self.low_open else "["
-        hi = "inf)" if high is None else f"{high:g}]"
-        extra = ", odd" if self.odd else ""
-        extra += ", dividing the image height and width" if self.divides_size else ""
-        extra += ", a power of 2" if self.power_of_two else ""
-        return f"{self.type.__name__} in {left}{low:g}, {hi}{extra}"
-
-    def describe(self, image_shape=(3, 64, 64)) -> str:
-        """One line: name, parameter, its type and range, what the layer does."""
-        param = (
-            "no parameter" if self.parameter is None else f"{self.parameter}: {self.range_text(image_shape)}"
-        )
-        return f"{self.name} ({param}) - {self.description}; output: {self.output}"
-
-    def check(self, value, image_shape=(3, 64, 64), options=None):
-        """Return ``value`` converted to the parameter's type, or raise ValueError naming the range."""
-        if self.parameter is None:
-            return None
-        options = options or {}
-        low, high = self.bounds(image_shape, options)
-        where = f"{self.parameter} for layer {self.name!r} must be {self.range_text(image_shape, options)}"
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-            raise ValueError(f"{where}; got {value!r}")
-        if self.type is int:
-            if float(value) != int(value):
-                raise ValueError(f"{where}; got {value!r} (not an integer)")
-            value = int(value)
-        else:
-            value = float(value)
-        too_low = value <= low if self.low_open else value < low
-        if too_low or (high is not None and value > high):
-            raise ValueError(f"{where}; got {value!r}")
-        if self.odd and value % 2 == 0:
-            raise ValueError(f"{where}; got {value!r} (even)")
-        if (
-            self.divides_size
-            and not options.get("pad")
-            and (image_shape[1] % value or image_shape[2] % value)
-        ):
-            raise ValueError(
-                f"{where}; got {value!r}, which does not divide {image_shape[1]}x{image_shape[2]}"
-            )
-        return value
 
 
 def _min_side(shape, options=None):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_choice, check_images, check_int, check_number, shape_of
-from ._common import SeededNoise, budget_shift, check_image_shape, check_size_matches
+from ._common import MAX_IMAGE_SIDE, SeededNoise, budget_shift, check_image_shape, check_size_matches
 
 __all__ = [
     "Binning",
@@ -145,8 +145,10 @@ def foveated_pixel_sizes(height: int, width: int, sizes=(1, 2, 4)) -> torch.Tens
     ``sizes`` go from the centre outwards; each must divide the largest, which
     must divide H and W.
     """
-    height, width = check_int(height, "height", 1), check_int(width, "width", 1)
-    sizes = [check_int(s, "sizes", 1) for s in sizes]
+    # Bounded like every image side: 2**43 rows would try to allocate terabytes for the map.
+    height = check_int(height, "height", 1, MAX_IMAGE_SIDE)
+    width = check_int(width, "width", 1, MAX_IMAGE_SIDE)
+    sizes = [check_int(s, "sizes", 1, MAX_IMAGE_SIDE) for s in sizes]
     big = max(sizes)
     if any(big % s for s in sizes) or height % big or width % big:
         raise ValueError(
