@@ -128,4 +128,4 @@ fi
 export DEEPIMAGING_SMOKE=1 MPLBACKEND=Agg
 ruff check .
 ruff format --check .
-python -m pytest notebooks tests --nbval-lax -p no:cacheprovider "${@:2}"
+python -m pytest notebooks tests --nbval-lax -p no:cacheprovider --durations=25 "${@:2}"

@@ -645,7 +645,44 @@ MUTANTS = [
     ),
     (
         "hw2",
+        "q2",
+        "learned_discretization",
+        "def f(x, gain, low, high, bits):\n    n = 2**bits - 1\n    u = (torch.clamp(gain * x, low, high) - low) / (high - low)\n"
+        "    return x + (torch.round(u * n) / n - x).detach()  # straight-through to x: gain, low, high get none",
+    ),
+    (
+        "hw2",
+        "q2",
+        "learned_discretization",
+        "def f(x, gain, low, high, bits):\n    n = 2**bits - 1\n    u = torch.clamp(gain * x, low, high) / high  # low not subtracted\n"
+        "    return u + (torch.round(u * n) / n - u).detach()",
+    ),
+    (
+        "hw2",
+        "q2",
+        "learned_discretization",
+        "def f(x, gain, low, high, bits):\n    n = 2**bits - 1\n    u = (torch.clamp(gain * x, low, high) - low) / (high - low)\n"
+        "    return torch.round(u * n) / n  # no straight-through: zero gradient",
+    ),
+    (
+        "hw2",
         "q3",
+        "central_difference",
+        "def f(fn, t, eps=1e-3):\n    g = torch.zeros_like(t)\n    for i in range(t.numel()):\n"
+        "        s = torch.zeros_like(t)\n        s.view(-1)[i] = eps\n"
+        "        g.view(-1)[i] = (fn(t + s) - fn(t)) / eps  # one-sided\n    return g",
+    ),
+    (
+        "hw2",
+        "q3",
+        "central_difference",
+        "def f(fn, t, eps=1e-3):\n    g = torch.zeros_like(t)\n    for i in range(t.numel()):\n"
+        "        s = torch.zeros_like(t)\n        s.view(-1)[i] = 1e-4  # eps ignored\n"
+        "        g.view(-1)[i] = (fn(t + s) - fn(t - s)) / 2e-4\n    return g",
+    ),
+    (
+        "hw2",
+        "q5",
         "PSFBlur",
         "class f(PSFBlur):\n    def forward(self, x):\n        r = self.psf.shape[-1] // 2\n"
         "        k = self.psf.expand(x.shape[1], 1, *self.psf.shape)\n"
