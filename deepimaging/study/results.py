@@ -274,7 +274,7 @@ class StudyResults:
         deepimaging.study.weights.WeightsFileError
             The weights file was altered or truncated, or holds something other than tensors.
         """
-        from .engine import load_point_model
+        from .point import load_point_model
 
         seed = self.config.seeds[0] if seed is None else seed
         if self.folder is None:
