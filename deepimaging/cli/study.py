@@ -32,15 +32,20 @@ def _add_demo(subparsers) -> None:
     demo.add_argument("--authors", default=None, help="comma-separated author names")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
-    demo.add_argument("--dataset", default="blood_smear", help="dataset name (default: %(default)s)")
-    demo.add_argument(
+    _add_dataset_options(demo)
+    demo.set_defaults(run=_demo)
+
+
+def _add_dataset_options(parser) -> None:
+    """``--dataset NAME`` and repeatable ``--dataset-option KEY=VALUE``: what demo and study train on."""
+    parser.add_argument("--dataset", default="blood_smear", help="dataset name (default: %(default)s)")
+    parser.add_argument(
         "--dataset-option",
         action="append",
         default=[],
         metavar="KEY=VALUE",
         help="loader option (repeatable)",
     )
-    demo.set_defaults(run=_demo)
 
 
 def _demo(args) -> int:
@@ -84,14 +89,7 @@ def _add_study(subparsers) -> None:
     )
     study.add_argument("--config", help="a study configuration as JSON (e.g. another folder's study.json)")
     study.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
-    study.add_argument("--dataset", default="blood_smear", help="dataset name (default: %(default)s)")
-    study.add_argument(
-        "--dataset-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="loader option (repeatable)",
-    )
+    _add_dataset_options(study)
     study.add_argument("--size", type=int, default=32)
     study.add_argument("--n-per-class", type=int, default=300)
     study.add_argument("--epochs", type=int, default=8)
