@@ -39,8 +39,8 @@ How the results are kept (the output folder)::
   depend on ``jobs``: the same seeds give the same numbers.
 
 Modules: :mod:`.config` (what decides the numbers), :mod:`.splits` (the data),
-:mod:`.point` (one point: train, test, record), :mod:`.folder` (the point files and
-the configuration guard), :mod:`.engine` (the sweep on this machine; reading a folder
+:mod:`.point` (one point: train, test, record), :mod:`.folder` (the folder's layout,
+its atomic files, the configuration guard), :mod:`.engine` (the sweep on this machine; reading a folder
 back), :mod:`.results` (summary, JSON, CSV),
 :mod:`.jobs` (one numbered point for array jobs; a configuration from a JSON
 file), :mod:`.executors` (local workers or submitit jobs), :mod:`.status` (what is done,

@@ -8,9 +8,8 @@ from pathlib import Path
 import torch
 
 from .._checks import check_int
-from ._files import STUDY_FILE
 from .config import StudyConfig
-from .folder import _prepare_folder, _read_point, point_paths
+from .folder import STUDY_FILE, _prepare_folder, _read_point, point_paths
 from .point import _validate_layers, run_point
 from .results import StudyResults
 from .splits import load_data

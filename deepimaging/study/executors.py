@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._checks import check_int
-from ._files import _write_json_atomic
 from .config import StudyConfig
 from .engine import run_study as run_study_here
-from .folder import _prepare_folder
+from .folder import _prepare_folder, _write_json_atomic
 from .jobs import run_point_number
 from .point import _validate_layers
 from .splits import load_data

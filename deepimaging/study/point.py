@@ -10,9 +10,8 @@ import numpy as np
 import torch
 
 from ..data import ImageDataset
-from ._files import FORMAT_VERSION, POINTS_DIR, STUDY_FILE, _write_json_atomic
 from .config import StudyConfig, Sweep
-from .folder import _prepare_folder, point_paths
+from .folder import FORMAT_VERSION, POINTS_DIR, STUDY_FILE, _prepare_folder, _write_json_atomic, point_paths
 from .splits import class_counts, load_data
 from .weights import WEIGHTS_SUFFIX, read_weights, save_weights
 
