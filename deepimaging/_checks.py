@@ -136,7 +136,9 @@ MAX_CLASSES = 4096
 
 def to_numpy(values, name: str) -> np.ndarray:
     if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
+        values = values.detach().cpu()
+        # NumPy has no bfloat16 (a common dtype of mixed-precision models): widen it to float32.
+        values = (values.float() if values.dtype == torch.bfloat16 else values).numpy()
     try:
         return np.asarray(values)
     except (TypeError, ValueError) as err:

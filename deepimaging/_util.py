@@ -1,7 +1,7 @@
 """Internal helpers shared by several subpackages: one home for each, private to the package.
 
 What lives here is small plumbing that two or more floors of the package need
-(see the layering in :mod:`deepimaging`): writing a file atomically, the
+(see the layering in :mod:`deepimaging`): writing a file or a folder atomically, the
 package version, running a model in eval mode on its own device, batched
 softmax prediction, and reading an ``int or (height, width)`` argument.
 Input checks with user-facing messages live beside it in :mod:`._checks`.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -65,6 +66,34 @@ def write_text_atomic(path, text: str) -> Path:
     """Write ``text`` as UTF-8 to ``path`` atomically (see :func:`atomic_write`)."""
     data = text.encode("utf-8")
     return atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_folder(path):
+    """Build the folder ``path`` so that it is either absent (or empty) or complete, never half-made.
+
+    A context manager: ``with atomic_folder(path) as tmp:`` fills ``tmp``, a new folder
+    beside ``path`` (``.<name>.XXXX.part``); when the block ends without error an empty
+    folder at ``path`` (an earlier ``mkdir``) is removed and ``tmp`` renamed to ``path``
+    with :func:`os.replace`. On any error, Ctrl-C included, ``tmp`` is removed and the
+    error re-raised. The parent folder must exist, and the caller checks beforehand that
+    ``path`` is missing or empty. ``tmp`` is created by this call, not by ``with``, so a
+    caller can tell an error in making it from one in filling it.
+    """
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part"))
+    return _renamed_into_place(tmp, path)
+
+
+@contextlib.contextmanager
+def _renamed_into_place(tmp: Path, path: Path):
+    try:
+        yield tmp
+        if path.is_dir():
+            path.rmdir()  # empty (checked by the caller); a folder that filled meanwhile raises here
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def package_version() -> str:

@@ -22,6 +22,32 @@ def _close_figures():
     plt.close("all")
 
 
+def _write_image_folder(root, classes=("a", "b", "c"), n=4, size=16, seed=0, ext=".png") -> dict:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    written = {}
+    for name in classes:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for k in range(n):
+            array = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(array).save(root / name / f"img{k}{ext}")
+            written[f"{name}/img{k}{ext}"] = array
+    return written
+
+
+@pytest.fixture
+def write_image_folder():
+    """A function that writes random RGB images as ``root/<class>/img<k><ext>`` and returns them.
+
+    ``write_image_folder(root, classes=("a", "b", "c"), n=4, size=16, seed=0, ext=".png")``
+    returns ``{"<class>/img<k><ext>": uint8 array (size, size, 3)}``: the pixels as written,
+    the oracle a loader's output is compared with (PNG is lossless; JPEG is not).
+    """
+    return _write_image_folder
+
+
 @pytest.fixture
 def bccd_root():
     """The real BCCD copy beside the project (../shared/data/BCCD); skip when absent (fail under CI)."""

@@ -3,14 +3,14 @@
 import pytest
 
 from deepimaging.project import BCCD_EXAMPLES, ProjectConfigError, load_project, new_project, run_project
-from deepimaging.study import engine
+from deepimaging.study import splits
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("example", BCCD_EXAMPLES)
 def test_each_bccd_example_runs_in_smoke_mode_on_the_real_photos(tmp_path, example, bccd_root, monkeypatch):
     monkeypatch.setenv("DEEPIMAGING_BCCD", bccd_root)
-    engine._load_split.cache_clear()
+    splits._load_split.cache_clear()
     path = new_project(tmp_path / example, example=example)
     config = path / "project.toml"
     config.write_text(config.read_text().replace("seeds = [0, 1, 2]", "seeds = [0]"))

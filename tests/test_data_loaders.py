@@ -35,23 +35,11 @@ N_PER_CLASS = 4
 SIZE = 16
 
 
-def _write_folder(root: Path, classes=("a", "b", "c"), n=N_PER_CLASS, size=SIZE, seed=0, ext=".png"):
-    """Random RGB images written losslessly; returns {relative path: uint8 (H, W, 3) array}."""
-    rng = np.random.default_rng(seed)
-    written = {}
-    for name in classes:
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for k in range(n):
-            array = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-            Image.fromarray(array).save(root / name / f"img{k}{ext}")
-            written[f"{name}/img{k}{ext}"] = array
-    return written
-
-
 @pytest.fixture
-def folder(tmp_path):
+def folder(tmp_path, write_image_folder):
+    """(root, written): classes a, b, c of N_PER_CLASS random SIZE x SIZE PNGs (tests/conftest.py)."""
     root = tmp_path / "images"
-    return root, _write_folder(root)
+    return root, write_image_folder(root, classes=("a", "b", "c"), n=N_PER_CLASS, size=SIZE)
 
 
 @pytest.fixture
@@ -265,12 +253,12 @@ def test_disk_full_during_cache_write_is_a_clear_error_and_leaves_nothing(folder
 
 
 @pytest.fixture
-def kaggle(tmp_path):
+def kaggle(tmp_path, write_image_folder):
     """The Kaggle layout nested two folders deep, with a decoy images/ folder elsewhere."""
     base = tmp_path / "download" / "blood-cells" / "dataset2-master" / "images"
     classes = ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL")
-    _write_folder(base / "TRAIN", classes, n=3, ext=".jpeg")
-    _write_folder(base / "TEST", classes, n=2, ext=".jpeg")
+    write_image_folder(base / "TRAIN", classes, n=3, size=SIZE, ext=".jpeg")
+    write_image_folder(base / "TEST", classes, n=2, size=SIZE, ext=".jpeg")
     (tmp_path / "download" / "blood-cells" / "dataset-master" / "JPEGImages").mkdir(parents=True)
     return tmp_path / "download"
 

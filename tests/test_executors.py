@@ -220,7 +220,7 @@ RACE = """
 import sys, time
 sys.path.insert(0, {tests!r})
 from test_study import tiny_config
-from deepimaging.study.engine import _prepare_folder
+from deepimaging.study.folder import _prepare_folder
 start = float(sys.argv[1])
 while time.time() < start:
     pass
@@ -342,10 +342,10 @@ def test_waiting_on_the_command_line_prints_the_summary_and_a_failed_point_is_no
 
     # A job that fails: waiting reports it and returns, and this process trains nothing itself.
     (out / "points" / "quantize__v8__s0.json").unlink()
-    import deepimaging.study.engine as engine
+    import deepimaging.study.point as study_point
 
     monkeypatch.setattr(
-        engine, "_train_point", lambda *a, **k: pytest.fail("trained in the submitting process")
+        study_point, "_train_point", lambda *a, **k: pytest.fail("trained in the submitting process")
     )
     monkeypatch.setattr("deepimaging.study.executors._run_task", _failing_task)
     assert main(argv) == 0

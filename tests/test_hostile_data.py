@@ -7,6 +7,7 @@ oracle (the pixels as written), or a ValueError / TypeError whose message names 
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -31,16 +32,10 @@ from deepimaging.data import (
 # ---------------------------------------------------------------- image folders
 
 
-def _write_folder(root: Path, classes=("a", "b"), n=3, size=12, seed=0):
-    rng = np.random.default_rng(seed)
-    written = {}
-    for name in classes:
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for k in range(n):
-            array = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-            Image.fromarray(array).save(root / name / f"img{k}.png")
-            written[f"{name}/img{k}.png"] = array
-    return written
+@pytest.fixture
+def write_folder(write_image_folder):
+    """Two classes of three random 12 x 12 PNGs: the smallest folder every case below needs (tests/conftest.py)."""
+    return functools.partial(write_image_folder, classes=("a", "b"), n=3, size=12)
 
 
 def _as_hwc(dataset):
@@ -63,8 +58,8 @@ def _png_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-def test_a_link_to_itself_in_a_class_folder_is_skipped_with_a_warning_on_every_call(tmp_path):
-    written = _write_folder(tmp_path / "images")
+def test_a_link_to_itself_in_a_class_folder_is_skipped_with_a_warning_on_every_call(tmp_path, write_folder):
+    written = write_folder(tmp_path / "images")
     os.symlink("loop.png", tmp_path / "images" / "a" / "loop.png")  # loop.png -> loop.png (ELOOP)
     for _ in range(2):  # the first call decodes, the second reads the cache: both must work
         with pytest.warns(UserWarning, match=r"skipped 1 link.*loop.png"):
@@ -75,8 +70,8 @@ def test_a_link_to_itself_in_a_class_folder_is_skipped_with_a_warning_on_every_c
         np.testing.assert_array_equal(labels, expected_labels)
 
 
-def test_a_png_whose_header_claims_30000x30000_pixels_is_skipped_and_the_rest_loads(tmp_path):
-    written = _write_folder(tmp_path / "images")
+def test_a_png_whose_header_claims_30000x30000_pixels_is_skipped_and_the_rest_loads(tmp_path, write_folder):
+    written = write_folder(tmp_path / "images")
     (tmp_path / "images" / "b" / "bomb.png").write_bytes(_png_claiming(30000, 30000))
     with pytest.warns(UserWarning, match=r"skipped 1 unreadable.*b/bomb.png"):
         ds = load_image_folder(tmp_path / "images", size=12, cache_dir=tmp_path / "cache")
@@ -92,22 +87,22 @@ def test_decode_image_refuses_a_header_over_pillows_pixel_limit_before_decoding(
         decode_image(tmp_path / "big.png", 8)
 
 
-def test_classes_as_one_string_is_a_type_error_not_one_class_per_letter(tmp_path):
-    _write_folder(tmp_path / "images")
+def test_classes_as_one_string_is_a_type_error_not_one_class_per_letter(tmp_path, write_folder):
+    write_folder(tmp_path / "images")
     with pytest.raises(TypeError, match=r"classes must be a list of class folder names.*'ab'"):
         load_image_folder(tmp_path / "images", classes="ab", cache_dir=tmp_path / "cache")
 
 
 @pytest.mark.parametrize("name", ["../outside", "a/../../outside", str(Path("/") / "tmp"), "..", ""])
-def test_class_names_that_are_paths_cannot_read_outside_root(tmp_path, name):
-    _write_folder(tmp_path / "images")
-    _write_folder(tmp_path, classes=("outside",))  # a readable class folder beside root
+def test_class_names_that_are_paths_cannot_read_outside_root(tmp_path, name, write_folder):
+    write_folder(tmp_path / "images")
+    write_folder(tmp_path, classes=("outside",))  # a readable class folder beside root
     with pytest.raises(ValueError, match="classes must hold plain folder names inside root"):
         load_image_folder(tmp_path / "images", classes=["a", name], cache_dir=tmp_path / "cache")
 
 
-def test_repeated_or_non_string_class_names_are_refused(tmp_path):
-    _write_folder(tmp_path / "images")
+def test_repeated_or_non_string_class_names_are_refused(tmp_path, write_folder):
+    write_folder(tmp_path / "images")
     with pytest.raises(ValueError, match=r"classes must not repeat a name; \['a'\]"):
         load_image_folder(tmp_path / "images", classes=["a", "b", "a"], cache_dir=tmp_path / "cache")
     with pytest.raises(TypeError, match="classes must hold folder names"):
@@ -135,8 +130,10 @@ def _damage_json_keys(entry: Path):
 
 
 @pytest.mark.parametrize("damage", [_damage_truncate_npy, _damage_json, _damage_json_keys])
-def test_a_damaged_cache_entry_is_rebuilt_with_a_warning_and_gives_the_written_pixels(tmp_path, damage):
-    written = _write_folder(tmp_path / "images")
+def test_a_damaged_cache_entry_is_rebuilt_with_a_warning_and_gives_the_written_pixels(
+    tmp_path, damage, write_folder
+):
+    written = write_folder(tmp_path / "images")
     cache = tmp_path / "cache"
     load_image_folder(tmp_path / "images", size=12, cache_dir=cache)
     (npy,) = (cache / "decoded").glob("folder-*.npy")

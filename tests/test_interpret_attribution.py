@@ -428,6 +428,21 @@ def test_attribution_overlay_centres_signed_maps_on_zero_and_checks_the_size(ima
     assert len(fig.axes) == 5  # image, two maps, two colorbars
 
 
+def test_overlays_take_lists_and_bfloat16_maps_and_refuse_text_naming_the_parameter(image):
+    from deepimaging.plots import attribution_overlay, heatmap_overlay
+
+    # bfloat16 (mixed-precision models) has no NumPy dtype: the map is widened, its values kept.
+    signed = torch.linspace(-1, 3, 30 * 34).reshape(30, 34).to(torch.bfloat16)
+    ax = attribution_overlay(image, signed)
+    np.testing.assert_array_equal(ax.images[1].get_array(), signed.float().numpy())
+    ax = heatmap_overlay(image, [[0.0, 0.5], [1.0, 0.25]], window=16, stride=6)
+    np.testing.assert_array_equal(ax.images[1].get_array(), [[0.0, 0.5], [1.0, 0.25]])
+    with pytest.raises(TypeError, match="attribution must hold real numbers"):
+        attribution_overlay(image, np.full((30, 34), "x"))
+    with pytest.raises(TypeError, match="heatmap must hold real numbers"):
+        heatmap_overlay(image, [["a", "b"]], window=16, stride=6)
+
+
 def test_heatmap_overlay_puts_each_cell_over_its_window_centre(image):
     from deepimaging.plots import heatmap_overlay
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _study import tiny_config
 from PIL import Image
 
 from deepimaging.report import ReportFigure, render_report, save_figure
@@ -20,28 +21,11 @@ from deepimaging.study import (
     StudyConfig,
     StudyConfigMismatch,
     Sweep,
-    engine,
     load_results,
     run_point,
     run_study,
 )
-
-
-def tiny_config(**overrides):
-    """A study that trains in a fraction of a second per point."""
-    settings = dict(
-        sweeps=[Sweep("quantize", [1, 8])],
-        seeds=[0, 1, 2],
-        size=16,
-        n_per_class=8,
-        epochs=1,
-        batch_size=16,
-        widths=[4, 8],
-        test=0.5,
-        parameter="bits",
-    )
-    settings.update(overrides)
-    return StudyConfig(**settings)
+from deepimaging.study import point as study_point
 
 
 def snapshot(folder):
@@ -57,7 +41,7 @@ def snapshot(folder):
 def count_trainings(monkeypatch, fail_on=None):
     """Count calls of the training step; optionally raise once for one (sweep, value, seed)."""
     calls, failed = [], []
-    original = engine._train_point
+    original = study_point._train_point
 
     def counting(config, sweep, value, seed, progress=False):
         calls.append((sweep.name, value, seed))
@@ -66,7 +50,7 @@ def count_trainings(monkeypatch, fail_on=None):
             raise RuntimeError("simulated crash in the middle of the sweep")
         return original(config, sweep, value, seed, progress=progress)
 
-    monkeypatch.setattr(engine, "_train_point", counting)
+    monkeypatch.setattr(study_point, "_train_point", counting)
     return calls
 
 

@@ -1,9 +1,11 @@
 """Honest study numbers: metrics against scikit-learn, intervals against SciPy, the metric choice,
 the whole dataset and its counts, warnings, devices, and the bad input of issue 17."""
 
+import functools
 import json
 from pathlib import Path
 
+import _study
 import numpy as np
 import pytest
 import torch
@@ -13,27 +15,13 @@ from sklearn.metrics import balanced_accuracy_score, f1_score, recall_score, roc
 import deepimaging.data
 from deepimaging.cli import main
 from deepimaging.data import simulate_blood_smear
-from deepimaging.study import StudyConfig, Sweep, engine, run_study
+from deepimaging.study import StudyConfig, Sweep, run_study, splits
+from deepimaging.study import point as study_point
 from deepimaging.study.results import StudyResults, t_interval
 from deepimaging.train import get_device
 
-
-def tiny_config(**overrides):
-    settings = dict(
-        sweeps=[Sweep("quantize", [1, 8])],
-        seeds=[0, 1, 2],
-        size=16,
-        n_per_class=12,
-        epochs=1,
-        batch_size=16,
-        widths=[4, 8],
-        test=0.4,
-        val=0.2,
-        device="cpu",
-        parameter="bits",
-    )
-    settings.update(overrides)
-    return StudyConfig(**settings)
+# A validation split and more images per class: the records' val_accuracy and class counts are checked.
+tiny_config = functools.partial(_study.tiny_config, n_per_class=12, test=0.4, val=0.2, device="cpu")
 
 
 @pytest.fixture
@@ -53,11 +41,11 @@ def fake_loader(monkeypatch):
         monkeypatch.setattr(deepimaging.data, f"load_{name}", load, raising=False)
         # A study finds datasets among the public loaders (deepimaging.data.__all__).
         monkeypatch.setattr(deepimaging.data, "__all__", [*deepimaging.data.__all__, f"load_{name}"])
-        engine._load_split.cache_clear()
+        splits._load_split.cache_clear()
         return name
 
     yield register
-    engine._load_split.cache_clear()
+    splits._load_split.cache_clear()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -71,7 +59,7 @@ def test_point_metrics_match_scikit_learn_on_an_imbalanced_test_set():
     logits = rng.normal(size=(200, 3)) + 2.0 * np.eye(3)[labels] * rng.random((200, 1))
     probabilities = torch.softmax(torch.tensor(logits), dim=1)
     predicted = probabilities.argmax(1)
-    record = engine._classification_metrics(
+    record = study_point._classification_metrics(
         torch.tensor(labels), predicted, probabilities.float(), ["a", "b", "c"]
     )
     assert record["accuracy"] == pytest.approx(np.mean(predicted.numpy() == labels))
@@ -221,21 +209,21 @@ def test_an_imbalanced_study_shows_balanced_accuracy_in_its_summary(tmp_path, fa
 
 def test_a_study_joins_every_official_split_unless_the_options_name_one(tmp_path, fake_loader, monkeypatch):
     name = fake_loader("splitset", None, split_names={"train": [6, 6, 6, 6], "test": [3, 3, 3, 3]})
-    monkeypatch.setitem(engine.WHOLE_SET_SPLITS, name, ("train", "test"))
+    monkeypatch.setitem(splits.WHOLE_SET_SPLITS, name, ("train", "test"))
     whole = tiny_config(dataset=name, n_per_class=None)
-    counts = engine.class_counts(whole)
+    counts = splits.class_counts(whole)
     assert sum(sum(part.values()) for part in counts.values()) == 4 * 9
     named = tiny_config(dataset=name, n_per_class=None, dataset_options={"split": "train"})
-    counts = engine.class_counts(named)
+    counts = splits.class_counts(named)
     assert sum(sum(part.values()) for part in counts.values()) == 4 * 6
 
 
 def test_bccd_crops_in_a_study_are_the_whole_set(bccd_root):
     from deepimaging.data import load_bccd_crops
 
-    engine._load_split.cache_clear()
+    splits._load_split.cache_clear()
     config = tiny_config(dataset="bccd_crops", dataset_options={"root": bccd_root}, n_per_class=None, size=16)
-    counts = engine.class_counts(config)
+    counts = splits.class_counts(config)
     every = load_bccd_crops(bccd_root, split="all", size=16)
     expected = np.bincount(every.labels.numpy(), minlength=3)
     assert [sum(counts[p][c] for p in counts) for c in every.classes] == expected.tolist()
@@ -268,7 +256,7 @@ def test_a_validation_fraction_that_leaves_a_class_without_images_is_refused_bef
 ):
     name = fake_loader("thin", [30, 30, 30, 3])
     trained = []
-    monkeypatch.setattr(engine, "_train_point", lambda *a, **k: trained.append(a))
+    monkeypatch.setattr(study_point, "_train_point", lambda *a, **k: trained.append(a))
     config = tiny_config(dataset=name, n_per_class=None, val=0.05, test=0.3)
     with pytest.raises(
         ValueError, match=r"val=0.05 .*class\(es\) \['neutrophil'\] with no val image.*\[0, 1\)"
@@ -292,16 +280,16 @@ def test_a_class_with_fewer_than_two_images_is_refused_before_training(tmp_path,
 
 def test_a_first_run_that_fails_in_training_leaves_no_study_file(tmp_path, monkeypatch):
     out = tmp_path / "o"
-    original = engine._train_point
+    original = study_point._train_point
 
     def broken(*args, **kwargs):
         raise RuntimeError("the layer does not fit the data")
 
-    monkeypatch.setattr(engine, "_train_point", broken)
+    monkeypatch.setattr(study_point, "_train_point", broken)
     with pytest.raises(RuntimeError):
         run_study(tiny_config(epochs=2), out, progress=False)
     assert not (out / "study.json").exists()
-    monkeypatch.setattr(engine, "_train_point", original)
+    monkeypatch.setattr(study_point, "_train_point", original)
     results = run_study(
         tiny_config(epochs=1, seeds=[0], sweeps=[Sweep("quantize", [8])]), out, progress=False
     )
@@ -360,14 +348,14 @@ def test_studies_and_the_demo_default_to_the_auto_device_which_picks_cuda_when_a
         captured.update(kwargs)
         return Path(out_dir) / "index.html"
 
-    import deepimaging.cli
+    import deepimaging.cli.study
     import deepimaging.project
     import deepimaging.study
 
     monkeypatch.setattr(deepimaging.project, "run_demo", fake_demo)
     # The fake demo writes no study folder: nothing to read back for the warnings.
     monkeypatch.setattr(deepimaging.study, "load_results", lambda out: None)
-    monkeypatch.setattr(deepimaging.cli, "_print_warnings", lambda results: None)
+    monkeypatch.setattr(deepimaging.cli.study, "_print_warnings", lambda results: None)
     assert main(["demo", "--smoke", "--no-progress"]) == 0
     assert captured["device"] == "auto"
     assert main(["demo", "--smoke", "--no-progress", "--device", "cpu"]) == 0
@@ -375,14 +363,14 @@ def test_studies_and_the_demo_default_to_the_auto_device_which_picks_cuda_when_a
 
 
 def test_points_at_chance_carry_a_warning_and_the_command_prints_one_line_each(tmp_path, capsys):
-    from deepimaging.cli import _print_warnings
+    from deepimaging.cli._shared import _print_warnings
 
     # A learning rate of 1e-6 for one epoch learns nothing: test balanced accuracy stays near chance.
     config = tiny_config(lr=1e-6, sweeps=[Sweep("quantize", [8])], seeds=[0, 1])
     results = run_study(config, tmp_path / "o", progress=False)
     flagged = [p for p in results.points if p["warnings"]]
     for p in results.points:
-        at_chance = p["balanced_accuracy"] <= 1 / 4 + engine.CHANCE_MARGIN
+        at_chance = p["balanced_accuracy"] <= 1 / 4 + study_point.CHANCE_MARGIN
         assert at_chance == any("at chance" in w for w in p["warnings"])
     assert flagged
     _print_warnings(results)

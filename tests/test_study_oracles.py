@@ -8,35 +8,24 @@
 """
 
 import builtins
+import functools
 import io
 import json
 import os
 import sys
 from pathlib import Path
 
+import _study
 import numpy as np
 import pytest
 import sklearn.metrics as skm
 
 import deepimaging.train
-from deepimaging.study import StudyConfig, Sweep, engine, load_results, run_point, run_study
+from deepimaging.study import load_results, run_point, run_study
+from deepimaging.study import point as study_point
 
-
-def tiny_config(**overrides):
-    """A study that trains in a fraction of a second per point."""
-    settings = dict(
-        sweeps=[Sweep("quantize", [1, 8])],
-        seeds=[0, 1],
-        size=16,
-        n_per_class=8,
-        epochs=1,
-        batch_size=16,
-        widths=[4, 8],
-        test=0.5,
-        parameter="bits",
-    )
-    settings.update(overrides)
-    return StudyConfig(**settings)
+# Two seeds are enough to check the records; the folder tests run every point.
+tiny_config = functools.partial(_study.tiny_config, seeds=[0, 1])
 
 
 def files_under(folder):
@@ -152,13 +141,13 @@ def test_a_crash_before_the_rename_leaves_neither_the_point_nor_a_temporary_file
 
 def count_trainings(monkeypatch):
     calls = []
-    original = engine._train_point
+    original = study_point._train_point
 
     def counting(config, sweep, value, seed, progress=False):
         calls.append((sweep.name, value, seed))
         return original(config, sweep, value, seed, progress=progress)
 
-    monkeypatch.setattr(engine, "_train_point", counting)
+    monkeypatch.setattr(study_point, "_train_point", counting)
     return calls
 
 
@@ -208,8 +197,8 @@ def recorded_and_predicted(tmp_path_factory):
 
     def capturing(*args, **kwargs):
         result = original(*args, **kwargs)
-        # Only the engine's own call on the test set; fit also predicts (validation, training sample).
-        if sys._getframe(1).f_globals["__name__"] == "deepimaging.study.engine":
+        # Only the point's own call on the test set; fit also predicts (validation, training sample).
+        if sys._getframe(1).f_globals["__name__"] == "deepimaging.study.point":
             captured.append(result)
         return result
 

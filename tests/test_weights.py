@@ -1,5 +1,6 @@
 """Every study point keeps its trained network: saved, verified, reopened, and drawn across the sweep."""
 
+import functools
 import hashlib
 import json
 import pickle
@@ -8,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import _study
 import numpy as np
 import pytest
 import torch
@@ -18,7 +20,6 @@ from deepimaging import plots
 from deepimaging.interpret import extract_features, filter_weights, occlusion_map, saliency_map
 from deepimaging.models import PhysicalModel
 from deepimaging.study import (
-    StudyConfig,
     StudyResults,
     Sweep,
     WeightsFileError,
@@ -29,23 +30,13 @@ from deepimaging.study import (
 )
 from deepimaging.train import predict
 
-
-def tiny_config(**overrides):
-    """A study that trains in a fraction of a second per point; a learned layer so the physics has parameters."""
-    settings = dict(
-        sweeps=[Sweep("quantize", [1, 8]), Sweep("learned_discretization", [2])],
-        seeds=[0, 1],
-        size=16,
-        n_per_class=8,
-        epochs=1,
-        batch_size=16,
-        widths=[4, 8],
-        test=0.5,
-        device="cpu",
-        parameter="bits",
-    )
-    settings.update(overrides)
-    return StudyConfig(**settings)
+# A learned layer besides quantize, so that the saved physics has parameters.
+tiny_config = functools.partial(
+    _study.tiny_config,
+    sweeps=[Sweep("quantize", [1, 8]), Sweep("learned_discretization", [2])],
+    seeds=[0, 1],
+    device="cpu",
+)
 
 
 @pytest.fixture(scope="module")
@@ -152,12 +143,12 @@ def test_the_report_draws_the_networks_from_the_saved_points_without_training(
     finished, tmp_path, monkeypatch
 ):
     from deepimaging.report import make_figures
-    from deepimaging.study import engine
+    from deepimaging.study import point as study_point
 
     def no_training(*args, **kwargs):
         raise AssertionError("the report must not train")
 
-    monkeypatch.setattr(engine, "_train_point", no_training)
+    monkeypatch.setattr(study_point, "_train_point", no_training)
     names = [f.name for f in make_figures(load_results(finished[0]), tmp_path, formats=("png",))]
     assert {"attribution_across", "filters_across", "neighbor_agreement"} <= set(names)
 

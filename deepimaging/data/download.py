@@ -18,17 +18,15 @@ files), and the folder is renamed into place when complete.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import shutil
 import stat
 import tarfile
-import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from urllib.parse import urlsplit
 
 from .._checks import check_bool
+from .._util import atomic_folder
 from .cache import as_path, data_dir
 
 __all__ = ["fetch_file", "extract_archive", "fetch_archive", "UnsafeArchiveError"]
@@ -168,10 +166,10 @@ def extract_archive(archive, target) -> Path:
         raise FileNotFoundError(f"archive {archive} does not exist")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+        staging = atomic_folder(target)
     except OSError as err:
         raise type(err)(err.errno, f"cannot unpack {archive} into {target}: {err.strerror}") from err
-    try:
+    with staging as tmp:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
                 for info in zf.infolist():
@@ -187,12 +185,6 @@ def extract_archive(archive, target) -> Path:
                 tf.extractall(tmp, members=members, **_tar_filter())
         else:
             raise ValueError(f"{archive} is neither a zip nor a tar archive")
-        if target.is_dir():  # empty (checked above): an earlier mkdir, or a user's empty folder
-            target.rmdir()
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

@@ -11,6 +11,7 @@ Classification (numpy; labels are integer class indices, scores are real numbers
   :func:`precision_recall_curve`, :func:`average_precision`, and the one-vs-rest
   multi-class versions :func:`roc_auc_ovr` and :func:`average_precision_ovr`.
 
+Counting and rates are in :mod:`.classification`, the curves in :mod:`.curves`.
 The curve functions are written out by hand (sort the scores, count true and false
 positives cumulatively, keep one point per distinct score) because the course shows
 the steps; they return exactly what scikit-learn returns, and the tests check that.
@@ -27,8 +28,9 @@ example precision when nothing is predicted positive) returns ``zero_division``
 (0.0 by default, as scikit-learn does).
 """
 
-from . import classification, image
+from . import classification, curves, image
 from .classification import *
+from .curves import *
 from .image import *
 
-__all__ = classification.__all__ + image.__all__
+__all__ = classification.__all__ + curves.__all__ + image.__all__

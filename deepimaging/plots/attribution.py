@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from matplotlib.patches import Rectangle
 
+from .._checks import to_real
 from .._util import pair
 from ._common import as_plot_tensor, get_ax, imshow, to_hwc
 
@@ -42,7 +42,7 @@ def attribution_overlay(
     -------
     matplotlib.axes.Axes
     """
-    values = _as_numpy(attribution)
+    values = to_real(attribution, "attribution")
     picture = to_hwc(image)
     if values.shape != picture.shape[:2]:
         raise ValueError(f"attribution must have the image's size {picture.shape[:2]}; got {values.shape}")
@@ -125,7 +125,7 @@ def heatmap_overlay(
     -------
     matplotlib.axes.Axes
     """
-    values = _as_numpy(heatmap)
+    values = to_real(heatmap, "heatmap")
     (window_h, window_w), (stride_h, stride_w) = pair(window, "window"), pair(stride, "stride")
     rows, cols = values.shape
     ax = get_ax(ax, figsize=(7, 5))
@@ -206,9 +206,3 @@ def detection_boxes(
     if title is not None:
         ax.set_title(title, fontsize=10)
     return ax
-
-
-def _as_numpy(values) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().float().numpy()
-    return np.asarray(values)

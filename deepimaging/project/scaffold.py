@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
 from importlib import resources
 from pathlib import Path
 
+from .._util import atomic_folder
 from .config import CONFIG_NAME
 
 try:
@@ -63,8 +61,7 @@ def new_project(path, *, title: str | None = None, authors=None, example: str | 
 
     # Build in a temporary sibling folder, then move it into place: no half-made project.
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    try:
+    with atomic_folder(path) as staging:
         (staging / CONFIG_NAME).write_text(config)
         for name in ("README.md", "proposal.md"):
             text = (template / name).read_text()
@@ -74,12 +71,6 @@ def new_project(path, *, title: str | None = None, authors=None, example: str | 
         for name in ("main.tex", "references.bib"):
             (staging / "paper" / name).write_text((template / "paper" / name).read_text())
         (staging / "project.ipynb").write_text((template / "project.ipynb").read_text())
-        if path.exists():
-            path.rmdir()
-        os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return path
 
 

@@ -38,8 +38,10 @@ How the results are kept (the output folder)::
   cores. Because every point trains single-threaded, the numbers do not
   depend on ``jobs``: the same seeds give the same numbers.
 
-Modules: :mod:`.config` (what decides the numbers), :mod:`.engine` (data,
-points, the folder, the sweep), :mod:`.results` (summary, JSON, CSV),
+Modules: :mod:`.config` (what decides the numbers), :mod:`.splits` (the data),
+:mod:`.point` (one point: train, test, record), :mod:`.folder` (the folder's layout,
+its atomic files, the configuration guard), :mod:`.engine` (the sweep on this machine; reading a folder
+back), :mod:`.results` (summary, JSON, CSV),
 :mod:`.jobs` (one numbered point for array jobs; a configuration from a JSON
 file), :mod:`.executors` (local workers or submitit jobs), :mod:`.status` (what is done,
 running, failed). The ``deepimaging study`` command that calls them is in :mod:`deepimaging.cli`.
@@ -52,16 +54,13 @@ Examples
 """
 
 from .config import StudyConfig, Sweep, bit_depth_config
-from .engine import (
-    StudyConfigMismatch,
-    load_data,
-    load_results,
-    point_paths,
-    run_point,
-)
+from .engine import load_results
 from .executors import EXECUTORS, Submission, run_study
+from .folder import StudyConfigMismatch, point_paths
 from .jobs import load_config, run_point_number
+from .point import run_point
 from .results import StudyResults
+from .splits import load_data
 from .status import study_status
 from .weights import WeightsFileError
 

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._checks import check_int
-from ._files import _write_json_atomic
 from .config import StudyConfig
-from .engine import _prepare_folder, load_data
 from .engine import run_study as run_study_here
+from .folder import _prepare_folder, _write_json_atomic
 from .jobs import run_point_number
+from .point import _validate_layers
+from .splits import load_data
 from .status import JOBS_FILE, LOG_DIR, _read_jobs, study_status
 
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -128,8 +129,6 @@ def run_study(
         )
     submitit = _import_submitit()
     train, _, _ = load_data(config)  # a bad dataset or layer fails here, before anything is written
-    from .engine import _validate_layers
-
     _validate_layers(config, train.image_shape)
     # Unlike a local run, a submission writes study.json now: `deepimaging status` needs the
     # configuration before any job has finished, and a second submission of another configuration

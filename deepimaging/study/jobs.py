@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from .config import StudyConfig
-from .engine import _validate_layers, load_data, run_point
+from .point import _validate_layers, run_point
+from .splits import load_data
 
 __all__ = ["load_config", "run_point_number"]
 

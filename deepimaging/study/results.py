@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import FORMAT_VERSION, _write_json_atomic, _write_text_atomic
+from .._util import write_text_atomic
 from .config import IMBALANCE_RATIO, METRIC_NAMES, METRICS, StudyConfig
+from .folder import FORMAT_VERSION, _write_json_atomic
 
 #: Confidence level of the intervals over seeds.
 CONFIDENCE = 0.95
@@ -274,7 +275,7 @@ class StudyResults:
         deepimaging.study.weights.WeightsFileError
             The weights file was altered or truncated, or holds something other than tensors.
         """
-        from .engine import load_point_model
+        from .point import load_point_model
 
         seed = self.config.seeds[0] if seed is None else seed
         if self.folder is None:
@@ -340,8 +341,8 @@ class StudyResults:
         """Write ``results.json``, ``results.csv`` (summary) and ``points.csv`` atomically."""
         out = Path(out_dir)
         _write_json_atomic(out / "results.json", self.to_dict())
-        _write_text_atomic(out / "results.csv", self.summary_csv())
-        _write_text_atomic(out / "points.csv", self.points_csv())
+        write_text_atomic(out / "results.csv", self.summary_csv())
+        write_text_atomic(out / "points.csv", self.points_csv())
 
 
 def _csv(rows: list[dict]) -> str:

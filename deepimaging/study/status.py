@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from .config import StudyConfig
-from .engine import _read_point, point_paths
+from .folder import _read_point, point_paths
 
 LOG_DIR = "slurm_logs"
 JOBS_FILE = "jobs.json"
