@@ -52,6 +52,13 @@ def _check_positive(value, name: str, high: float = math.inf) -> float:
 # value is no sensor's, and (k * L)**2 would overflow a float.
 _MAX_DATA_RANGE = float(2**64)
 
+# The most box pairs box_jaccard compares at once. The IoU table is N x M float64 numbers and its
+# intermediate tables (corners, sizes, unions) take about 16 times that, so two lists of 10**6 boxes
+# would ask for terabytes before anything is computed. 10**7 pairs (a few hundred MB at the peak) is
+# far more than one image needs: thousands of detections against a few hundred true boxes, or one
+# box against the ten million windows of a 4096 x 4096 image at stride 1 (NMS compares one to many).
+MAX_BOX_PAIRS = 10**7
+
 
 def _check_mask(mask, name):
     mask = _as_tensor(mask, name, "a binary mask (bool, or 0/1 values)")
@@ -122,6 +129,7 @@ def box_jaccard(boxes_a, boxes_b) -> torch.Tensor:
     """
     a = _check_boxes(boxes_a, "boxes_a")
     b = _check_boxes(boxes_b, "boxes_b")
+    _check_box_pairs(len(a), len(b), "boxes_a", "boxes_b")
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     # The intersection of two rectangles is a rectangle: the larger of the top-left
@@ -140,16 +148,27 @@ def _check_boxes(boxes, name):
         raise TypeError(f"{name} must hold real numbers; got dtype {boxes.dtype}")
     boxes = boxes.to(torch.float64)
     if boxes.ndim == 1:
-        boxes = boxes[None]
+        # One box (4,) is a list of one; an empty list [] is a list of none (no boxes, no IoUs).
+        boxes = boxes.reshape(0, 4) if boxes.numel() == 0 else boxes[None]
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"{name} must have shape (N, 4) as (x0, y0, x1, y1); got shape {tuple(boxes.shape)}")
     if not torch.all(torch.isfinite(boxes)):
-        raise ValueError(f"{name} must be finite")
+        raise ValueError(f"{name} must hold finite coordinates; got NaN or infinite values")
     if torch.any(boxes[:, 2] < boxes[:, 0]) or torch.any(boxes[:, 3] < boxes[:, 1]):
         raise ValueError(
             f"{name} must be (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1; got a box with x1 < x0 or y1 < y0"
         )
     return boxes
+
+
+def _check_box_pairs(n: int, m: int, name_a: str, name_b: str) -> None:
+    """Refuse an IoU table of more than MAX_BOX_PAIRS pairs before it is allocated."""
+    if n * m > MAX_BOX_PAIRS:
+        raise ValueError(
+            f"{name_a} and {name_b} hold {n} and {m} boxes: {n * m} pairs, more than the {MAX_BOX_PAIRS} "
+            "an IoU table may have (its memory grows as N x M); compare the boxes of one image at a "
+            "time, or keep fewer detections (a higher threshold)"
+        )
 
 
 # ----------------------------------------------------------------------------
