@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from deepimaging import metrics
+from deepimaging import _checks, metrics
+from deepimaging._checks import MAX_BOX_PAIRS
 from deepimaging.interpret import detection
-from deepimaging.metrics.image import MAX_BOX_PAIRS
 from deepimaging.models import BasicCNN
 
 # ---------------------------------------------------------------- box_jaccard
@@ -31,7 +31,7 @@ def test_box_jaccard_refuses_a_pair_table_too_large_before_allocating_it():
 def test_box_jaccard_pair_limit_is_on_the_product(monkeypatch):
     # The limit is on N x M (the table's size), whichever list is long: with a limit of 6 pairs,
     # 2 x 3 boxes compute and 1 x 7 do not.
-    monkeypatch.setattr(metrics.image, "MAX_BOX_PAIRS", 6)
+    monkeypatch.setattr(_checks, "MAX_BOX_PAIRS", 6)
     assert metrics.box_jaccard(torch.zeros(2, 4), torch.zeros(3, 4)).shape == (2, 3)
     with pytest.raises(ValueError, match="hold 1 and 7 boxes: 7 pairs, more than the 6"):
         metrics.box_jaccard(torch.zeros(1, 4), torch.zeros(7, 4))

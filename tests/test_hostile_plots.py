@@ -264,3 +264,87 @@ def test_image_grid_refuses_bad_input_before_drawing(kwargs, error, message):
 def test_image_grid_titles_each_image_with_its_class():
     fig = plots.image_grid(np.zeros((2, 1, 4, 4)), labels=np.array([1, 0]), classes=["a", "b"])
     assert [ax.get_title() for ax in fig.axes] == ["b", "a"]
+
+
+# ---------------------------------------------------------------- the other figures: the same classes
+
+
+def test_figures_refuse_more_panels_than_they_can_show_before_drawing():
+    image = torch.rand(3, 8, 8)
+    with pytest.raises(ValueError, match=f"maps would make 301 panels, more than the {MAX_PANELS}"):
+        plots.attribution_figure(image, {str(i): torch.rand(8, 8) for i in range(300)})
+    with pytest.raises(ValueError, match="images x layers would make 600 panels"):
+        plots.physics_gallery(torch.rand(300, 3, 4, 4), {"same": torch.nn.Identity()})
+    with pytest.raises(ValueError, match="images x layers is empty"):
+        plots.physics_gallery(torch.zeros(0, 3, 4, 4), {"same": torch.nn.Identity()})
+    with pytest.raises(ValueError, match="queries x neighbors is empty"):
+        plots.neighbor_grid(
+            torch.zeros(0, 3, 4, 4), torch.rand(4, 3, 4, 4), {"x": torch.zeros(0, 2, dtype=torch.long)}
+        )
+    assert plt.get_fignums() == []
+
+
+def test_detection_boxes_refuses_more_boxes_than_a_picture_can_show():
+    from deepimaging.plots.attribution import MAX_BOXES
+
+    many = torch.tensor([[0.0, 0.0, 1.0, 1.0]]).expand(MAX_BOXES + 1, 4)
+    with pytest.raises(ValueError, match=f"boxes holds {MAX_BOXES + 1} boxes, more than the {MAX_BOXES}"):
+        plots.detection_boxes(torch.rand(3, 8, 8), boxes=many)
+
+
+def test_neighbor_grid_refuses_indices_outside_the_database():
+    with pytest.raises(
+        ValueError, match=r"neighbors\['pixels'\] must hold indices into the database, in \[0, 3\]"
+    ):
+        plots.neighbor_grid(
+            torch.rand(2, 3, 4, 4), torch.rand(4, 3, 4, 4), {"pixels": torch.tensor([[0, 9], [1, 2]])}
+        )
+    assert plt.get_fignums() == []
+
+
+def test_confusion_matrix_figure_refuses_a_matrix_too_large_to_read_or_empty():
+    from deepimaging.plots.metrics import MAX_DRAWN_CLASSES
+
+    k = MAX_DRAWN_CLASSES + 1
+    with pytest.raises(ValueError, match=f"{k} classes is too large to draw"):
+        plots.plot_confusion_matrix(np.eye(k, dtype=int))
+    with pytest.raises(ValueError, match="empty"):
+        plots.plot_confusion_matrix(np.zeros((0, 0)))
+    assert plt.get_fignums() == []
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), float("inf")])
+def test_threshold_tradeoff_refuses_a_non_finite_threshold(threshold):
+    with pytest.raises(ValueError, match="threshold must be"):
+        plots.plot_threshold_tradeoff([0, 1, 0, 1], [0.1, 0.9, 0.3, 0.6], threshold=threshold)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"embedding": torch.full((3, 2), float("nan"))}, ValueError, "embedding must be finite"),
+        ({"embedding": torch.zeros(0, 2)}, ValueError, "embedding is empty"),
+        (
+            {"labels": [0, 1, 5], "classes": ["a", "b"]},
+            ValueError,
+            r"labels must hold class indices in range\(2\)",
+        ),
+        ({"highlight": [0, 99]}, ValueError, r"highlight must be in \[0, 2\]; got 99"),
+    ],
+)
+def test_tsne_scatter_refuses_what_it_cannot_draw(kwargs, error, message):
+    kwargs = {"embedding": torch.rand(3, 2), **kwargs}
+    with pytest.raises(error, match=message):
+        plots.tsne_scatter(**kwargs)
+    assert plt.get_fignums() == []
+
+
+def test_figure_to_png_checks_the_figure_and_the_resolution():
+    from deepimaging.widgets import figure_to_png
+
+    with pytest.raises(TypeError, match="fig must be a matplotlib Figure .*got NoneType"):
+        figure_to_png(None)
+    fig = plt.figure(figsize=(1, 1))
+    with pytest.raises(ValueError, match=r"dpi must be in \[10, 600\]; got 1000000"):
+        figure_to_png(fig, dpi=10**6)
+    assert figure_to_png(fig, dpi=20).startswith(b"\x89PNG")  # PNG's signature

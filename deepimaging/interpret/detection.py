@@ -17,10 +17,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_int, check_number, check_single_image, shape_of
+from .._checks import (
+    check_box_pairs,
+    check_boxes,
+    check_choice,
+    check_int,
+    check_number,
+    check_single_image,
+    shape_of,
+)
 from .._util import eval_mode, model_device, pair
 from ..metrics import box_jaccard
-from ..metrics.image import _check_box_pairs, _check_boxes
 
 __all__ = ["heatmap_detections", "match_detections", "sliding_window", "window_boxes"]
 
@@ -376,8 +383,8 @@ def match_detections(boxes: torch.Tensor, true_boxes: torch.Tensor, *, iou_thres
     """
     check_number(iou_threshold, "iou_threshold", 0.0, 1.0)
     # Checked here too so that errors name this function's parameters (box_jaccard says boxes_a).
-    boxes, true_boxes = _check_boxes(boxes, "boxes"), _check_boxes(true_boxes, "true_boxes")
-    _check_box_pairs(len(boxes), len(true_boxes), "boxes", "true_boxes")
+    boxes, true_boxes = check_boxes(boxes, "boxes"), check_boxes(true_boxes, "true_boxes")
+    check_box_pairs(len(boxes), len(true_boxes), "boxes", "true_boxes")
     iou = box_jaccard(boxes, true_boxes)
     matched_true: set = set()
     matches, ious = [], []

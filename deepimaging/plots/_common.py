@@ -44,7 +44,7 @@ def check_panels(count: int, name: str) -> None:
     if count > MAX_PANELS:
         raise ValueError(
             f"{name} would make {count} panels, more than the {MAX_PANELS} a figure can show "
-            "(pass a few, e.g. images[:16])"
+            "(pass fewer, e.g. images[:16])"
         )
 
 

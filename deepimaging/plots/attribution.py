@@ -8,7 +8,11 @@ import torch
 from matplotlib.patches import Rectangle
 
 from .._util import pair
-from ._common import as_plot_tensor, get_ax, imshow, to_hwc
+from ._common import as_plot_tensor, check_panels, get_ax, imshow, to_hwc
+
+# The most boxes one picture draws: each is a matplotlib patch (and a label), so 10**6 detections
+# of a threshold set to 0 would hang the notebook; a BCCD field holds about 20 cells.
+MAX_BOXES = 2000
 
 __all__ = ["attribution_figure", "attribution_overlay", "detection_boxes", "heatmap_overlay"]
 
@@ -89,6 +93,7 @@ def attribution_figure(
     """
     if not maps:
         raise ValueError("maps must name at least one attribution map")
+    check_panels(len(maps) + 1, "maps")
     fig, axes = plt.subplots(1, len(maps) + 1, figsize=(size * (len(maps) + 1) + 1, size))
     imshow(axes[0], image, title=image_title)
     for ax, (name, values) in zip(axes[1:], maps.items()):
@@ -184,6 +189,11 @@ def detection_boxes(
         group = as_plot_tensor(group, name, shape, (1, 2), empty_ok=True)
         if group.numel() and group.shape[-1] != 4:
             raise ValueError(f"{name} must have shape {shape}; got shape {tuple(group.shape)}")
+        if group.numel() // 4 > MAX_BOXES:
+            raise ValueError(
+                f"{name} holds {group.numel() // 4} boxes, more than the {MAX_BOXES} a picture can show "
+                "(keep the best, e.g. boxes[:100], or raise the detection threshold)"
+            )
         for k, (x0, y0, x1, y1) in enumerate(group.double().numpy().reshape(-1, 4)):
             ax.add_patch(
                 Rectangle(
