@@ -348,3 +348,12 @@ def test_figure_to_png_checks_the_figure_and_the_resolution():
     with pytest.raises(ValueError, match=r"dpi must be in \[10, 600\]; got 1000000"):
         figure_to_png(fig, dpi=10**6)
     assert figure_to_png(fig, dpi=20).startswith(b"\x89PNG")  # PNG's signature
+
+
+@pytest.mark.parametrize(
+    "name", ["plot_attribution_across", "plot_filters_across", "plot_neighbor_agreement"]
+)
+def test_figures_across_a_study_refuse_what_is_not_a_study_result(name):
+    with pytest.raises(TypeError, match="results must be a StudyResults .*got dict"):
+        getattr(plots, name)({"config": {}})
+    assert plt.get_fignums() == []
