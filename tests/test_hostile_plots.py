@@ -357,3 +357,23 @@ def test_figures_across_a_study_refuse_what_is_not_a_study_result(name):
     with pytest.raises(TypeError, match="results must be a StudyResults .*got dict"):
         getattr(plots, name)({"config": {}})
     assert plt.get_fignums() == []
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda v: plots.attribution_overlay(torch.rand(3, 4, 4), v), "attribution"),
+        (lambda v: plots.heatmap_overlay(torch.rand(3, 16, 16), v, 8, 4), "heatmap"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["nan", "inf", "empty", "text"])
+def test_overlays_refuse_maps_they_cannot_draw(call, name, kind):
+    value = {
+        "nan": torch.full((4, 4) if name == "attribution" else (3, 3), float("nan")),
+        "inf": torch.full((4, 4) if name == "attribution" else (3, 3), float("inf")),
+        "empty": torch.zeros(0, 3),
+        "text": np.array([["a", "b"], ["c", "d"]]),
+    }[kind]
+    with pytest.raises((ValueError, TypeError), match=name):
+        call(value)
+    assert plt.get_fignums() == []

@@ -50,6 +50,8 @@ def attribution_overlay(
     picture = to_hwc(image)
     if values.shape != picture.shape[:2]:
         raise ValueError(f"attribution must have the image's size {picture.shape[:2]}; got {values.shape}")
+    # A NaN map would be drawn as a clean image, as if nothing mattered: refused instead.
+    as_plot_tensor(values, "attribution", "(H, W)", 2)
     ax = get_ax(ax)
     grey = picture if picture.ndim == 2 else picture.mean(axis=2)
     ax.imshow(grey, cmap="gray", vmin=0, vmax=1)
@@ -132,6 +134,7 @@ def heatmap_overlay(
     """
     values = _as_numpy(heatmap)
     (window_h, window_w), (stride_h, stride_w) = pair(window, "window"), pair(stride, "stride")
+    as_plot_tensor(values, "heatmap", "(rows, cols)", 2)  # 2-D, finite, not empty: before any figure
     rows, cols = values.shape
     ax = get_ax(ax, figsize=(7, 5))
     ax.imshow(to_hwc(image))
