@@ -90,6 +90,15 @@ def test_accuracy_plot_refuses_an_unknown_sweep_or_metric_naming_the_choices():
     assert plt.get_fignums() == []
 
 
+def test_accuracy_plot_refuses_a_nan_metric_instead_of_leaving_a_silent_gap():
+    results = _results()
+    for point in results.select("quantize", 8):
+        point["accuracy"] = float("nan")
+    with pytest.raises(ValueError, match="results holds accuracy = nan at sweep 'quantize', value 8"):
+        plots.plot_accuracy_vs_parameter(results, metric="accuracy")
+    assert plt.get_fignums() == []
+
+
 def test_accuracy_plot_takes_one_sweep_name_as_a_list_of_one():
     # A string is one sweep, not a list of letters (which drew an empty plot).
     ax = plots.plot_accuracy_vs_parameter(_results(), sweeps="quantize", metric="accuracy")

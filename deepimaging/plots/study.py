@@ -92,6 +92,13 @@ def plot_accuracy_vs_parameter(
     )
     if metric not in measured:
         raise ValueError(f"metric must be one of the recorded metrics {measured}; got {metric!r}")
+    for row in rows:  # matplotlib would leave a silent gap at a NaN
+        mean = row.get(f"{metric}_mean")
+        if mean is not None and not np.isfinite(mean):
+            raise ValueError(
+                f"results holds {metric} = {mean} at sweep {row['sweep']!r}, value {row['value']}: "
+                "that point's record is damaged or its training diverged"
+            )
     ax = get_ax(ax, figsize=(5.5, 4))
     label = metric.replace("_", " ").replace("macro f1", "macro-F1").replace("macro auc", "macro ROC AUC")
     names = sweeps or known
