@@ -77,7 +77,8 @@ def sliding_window(
     batch_size : int
         Windows per forward pass (bounds memory) for ``method="exact"``. Small
         batches (16-64) suit a CPU, whose caches they fit; on a GPU, use
-        hundreds or thousands.
+        hundreds or thousands. A batch may hold at most ``MAX_BATCH_BYTES``
+        (1 GiB) of window pixels, and a grid at most ``MAX_WINDOWS`` windows.
     method : {"exact", "dense"}
         ``"exact"`` (default): every window is classified on its own, exactly
         what a per-window loop gives. ``"dense"``: the convolutional trunk runs
@@ -226,8 +227,8 @@ def _dense_sliding_window(model, image, window, stride) -> torch.Tensor:
 def window_boxes(image_size, window, stride) -> torch.Tensor:
     """Pixel boxes (rows, cols, 4) ``(x_min, y_min, x_max, y_max)`` of the windows of :func:`sliding_window`.
 
-    ``image_size`` is (H, W); ``window`` and ``stride`` as given to :func:`sliding_window`
-    (stride required here).
+    ``image_size`` is (H, W) (or one int for a square image); ``window`` and ``stride`` as
+    given to :func:`sliding_window` (stride required here). At most ``MAX_WINDOWS`` windows.
     """
     height, width = pair(image_size, "image_size")
     window_h, window_w = pair(window, "window")
@@ -288,7 +289,8 @@ def heatmap_detections(
     Parameters
     ----------
     heatmaps : torch.Tensor
-        (K, rows, cols) from :func:`sliding_window`.
+        (K, rows, cols) probabilities in [0, 1] from :func:`sliding_window`. An empty
+        grid (rows or cols 0) gives no detections.
     window, stride : int or (int, int)
         As given to :func:`sliding_window`.
     background : int, optional
@@ -372,6 +374,16 @@ def match_detections(boxes: torch.Tensor, true_boxes: torch.Tensor, *, iou_thres
     that IoU is at least ``iou_threshold`` (the Pascal VOC rule). A matched
     detection is a true positive, an unmatched one a false positive, an
     unmatched true box a false negative.
+
+    Parameters
+    ----------
+    boxes : tensor or array, shape (N, 4)
+        Detections ``(x_min, y_min, x_max, y_max)``, best first; ``[]`` for none.
+    true_boxes : tensor or array, shape (M, 4)
+        Ground-truth boxes; ``[]`` for none. At most 10**7 pairs N x M
+        (``deepimaging._checks.MAX_BOX_PAIRS``).
+    iou_threshold : float
+        Smallest IoU of a match, in [0, 1].
 
     Returns
     -------
