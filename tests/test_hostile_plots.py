@@ -386,3 +386,19 @@ def test_overlays_refuse_maps_they_cannot_draw(call, name, kind):
     with pytest.raises((ValueError, TypeError), match=name):
         call(value)
     assert plt.get_fignums() == []
+
+
+@pytest.mark.parametrize("size", [float("inf"), float("nan"), 0.0, -1.0])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda size: plots.image_grid(torch.rand(2, 3, 4, 4), size=size),
+        lambda size: plots.attribution_figure(torch.rand(3, 4, 4), {"map": torch.rand(4, 4)}, size=size),
+        lambda size: plots.physics_gallery(torch.rand(2, 3, 4, 4), {"same": torch.nn.Identity()}, size=size),
+    ],
+    ids=["image_grid", "attribution_figure", "physics_gallery"],
+)
+def test_grid_figures_name_a_panel_size_that_is_not_a_finite_positive_number(call, size):
+    with pytest.raises(ValueError, match="size must be"):
+        call(size)
+    assert plt.get_fignums() == []

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.axes
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+
+from .._checks import check_number
 
 # The most panels (Axes) one figure draws. Each Axes takes tens of milliseconds to make (400 took
 # 20 s on the course machine), so a whole dataset passed by mistake (image_grid(train_images))
@@ -35,6 +39,14 @@ def check_kind(value, name: str, expected: str, attributes) -> None:
         raise TypeError(
             f"{name} must be {expected}; got {type(value).__name__} (which has no {', '.join(missing)})"
         )
+
+
+def check_inches(size, name: str = "size") -> float:
+    """A panel size in inches: a finite number > 0 (matplotlib's own error would not name ``name``)."""
+    size = check_number(size, name, 0, low_open=True)
+    if not math.isfinite(size):
+        raise ValueError(f"{name} must be a finite number of inches; got {size}")
+    return size
 
 
 def check_panels(count: int, name: str) -> None:

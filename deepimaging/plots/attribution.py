@@ -8,7 +8,7 @@ import torch
 from matplotlib.patches import Rectangle
 
 from .._util import pair
-from ._common import as_plot_tensor, check_panels, get_ax, imshow, to_hwc
+from ._common import as_plot_tensor, check_inches, check_panels, get_ax, imshow, to_hwc
 
 # The most boxes one picture draws: each is a matplotlib patch (and a label), so 10**6 detections
 # of a threshold set to 0 would hang the notebook; a BCCD field holds about 20 cells.
@@ -96,6 +96,7 @@ def attribution_figure(
     if not maps:
         raise ValueError("maps must name at least one attribution map")
     check_panels(len(maps) + 1, "maps")
+    size = check_inches(size)
     fig, axes = plt.subplots(1, len(maps) + 1, figsize=(size * (len(maps) + 1) + 1, size))
     imshow(axes[0], image, title=image_title)
     for ax, (name, values) in zip(axes[1:], maps.items()):

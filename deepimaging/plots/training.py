@@ -8,8 +8,8 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .._checks import check_int, check_labels, check_number
-from ._common import as_plot_tensor, check_kind, check_panels, get_ax, imshow
+from .._checks import check_int, check_labels
+from ._common import as_plot_tensor, check_inches, check_kind, check_panels, get_ax, imshow
 
 __all__ = ["image_grid", "learning_curves"]
 
@@ -35,8 +35,7 @@ def image_grid(
             f"images must have 1 or 3 channels to be shown; got {images.shape[1]} in shape {tuple(images.shape)}"
         )
     ncols = check_int(ncols, "ncols", 1)
-    if not math.isfinite(check_number(size, "size", 0, low_open=True)):
-        raise ValueError(f"size must be a finite number of inches; got {size}")
+    size = check_inches(size)
     if labels is not None:
         labels = check_labels(labels, "labels", None if classes is None else len(classes))
         if len(labels) != n:
