@@ -241,3 +241,54 @@ def check_probabilities(y_true, probabilities):
             f"(probabilities has {k} columns)"
         )
     return y_true, probabilities
+
+
+# --- boxes (box_jaccard, and the detections of interpret.detection) ----------------------------
+
+# The most box pairs box_jaccard compares at once. The IoU table is N x M float64 numbers and its
+# intermediate tables (corners, sizes, unions) take about 16 times that, so two lists of 10**6 boxes
+# would ask for terabytes before anything is computed. 10**7 pairs (a few hundred MB at the peak) is
+# far more than one image needs: thousands of detections against a few hundred true boxes, or one
+# box against the ten million windows of a 4096 x 4096 image at stride 1 (NMS compares one to many).
+MAX_BOX_PAIRS = 10**7
+
+
+def check_boxes(boxes, name: str) -> torch.Tensor:
+    """Boxes (N, 4) as (x0, y0, x1, y1), finite, x0 <= x1 and y0 <= y1, as a float64 CPU tensor.
+
+    One box (4,) is a list of one; an empty list ``[]`` is a list of none (no boxes, no IoUs).
+    """
+    if isinstance(boxes, torch.Tensor):
+        boxes = boxes.detach().cpu()
+    else:
+        array = to_numpy(boxes, name)
+        if array.dtype != bool and not np.issubdtype(array.dtype, np.number):
+            raise TypeError(
+                f"{name} must be boxes of real numbers, shape (N, 4); got {type(boxes).__name__} "
+                f"of dtype {array.dtype}"
+            )
+        boxes = torch.as_tensor(array)
+    if boxes.is_complex():
+        raise TypeError(f"{name} must hold real numbers; got dtype {boxes.dtype}")
+    boxes = boxes.to(torch.float64)
+    if boxes.ndim == 1:
+        boxes = boxes.reshape(0, 4) if boxes.numel() == 0 else boxes[None]
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{name} must have shape (N, 4) as (x0, y0, x1, y1); got shape {tuple(boxes.shape)}")
+    if not torch.all(torch.isfinite(boxes)):
+        raise ValueError(f"{name} must hold finite coordinates; got NaN or infinite values")
+    if torch.any(boxes[:, 2] < boxes[:, 0]) or torch.any(boxes[:, 3] < boxes[:, 1]):
+        raise ValueError(
+            f"{name} must be (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1; got a box with x1 < x0 or y1 < y0"
+        )
+    return boxes
+
+
+def check_box_pairs(n: int, m: int, name_a: str, name_b: str) -> None:
+    """Refuse an IoU table of more than MAX_BOX_PAIRS pairs before it is allocated."""
+    if n * m > MAX_BOX_PAIRS:
+        raise ValueError(
+            f"{name_a} and {name_b} hold {n} and {m} boxes: {n * m} pairs, more than the {MAX_BOX_PAIRS} "
+            "an IoU table may have (its memory grows as N x M); compare the boxes of one image at a "
+            "time, or keep fewer detections (a higher threshold)"
+        )

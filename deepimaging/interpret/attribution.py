@@ -29,6 +29,11 @@ from .._checks import check_choice, check_int, check_number, check_single_image
 from .._util import eval_mode, model_device, pair
 from .features import get_layer
 
+# The most bytes of SmoothGrad noise drawn at once (smoothgrad_samples noisy copies of the image,
+# float32): 1 GiB. SmoothGrad uses tens of samples (Smilkov et al.: 50); 10**9 (a typo) would ask
+# for terabytes.
+MAX_NOISE_BYTES = 2**30
+
 __all__ = ["grad_cam", "occlusion_map", "saliency_map"]
 
 
@@ -215,10 +220,18 @@ def saliency_map(
     adding noise", arXiv:1706.03825, 2017.
     """
     check_int(smoothgrad_samples, "smoothgrad_samples", 0)
-    check_number(noise_level, "noise_level", 0.0)
+    if not math.isfinite(check_number(noise_level, "noise_level", 0.0)):
+        raise ValueError(f"noise_level must be a finite fraction of the value range; got {noise_level}")
     check_int(seed, "seed", 0)
     check_int(batch_size, "batch_size", 1)
     image = check_single_image(model, image)
+    noise_bytes = smoothgrad_samples * image[0].numel() * 4
+    if noise_bytes > MAX_NOISE_BYTES:
+        raise ValueError(
+            f"smoothgrad_samples {smoothgrad_samples} would draw {noise_bytes / 2**30:.1f} GiB of noise for a "
+            f"{tuple(image.shape[1:])} image, more than {MAX_NOISE_BYTES // 2**30} GiB; SmoothGrad needs "
+            "tens of samples (e.g. 50)"
+        )
     with eval_mode(model):
         device = model_device(model)
         image = image.to(device)
@@ -343,5 +356,11 @@ def _check_baselines(baselines, image) -> torch.Tensor:
                 f"baselines must broadcast to the image shape {tuple(image.shape[1:])}, e.g. (C, 1, 1); "
                 f"got shape {tuple(baselines.shape)}"
             ) from None
+        if not torch.all(torch.isfinite(baselines)):
+            raise ValueError("baselines must be finite; got NaN or infinite values")
         return baselines.float()
-    return torch.tensor(check_number(baselines, "baselines"))
+    # An infinite fill value makes every occluded score NaN, and so the whole map.
+    value = check_number(baselines, "baselines")
+    if not math.isfinite(value):
+        raise ValueError(f"baselines must be a finite number (a pixel value, e.g. 0.5); got {value}")
+    return torch.tensor(value)

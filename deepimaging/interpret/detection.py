@@ -17,11 +17,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_choice, check_int, check_number, check_single_image, shape_of
+from .._checks import (
+    check_box_pairs,
+    check_boxes,
+    check_choice,
+    check_int,
+    check_number,
+    check_single_image,
+    shape_of,
+)
 from .._util import eval_mode, model_device, pair
 from ..metrics import box_jaccard
 
 __all__ = ["heatmap_detections", "match_detections", "sliding_window", "window_boxes"]
+
+# The most windows one grid may have. Their boxes are 4 numbers each and their heatmaps K, so a
+# typo such as image_size=(10**6, 10**6) with stride 1 would ask for terabytes. 2**24 windows cover
+# a 4096 x 4096 image at stride 1 (the largest image the data loaders read, data.folder.MAX_SIZE).
+MAX_WINDOWS = 2**24
+# The most bytes of windows classified in one forward pass (batch_size windows of C x h x w
+# float32 pixels): 1 GiB. A larger batch is a typo (batch_size=10**9 with large windows), and
+# the model's activations take several times its input.
+MAX_BATCH_BYTES = 2**30
 
 
 # ----------------------------------------------------------------------------- sliding window
@@ -60,7 +77,8 @@ def sliding_window(
     batch_size : int
         Windows per forward pass (bounds memory) for ``method="exact"``. Small
         batches (16-64) suit a CPU, whose caches they fit; on a GPU, use
-        hundreds or thousands.
+        hundreds or thousands. A batch may hold at most ``MAX_BATCH_BYTES``
+        (1 GiB) of window pixels, and a grid at most ``MAX_WINDOWS`` windows.
     method : {"exact", "dense"}
         ``"exact"`` (default): every window is classified on its own, exactly
         what a per-window loop gives. ``"dense"``: the convolutional trunk runs
@@ -132,10 +150,7 @@ def sliding_window(
         stride = (max(1, window_h // 2), max(1, window_w // 2))
     stride_h, stride_w = pair(stride, "stride")
     _, height, width = image.shape
-    if window_h > height or window_w > width:
-        raise ValueError(
-            f"window must fit in the image: got a {window_h}x{window_w} window for a {height}x{width} image"
-        )
+    _check_grid((height, width), (window_h, window_w), (stride_h, stride_w))
     if method == "dense":
         return _dense_sliding_window(model, image, (window_h, window_w), (stride_h, stride_w))
     with eval_mode(model):
@@ -143,6 +158,13 @@ def sliding_window(
         # (C, rows, cols, h, w) -> (rows, cols, C, h, w): a view, nothing is copied yet.
         windows = image.unfold(1, window_h, stride_h).unfold(2, window_w, stride_w).permute(1, 2, 0, 3, 4)
         rows, cols = windows.shape[:2]
+        batch_bytes = min(batch_size, rows * cols) * windows[0, 0].numel() * 4
+        if batch_bytes > MAX_BATCH_BYTES:
+            raise ValueError(
+                f"batch_size {batch_size} makes batches of {batch_bytes / 2**30:.1f} GiB of "
+                f"{window_h}x{window_w} windows, more than {MAX_BATCH_BYTES // 2**30} GiB; choose "
+                f"batch_size <= {max(1, MAX_BATCH_BYTES // (windows[0, 0].numel() * 4))}"
+            )
         flat = torch.arange(rows * cols, device=image.device)
         chunks = []
         for start in range(0, len(flat), batch_size):
@@ -205,18 +227,31 @@ def _dense_sliding_window(model, image, window, stride) -> torch.Tensor:
 def window_boxes(image_size, window, stride) -> torch.Tensor:
     """Pixel boxes (rows, cols, 4) ``(x_min, y_min, x_max, y_max)`` of the windows of :func:`sliding_window`.
 
-    ``image_size`` is (H, W); ``window`` and ``stride`` as given to :func:`sliding_window`
-    (stride required here).
+    ``image_size`` is (H, W) (or one int for a square image); ``window`` and ``stride`` as
+    given to :func:`sliding_window` (stride required here). At most ``MAX_WINDOWS`` windows.
     """
-    height, width = pair(tuple(image_size), "image_size")
+    height, width = pair(image_size, "image_size")
     window_h, window_w = pair(window, "window")
     stride_h, stride_w = pair(stride, "stride")
+    rows, cols = _check_grid((height, width), (window_h, window_w), (stride_h, stride_w))
+    return _grid_boxes(rows, cols, (window_h, window_w), (stride_h, stride_w), (window_h, window_w))
+
+
+def _check_grid(image_size, window, stride) -> tuple[int, int]:
+    """(rows, cols) of the window grid, after checking that the window fits and the grid is not huge."""
+    (height, width), (window_h, window_w), (stride_h, stride_w) = image_size, window, stride
     if window_h > height or window_w > width:
         raise ValueError(
             f"window must fit in the image: got a {window_h}x{window_w} window for a {height}x{width} image"
         )
     rows, cols = (height - window_h) // stride_h + 1, (width - window_w) // stride_w + 1
-    return _grid_boxes(rows, cols, (window_h, window_w), (stride_h, stride_w), (window_h, window_w))
+    if rows * cols > MAX_WINDOWS:
+        raise ValueError(
+            f"a {window_h}x{window_w} window at stride {stride_h}x{stride_w} over a {height}x{width} "
+            f"image gives {rows}x{cols} = {rows * cols} windows, more than {MAX_WINDOWS}; "
+            "use a larger stride"
+        )
+    return rows, cols
 
 
 def _grid_boxes(rows, cols, window, stride, box_size) -> torch.Tensor:
@@ -254,7 +289,8 @@ def heatmap_detections(
     Parameters
     ----------
     heatmaps : torch.Tensor
-        (K, rows, cols) from :func:`sliding_window`.
+        (K, rows, cols) probabilities in [0, 1] from :func:`sliding_window`. An empty
+        grid (rows or cols 0) gives no detections.
     window, stride : int or (int, int)
         As given to :func:`sliding_window`.
     background : int, optional
@@ -281,9 +317,24 @@ def heatmap_detections(
         raise ValueError(
             f"heatmaps must be a tensor (K, rows, cols) from sliding_window; got {shape_of(heatmaps)}"
         )
+    if not heatmaps.is_floating_point():
+        raise TypeError(f"heatmaps must hold probabilities (a floating tensor); got dtype {heatmaps.dtype}")
+    # NaN compares false with the threshold, so a NaN heatmap would silently give no detections.
+    if heatmaps.numel() and not (heatmaps.min() >= 0 and heatmaps.max() <= 1):
+        raise ValueError(
+            "heatmaps must hold probabilities in [0, 1] (sliding_window's softmax); got values in "
+            f"[{float(heatmaps.min()):.4g}, {float(heatmaps.max()):.4g}]"
+        )
     check_number(threshold, "threshold", 0.0, 1.0)
     check_number(overlap, "overlap", 0.0, 1.0)
     n_classes = heatmaps.shape[0]
+    needed = 1 if background is None else 2  # with a background class, at least one object class too
+    if n_classes < needed:
+        raise ValueError(
+            f"heatmaps must have at least {needed} class(es) along dimension 0"
+            f"{' (the background and an object class)' if background is not None else ''}; "
+            f"got shape {tuple(heatmaps.shape)}"
+        )
     if background is not None:
         check_int(background, "background", 0, n_classes - 1)
         foreground = [k for k in range(n_classes) if k != background]
@@ -324,6 +375,16 @@ def match_detections(boxes: torch.Tensor, true_boxes: torch.Tensor, *, iou_thres
     detection is a true positive, an unmatched one a false positive, an
     unmatched true box a false negative.
 
+    Parameters
+    ----------
+    boxes : tensor or array, shape (N, 4)
+        Detections ``(x_min, y_min, x_max, y_max)``, best first; ``[]`` for none.
+    true_boxes : tensor or array, shape (M, 4)
+        Ground-truth boxes; ``[]`` for none. At most 10**7 pairs N x M
+        (``deepimaging._checks.MAX_BOX_PAIRS``).
+    iou_threshold : float
+        Smallest IoU of a match, in [0, 1].
+
     Returns
     -------
     dict
@@ -333,6 +394,9 @@ def match_detections(boxes: torch.Tensor, true_boxes: torch.Tensor, *, iou_thres
         ``matches`` (list of (detection index, true box index)).
     """
     check_number(iou_threshold, "iou_threshold", 0.0, 1.0)
+    # Checked here too so that errors name this function's parameters (box_jaccard says boxes_a).
+    boxes, true_boxes = check_boxes(boxes, "boxes"), check_boxes(true_boxes, "true_boxes")
+    check_box_pairs(len(boxes), len(true_boxes), "boxes", "true_boxes")
     iou = box_jaccard(boxes, true_boxes)
     matched_true: set = set()
     matches, ious = [], []

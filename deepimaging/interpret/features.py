@@ -175,7 +175,7 @@ def extract_features(
         try:
             chunks = [
                 model.embed(as_float(images[i : i + batch_size].to(device))).flatten(1).float().cpu()
-                for i in range(0, len(images), batch_size)
+                for i in range(0, max(len(images), 1), batch_size)  # no images: one empty batch, (0, D) out
             ]
         finally:
             model.train(was_training)
@@ -197,7 +197,7 @@ def _run_with_hook(model, images, layer, *, batch_size, device):
     was_training = model.training
     model.to(device).eval()
     try:
-        for i in range(0, len(images), batch_size):
+        for i in range(0, max(len(images), 1), batch_size):  # no images: one empty batch, (0, ...) out
             model(as_float(images[i : i + batch_size].to(device)))
     finally:
         handle.remove()

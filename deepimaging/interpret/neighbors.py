@@ -18,6 +18,10 @@ from .._checks import check_choice, check_int, check_number
 __all__ = ["Neighbors", "distance_matrix", "nearest_neighbors", "tsne"]
 
 METRICS = ("l2", "cosine")
+# The most (query, database) pairs whose distances are held at once: 2**28 float32 are 1 GiB
+# (distance_matrix holds the table and its product, nearest_neighbors one chunk of it). Two
+# sets of 10**6 images would otherwise ask for 4 TB; 16 000 x 16 000 images still fit.
+MAX_PAIRS = 2**28
 
 
 # --- nearest neighbours ----------------------------------------------------------------------
@@ -48,6 +52,8 @@ def distance_matrix(a: torch.Tensor, b: torch.Tensor, metric: str = "l2") -> tor
     vector has distance 1 to everything).
     """
     check_choice(metric, "metric", METRICS)
+    a, b = _as_rows(a, "a", empty_ok=True), _as_rows(b, "b", empty_ok=True)
+    _check_pairs(a, b, len(a), "a", "b")
     if metric == "cosine":
         a = nn.functional.normalize(a, dim=1)
         b = nn.functional.normalize(b, dim=1)
@@ -89,7 +95,8 @@ def nearest_neighbors(
         Nq indices: query ``j`` is database row ``exclude_self[j]``. By position,
         not by value, so duplicated images are still found.
     chunk_size : int
-        Queries per distance-matrix chunk, so memory stays at chunk_size x N.
+        Queries per distance-matrix chunk, so memory stays at chunk_size x N (at most
+        ``MAX_PAIRS`` distances: a larger chunk is made smaller; the result is the same).
 
     Returns
     -------
@@ -115,13 +122,12 @@ def nearest_neighbors(
     [1, 0, 1]
     """
     queries, database = _as_rows(queries, "queries"), _as_rows(database, "database")
-    if queries.shape[1] != database.shape[1]:
-        raise ValueError(
-            f"queries and database must have the same number of features; got {queries.shape[1]} and "
-            f"{database.shape[1]} (compare pixels with pixels and features from the same layer)"
-        )
     check_choice(metric, "metric", METRICS)
     check_int(chunk_size, "chunk_size", 1)
+    _check_pairs(queries, database, 1, "queries", "database")
+    # chunk_size changes only memory and speed, not the result: capped so one chunk's table of
+    # scores stays within MAX_PAIRS even for a large chunk_size against a large database.
+    chunk_size = min(chunk_size, max(1, MAX_PAIRS // len(database)))
     own = _own_positions(exclude_self, len(queries), len(database))
     available = len(database) - (own is not None)
     check_int(k, "k", 1)
@@ -155,7 +161,21 @@ def nearest_neighbors(
     return Neighbors(torch.cat(distances), torch.cat(indices))
 
 
-def _as_rows(x, name):
+def _check_pairs(a, b, rows, name_a, name_b):
+    """Same number of features, and at most MAX_PAIRS distances (``rows`` of ``a`` at a time) held at once."""
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same number of features; got {a.shape[1]} and "
+            f"{b.shape[1]} (compare pixels with pixels and features from the same layer)"
+        )
+    if rows * len(b) > MAX_PAIRS:
+        raise ValueError(
+            f"{rows} rows of {name_a} against the {len(b)} of {name_b} would hold {rows * len(b)} "
+            f"distances at once, more than {MAX_PAIRS}; compare fewer rows at a time"
+        )
+
+
+def _as_rows(x, name, *, empty_ok=False):
     if not isinstance(x, torch.Tensor):
         raise TypeError(
             f"{name} must be a torch.Tensor of shape (N, D) or (N, C, H, W); got {type(x).__name__}"
@@ -166,8 +186,14 @@ def _as_rows(x, name):
         )
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor; got dtype {x.dtype}")
-    if len(x) == 0:
+    if len(x) == 0 and not empty_ok:
         raise ValueError(f"{name} holds no rows")
+    # A NaN distance sorts arbitrarily: neighbours and t-SNE maps of NaN features would be noise.
+    if not torch.all(torch.isfinite(x)):
+        raise ValueError(
+            f"{name} must be finite; got NaN or infinite values (a NaN feature usually means the model "
+            "diverged or the data held NaN)"
+        )
     return x.flatten(1)
 
 

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import torch
 
-from .._checks import check_bool, check_int, check_number
+from .._checks import check_bool, check_box_pairs, check_boxes, check_int, check_number
 
 __all__ = [
     "jaccard",
@@ -109,6 +109,8 @@ def box_jaccard(boxes_a, boxes_b) -> torch.Tensor:
         :func:`deepimaging.data.simulate_smear_field` and torchvision); in pixel units, a
         box covers x0 <= x < x1, so its area is (x1 - x0) * (y1 - y0).
     boxes_b : tensor or array, shape (M, 4) or (4,)
+        ``[]`` or (0, 4) is no boxes (an empty table). At most ``MAX_BOX_PAIRS`` (10**7)
+        pairs N x M: a larger table is refused before it is allocated.
 
     Returns
     -------
@@ -120,8 +122,9 @@ def box_jaccard(boxes_a, boxes_b) -> torch.Tensor:
     >>> box_jaccard([0, 0, 2, 2], [[1, 0, 3, 2], [5, 5, 6, 6]])  # overlap 2 of union 6, then none
     tensor([[0.3333, 0.0000]], dtype=torch.float64)
     """
-    a = _check_boxes(boxes_a, "boxes_a")
-    b = _check_boxes(boxes_b, "boxes_b")
+    a = check_boxes(boxes_a, "boxes_a")
+    b = check_boxes(boxes_b, "boxes_b")
+    check_box_pairs(len(a), len(b), "boxes_a", "boxes_b")
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     # The intersection of two rectangles is a rectangle: the larger of the top-left
@@ -132,24 +135,6 @@ def box_jaccard(boxes_a, boxes_b) -> torch.Tensor:
     intersection = size[..., 0] * size[..., 1]
     union = area_a[:, None] + area_b[None, :] - intersection
     return torch.where(union > 0, intersection / union.clamp(min=1e-300), torch.zeros_like(union))
-
-
-def _check_boxes(boxes, name):
-    boxes = _as_tensor(boxes, name, "boxes of real numbers, shape (N, 4)")
-    if boxes.is_complex():
-        raise TypeError(f"{name} must hold real numbers; got dtype {boxes.dtype}")
-    boxes = boxes.to(torch.float64)
-    if boxes.ndim == 1:
-        boxes = boxes[None]
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"{name} must have shape (N, 4) as (x0, y0, x1, y1); got shape {tuple(boxes.shape)}")
-    if not torch.all(torch.isfinite(boxes)):
-        raise ValueError(f"{name} must be finite")
-    if torch.any(boxes[:, 2] < boxes[:, 0]) or torch.any(boxes[:, 3] < boxes[:, 1]):
-        raise ValueError(
-            f"{name} must be (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1; got a box with x1 < x0 or y1 < y0"
-        )
-    return boxes
 
 
 # ----------------------------------------------------------------------------

@@ -2,16 +2,62 @@
 
 from __future__ import annotations
 
+import math
+
+import matplotlib.axes
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+
+from .._checks import check_number
+
+# The most panels (Axes) one figure draws. Each Axes takes tens of milliseconds to make (400 took
+# 20 s on the course machine), so a whole dataset passed by mistake (image_grid(train_images))
+# would hang the notebook for minutes; 256 is a 16 x 16 grid, far more than a figure can show.
+MAX_PANELS = 256
 
 
 def get_ax(ax=None, figsize=(5, 4)):
     """Return ``ax``, or a new Axes on a new figure when ``ax`` is None."""
     if ax is None:
         _, ax = plt.subplots(figsize=figsize)
+    elif not isinstance(ax, matplotlib.axes.Axes):
+        raise TypeError(
+            f"ax must be a matplotlib Axes (e.g. from plt.subplots()) or None; got {type(ax).__name__}"
+        )
     return ax
+
+
+def check_kind(value, name: str, expected: str, attributes) -> None:
+    """Refuse ``value`` unless it has every one of ``attributes`` (what the figure reads from it).
+
+    Plot functions take results by what they hold rather than by class, so that this package's
+    plots do not import its engines; the error names ``name``, what was expected and what arrived.
+    """
+    missing = [attribute for attribute in attributes if not hasattr(value, attribute)]
+    if missing:
+        raise TypeError(
+            f"{name} must be {expected}; got {type(value).__name__} (which has no {', '.join(missing)})"
+        )
+
+
+def check_inches(size, name: str = "size") -> float:
+    """A panel size in inches: a finite number > 0 (matplotlib's own error would not name ``name``)."""
+    size = check_number(size, name, 0, low_open=True)
+    if not math.isfinite(size):
+        raise ValueError(f"{name} must be a finite number of inches; got {size}")
+    return size
+
+
+def check_panels(count: int, name: str) -> None:
+    """Refuse a figure of no panels or more than MAX_PANELS, before the figure is made."""
+    if count == 0:
+        raise ValueError(f"{name} is empty: there is nothing to draw")
+    if count > MAX_PANELS:
+        raise ValueError(
+            f"{name} would make {count} panels, more than the {MAX_PANELS} a figure can show "
+            "(pass fewer, e.g. images[:16])"
+        )
 
 
 def as_plot_tensor(

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ._common import get_ax, imshow
+from ._common import check_kind, get_ax, imshow
 
 __all__ = [
     "pick_test_images",
@@ -71,6 +71,9 @@ def _test_set(results):
 
 
 def _sweep_and_seeds(results, sweep, seed):
+    check_kind(
+        results, "results", "a StudyResults (from deepimaging.study.load_results)", ("config", "load_model")
+    )
     sweep = results.config.sweeps[0] if sweep is None else results.config.sweep(sweep)
     if seed is None:
         seeds = [results.config.seeds[0]]

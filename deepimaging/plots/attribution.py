@@ -8,7 +8,11 @@ from matplotlib.patches import Rectangle
 
 from .._checks import to_real
 from .._util import pair
-from ._common import as_plot_tensor, get_ax, imshow, to_hwc
+from ._common import as_plot_tensor, check_inches, check_panels, get_ax, imshow, to_hwc
+
+# The most boxes one picture draws: each is a matplotlib patch (and a label), so 10**6 detections
+# of a threshold set to 0 would hang the notebook; a BCCD field holds about 20 cells.
+MAX_BOXES = 2000
 
 __all__ = ["attribution_figure", "attribution_overlay", "detection_boxes", "heatmap_overlay"]
 
@@ -46,6 +50,8 @@ def attribution_overlay(
     picture = to_hwc(image)
     if values.shape != picture.shape[:2]:
         raise ValueError(f"attribution must have the image's size {picture.shape[:2]}; got {values.shape}")
+    # A NaN map would be drawn as a clean image, as if nothing mattered: refused instead.
+    as_plot_tensor(values, "attribution", "(H, W)", 2)
     ax = get_ax(ax)
     grey = picture if picture.ndim == 2 else picture.mean(axis=2)
     ax.imshow(grey, cmap="gray", vmin=0, vmax=1)
@@ -89,6 +95,8 @@ def attribution_figure(
     """
     if not maps:
         raise ValueError("maps must name at least one attribution map")
+    check_panels(len(maps) + 1, "maps")
+    size = check_inches(size)
     fig, axes = plt.subplots(1, len(maps) + 1, figsize=(size * (len(maps) + 1) + 1, size))
     imshow(axes[0], image, title=image_title)
     for ax, (name, values) in zip(axes[1:], maps.items()):
@@ -127,6 +135,7 @@ def heatmap_overlay(
     """
     values = to_real(heatmap, "heatmap")
     (window_h, window_w), (stride_h, stride_w) = pair(window, "window"), pair(stride, "stride")
+    as_plot_tensor(values, "heatmap", "(rows, cols)", 2)  # 2-D, finite, not empty: before any figure
     rows, cols = values.shape
     ax = get_ax(ax, figsize=(7, 5))
     ax.imshow(to_hwc(image))
@@ -184,6 +193,11 @@ def detection_boxes(
         group = as_plot_tensor(group, name, shape, (1, 2), empty_ok=True)
         if group.numel() and group.shape[-1] != 4:
             raise ValueError(f"{name} must have shape {shape}; got shape {tuple(group.shape)}")
+        if group.numel() // 4 > MAX_BOXES:
+            raise ValueError(
+                f"{name} holds {group.numel() // 4} boxes, more than the {MAX_BOXES} a picture can show "
+                "(keep the best, e.g. boxes[:100], or raise the detection threshold)"
+            )
         for k, (x0, y0, x1, y1) in enumerate(group.double().numpy().reshape(-1, 4)):
             ax.add_patch(
                 Rectangle(

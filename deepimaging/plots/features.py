@@ -10,10 +10,10 @@ import torch
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from torch import nn
 
-from .._checks import check_choice, check_int, shape_of
+from .._checks import check_choice, check_int, check_labels, shape_of
 from ..data.dataset import ImageDataset
 from ..interpret import Neighbors, activation_maps, conv_layer_names, filter_weights
-from ._common import as_plot_tensor, get_ax, imshow, to_hwc
+from ._common import as_plot_tensor, check_panels, get_ax, imshow, to_hwc
 
 __all__ = ["activation_grid", "filter_grid", "neighbor_grid", "tsne_scatter"]
 
@@ -239,8 +239,14 @@ def neighbor_grid(queries, database, neighbors: dict, *, classes=None):
             raise ValueError(
                 f"neighbors[{name!r}] must have shape ({len(q_images)}, k); got {tuple(idx.shape)}"
             )
+        if idx.numel() and (idx.is_floating_point() or idx.min() < 0 or idx.max() >= len(d_images)):
+            raise ValueError(
+                f"neighbors[{name!r}] must hold indices into the database, in [0, {len(d_images) - 1}]; "
+                f"got values in [{idx.min().item()}, {idx.max().item()}]"
+            )
     k = max(idx.shape[1] for idx in blocks.values())
     n_rows, per_block = len(q_images), k + 1
+    check_panels(n_rows * per_block * len(blocks), "queries x neighbors")
     height = 1.1 * n_rows + 0.6
     fig = plt.figure(figsize=(1.05 * (per_block * len(blocks) + 0.5 * (len(blocks) - 1)) + 0.3, height))
     widths = []
@@ -319,19 +325,25 @@ def tsne_scatter(
     -------
     matplotlib Axes
     """
-    xy = embedding.detach().cpu().numpy() if isinstance(embedding, torch.Tensor) else np.asarray(embedding)
-    if xy.ndim != 2 or xy.shape[1] != 2:
+    # Finite and not empty: matplotlib would draw NaN points, or none, as an empty plot without a word.
+    xy = as_plot_tensor(embedding, "embedding", "(N, 2)", 2).double().numpy()
+    if xy.shape[1] != 2:
         raise ValueError(f"embedding must have shape (N, 2); got {xy.shape}")
     check_int(thumbnails, "thumbnails", 0)
     if thumbnails and images is None:
         raise ValueError("thumbnails > 0 needs the images (N, C, H, W)")
     if images is not None and len(images) != len(xy):
         raise ValueError(f"images must have {len(xy)} entries, one per point; got {len(images)}")
+    if labels is not None:
+        labels = check_labels(labels, "labels", None if classes is None else len(classes))
+    if highlight is not None:
+        highlight = [
+            check_int(i, "highlight", 0, len(xy) - 1) for i in np.asarray(highlight).reshape(-1).tolist()
+        ]
     ax = get_ax(ax, figsize=(6, 5))
     if labels is None:
         ax.scatter(xy[:, 0], xy[:, 1], s=8, alpha=0.7)
     else:
-        labels = np.asarray(torch.as_tensor(labels).cpu())
         if labels.shape != (len(xy),):
             raise ValueError(f"labels must have shape ({len(xy)},); got {labels.shape}")
         for c in np.unique(labels):
@@ -345,7 +357,6 @@ def tsne_scatter(
             edge = f"C{labels[i]}" if labels is not None else "black"
             ax.add_artist(AnnotationBbox(box, xy[i], pad=0.1, bboxprops={"edgecolor": edge}))
     if highlight is not None:
-        highlight = [int(i) for i in highlight]
         ax.scatter(*xy[highlight[1:]].T, s=60, facecolors="none", edgecolors="black", linewidths=0.8)
         ax.scatter(*xy[highlight[:1]].T, s=140, facecolors="none", edgecolors="black", linewidths=2.5)
     ax.set_xlabel("t-SNE 1 (arbitrary units)")

@@ -7,11 +7,18 @@ scores to a figure. The numbers come from :mod:`deepimaging.metrics`.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import metrics
-from .._checks import check_binary_scores, check_probabilities, to_numpy
+from .._checks import check_binary_scores, check_number, check_probabilities, to_numpy
 from ._common import get_ax
+
+# The most classes a confusion-matrix figure draws: K x K annotated cells on a figure 0.9 K inches
+# wide. 64 classes are already 4096 cells on a 5 ft figure; more (up to the metrics' 4096) would
+# take minutes and cannot be read: print metrics.confusion_matrix instead.
+MAX_DRAWN_CLASSES = 64
 
 __all__ = [
     "plot_confusion_matrix",
@@ -77,6 +84,13 @@ def plot_confusion_matrix(
             cm_or_y_true, y_pred, num_classes=None if classes is None else len(classes)
         )
     k = counts.shape[0]
+    if k > MAX_DRAWN_CLASSES:
+        raise ValueError(
+            f"a confusion matrix of {k} classes is too large to draw (at most {MAX_DRAWN_CLASSES}); "
+            "print deepimaging.metrics.confusion_matrix(y_true, y_pred) instead"
+        )
+    if k == 0:
+        raise ValueError("cm_or_y_true is an empty (0, 0) matrix: there is nothing to draw")
     if classes is not None and len(classes) != k:
         raise ValueError(f"classes must name all {k} classes of the matrix; got {len(classes)} names")
     names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(k)]
@@ -273,6 +287,8 @@ def plot_threshold_tradeoff(
     -------
     matplotlib.axes.Axes
     """
+    if threshold is not None and not math.isfinite(check_number(threshold, "threshold")):
+        raise ValueError(f"threshold must be a finite number to be marked; got {threshold}")
     fpr, tpr, thresholds = metrics.roc_curve(y_true, scores, drop_intermediate=False)
     # thresholds[0] is +inf (nothing positive); the rest are the distinct scores, decreasing.
     # Reverse to increasing thresholds; the rate at score s holds for thresholds in (previous score, s].

@@ -10,7 +10,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
-from ._common import as_plot_tensor, get_ax, imshow
+from ._common import as_plot_tensor, check_inches, check_panels, get_ax, imshow
 
 __all__ = [
     "physics_gallery",
@@ -53,6 +53,8 @@ def physics_gallery(images, layers: dict, *, size: float = 1.6, title: str | Non
         )
     if not layers:
         raise ValueError("layers must name at least one layer")
+    check_panels(len(images) * (len(layers) + 1), "images x layers")
+    size = check_inches(size)
     outputs = {"scene": images}
     with torch.no_grad():
         for name, layer in layers.items():

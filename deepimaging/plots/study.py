@@ -7,11 +7,14 @@ module does not import the study engine.
 
 from __future__ import annotations
 
+import numbers
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ._common import get_ax, imshow
+from .._checks import check_bool, check_images, check_labels
+from ._common import as_plot_tensor, check_kind, check_panels, get_ax, imshow
 
 __all__ = [
     "plot_accuracy_vs_parameter",
@@ -19,6 +22,30 @@ __all__ = [
     "plot_sensor_examples",
     "plot_bits_map",
 ]
+
+_RESULTS = "a StudyResults (from deepimaging.study.run_study or load_results)"
+
+
+def _check_results(results, attributes) -> None:
+    """A StudyResults with at least one finished point (a study that never ran has nothing to draw)."""
+    check_kind(results, "results", _RESULTS, attributes)
+    if not results.points:
+        raise ValueError(
+            "results holds no finished points yet: there is nothing to draw (run the study first)"
+        )
+
+
+def _check_values(values, name: str) -> list:
+    """``values`` as a non-empty list of numbers (one number is a list of one)."""
+    if isinstance(values, numbers.Real) and not isinstance(values, bool):
+        return [values]
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a list of parameter values; got {values!r}")
+    values = list(values)
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+        raise TypeError(f"{name} must be a list of numbers; got {values!r}")
+    check_panels(len(values), name)
+    return values
 
 
 def plot_accuracy_vs_parameter(
@@ -47,11 +74,34 @@ def plot_accuracy_vs_parameter(
     -------
     matplotlib Axes
     """
-    ax = get_ax(ax, figsize=(5.5, 4))
-    metric = metric or getattr(results, "metric", "accuracy")
-    label = metric.replace("_", " ").replace("macro f1", "macro-F1").replace("macro auc", "macro ROC AUC")
+    _check_results(results, ("summary", "config", "classes", "points"))
+    check_bool(chance, "chance")
     rows = results.summary()
-    names = sweeps or [s.name for s in results.config.sweeps]
+    known = [s.name for s in results.config.sweeps]
+    if isinstance(sweeps, str):
+        sweeps = [sweeps]
+    for name in sweeps or []:
+        if name not in known:
+            raise ValueError(f"sweeps must name sweeps of this study, {known}; got {name!r}")
+    metric = metric or getattr(results, "metric", "accuracy")
+    # The metrics the points recorded: the "<metric>_mean" numbers of a summary row (not recall's dict).
+    measured = sorted(
+        key[: -len("_mean")]
+        for key, value in (rows[0].items() if rows else ())
+        if key.endswith("_mean") and not isinstance(value, dict)
+    )
+    if metric not in measured:
+        raise ValueError(f"metric must be one of the recorded metrics {measured}; got {metric!r}")
+    for row in rows:  # matplotlib would leave a silent gap at a NaN
+        mean = row.get(f"{metric}_mean")
+        if mean is not None and not np.isfinite(mean):
+            raise ValueError(
+                f"results holds {metric} = {mean} at sweep {row['sweep']!r}, value {row['value']}: "
+                "that point's record is damaged or its training diverged"
+            )
+    ax = get_ax(ax, figsize=(5.5, 4))
+    label = metric.replace("_", " ").replace("macro f1", "macro-F1").replace("macro auc", "macro ROC AUC")
+    names = sweeps or known
     markers = "osD^v<>p"
     for i, name in enumerate(names):
         part = [r for r in rows if r["sweep"] == name and r.get(f"{metric}_mean") is not None]
@@ -94,13 +144,15 @@ def plot_study_confusion_matrices(results, sweep: str, values):
     """
     from .metrics import plot_confusion_matrix
 
-    values = list(values)
+    _check_results(results, ("confusion_matrix", "classes", "points"))
+    values = _check_values(values, "values")
+    # Every matrix first: an unknown sweep or value fails before a half-drawn figure is left open.
+    matrices = [np.asarray(results.confusion_matrix(sweep, value)) for value in values]
     k = len(results.classes)
     fig, axes = plt.subplots(
         1, len(values), figsize=((1.6 + 0.9 * k) * len(values), 1.4 + 0.8 * k), squeeze=False
     )
-    for ax, value in zip(axes[0], values):
-        matrix = np.asarray(results.confusion_matrix(sweep, value))
+    for ax, value, matrix in zip(axes[0], values, matrices):
         accuracy = np.trace(matrix) / max(matrix.sum(), 1)
         # Balanced accuracy: the mean of the diagonal of the row-normalised matrix (the per-class recalls).
         recalls = np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)
@@ -143,17 +195,29 @@ def plot_sensor_examples(
     """
     from ..physics import LAYERS, make_layer
 
-    values = list(values)
+    check_images(images, "images")
+    values = _check_values(values, "values")
     n = len(images)
-    fig, axes = plt.subplots(n, len(values), figsize=(1.3 * len(values), 1.3 * n + 0.5), squeeze=False)
+    check_panels(n * len(values), "images x values")
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(f"options must be a dict of layer keyword arguments; got {options!r}")
+    if labels is not None and classes is not None:
+        labels = check_labels(labels, "labels", len(classes))
+        if len(labels) != n:
+            raise ValueError(f"labels must hold one label per image; got {len(labels)} for {n} images")
+    # Every sensor image first: a bad layer or value fails before a half-drawn figure is left open.
     with torch.no_grad():
-        for j, value in enumerate(values):
-            sensor = make_layer(layer, value, image_shape=tuple(images.shape[1:]), **(options or {})).eval()
-            out = sensor(images).clamp(0, 1)
-            for i in range(n):
-                imshow(axes[i, j], out[i], title=f"{value}" if i == 0 else None)
-                if j == 0 and labels is not None and classes is not None:
-                    axes[i, j].set_ylabel(classes[int(labels[i])], fontsize=8)
+        outputs = [
+            make_layer(layer, value, image_shape=tuple(images.shape[1:]), **(options or {})).eval()(images)
+            for value in values
+        ]
+    fig, axes = plt.subplots(n, len(values), figsize=(1.3 * len(values), 1.3 * n + 0.5), squeeze=False)
+    for j, (value, out) in enumerate(zip(values, outputs)):
+        out = out.clamp(0, 1)
+        for i in range(n):
+            imshow(axes[i, j], out[i], title=f"{value}" if i == 0 else None)
+            if j == 0 and labels is not None and classes is not None:
+                axes[i, j].set_ylabel(classes[int(labels[i])], fontsize=8)
     if parameter is None:
         parameter = getattr(LAYERS.get(layer), "parameter", None) or "value"
     fig.suptitle(f"Sensor images: {layer.replace('_', ' ')}, {parameter} per column", fontsize=10)
@@ -168,10 +232,8 @@ def plot_bits_map(bits_map, ax=None, *, title: str | None = None):
     -------
     matplotlib Axes
     """
+    array = as_plot_tensor(bits_map, "bits_map", "(H, W)", 2).double().numpy()
     ax = get_ax(ax, figsize=(4.5, 4))
-    array = bits_map.detach().cpu().numpy() if isinstance(bits_map, torch.Tensor) else np.asarray(bits_map)
-    if array.ndim != 2:
-        raise ValueError(f"bits_map must have shape (H, W); got {array.shape}")
     shown = ax.imshow(array, cmap="viridis")
     ax.figure.colorbar(shown, ax=ax, label="bits per pixel")
     ax.set_xlabel("x (pixels)")

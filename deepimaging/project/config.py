@@ -25,8 +25,6 @@ except ModuleNotFoundError:  # Python 3.10
 __all__ = ["CONFIG_NAME", "Project", "ProjectConfigError", "load_project"]
 
 CONFIG_NAME = "project.toml"
-# The largest image side a project may ask for: 1024 x 1024 x 3 float32 is 12 MB per image.
-MAX_SIZE = 1024
 
 # Each section: key -> (type or tuple of types, required?). Types are checked as written in TOML.
 _SCHEMA = {
@@ -238,12 +236,6 @@ def _check_dataset(study: StudyConfig, text: str, file: Path) -> int | None:
     """
     from .. import data
 
-    if study.size > MAX_SIZE:
-        raise ProjectConfigError(
-            _where(file, text, "dataset", "size")
-            + f"size must be at most {MAX_SIZE} pixels (images are size x size x 3 floats each, and a "
-            f"study holds thousands of them); got {study.size}"
-        )
     try:
         loader = data.dataset_loader(study.dataset)
     except ValueError as err:

@@ -6,10 +6,12 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import numbers
 from dataclasses import dataclass, field
 
 from .._checks import check_choice, check_int, check_number
+from ..train import MAX_SEED
 
 #: Metrics every point records; ``StudyConfig.metric`` picks the one plots and tables show.
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")
@@ -22,6 +24,14 @@ METRIC_NAMES = {
 }
 #: Test classes count as imbalanced when the largest holds more than this many times the smallest.
 IMBALANCE_RATIO = 1.5
+#: The largest image side a study may ask for: 1024 x 1024 x 3 float32 is 12 MB per image, and a
+#: study holds thousands of images (projects use the same limit, deepimaging.project.config).
+MAX_SIZE = 1024
+#: The most channels of one CNN block. The course's networks use 16 to 128; a 1024 -> 1024 block
+#: is already 38 MB of 3 x 3 weights, and 10**6 (a typo) would ask for terabytes.
+MAX_WIDTH = 1024
+#: The most CNN blocks: each halves the image, so more than log2(MAX_SIZE) never fit an image.
+MAX_BLOCKS = int(math.log2(MAX_SIZE))
 
 # ---------------------------------------------------------------------------------------------------------
 # Configuration
@@ -59,7 +69,10 @@ class Sweep:
         if not values:
             raise ValueError(f"values of sweep {self.layer!r} must hold at least one value; got []")
         for v in values:
-            check_number(v, f"values of sweep {self.layer!r}")
+            # An infinite value is no setting of any layer (inf bits, inf photons): refused here, where
+            # the sweep is written, rather than when its point trains.
+            if not math.isfinite(check_number(v, f"values of sweep {self.layer!r}")):
+                raise ValueError(f"values of sweep {self.layer!r} must be finite numbers; got {values}")
         # Integers stay ints (also NumPy ones) so that file names and tables read "4", not "4.0".
         self.values = [int(v) if isinstance(v, numbers.Integral) else float(v) for v in values]
         if len(set(map(float, self.values))) != len(self.values):
@@ -99,7 +112,7 @@ class StudyConfig:
         ``split="all"`` unless the options name one: the study splits the
         whole set itself.
     size : int
-        Image height and width in pixels (passed to loaders that take ``size``).
+        Image height and width in pixels, 8 to :data:`MAX_SIZE` (passed to loaders that take ``size``).
     n_per_class : int or None
         Images per class: simulated ones for ``blood_smear``, otherwise a seeded
         subsample (None keeps all).
@@ -116,7 +129,8 @@ class StudyConfig:
         Early stopping on the validation loss (see :func:`deepimaging.train.fit`);
         None (default) trains every epoch.
     widths : list of int
-        Channels of the :class:`~deepimaging.models.BasicCNN` blocks.
+        Channels of the :class:`~deepimaging.models.BasicCNN` blocks: 1 to :data:`MAX_BLOCKS`
+        blocks of at most :data:`MAX_WIDTH` channels.
     device : str
         ``"auto"`` (default: CUDA, then MPS, then the CPU), ``"cpu"``, ``"cuda"``
         or ``"mps"``. Each point records the device it trained on; the same seed
@@ -167,16 +181,27 @@ class StudyConfig:
             raise ValueError(f"sweep labels must be unique; got {names} (set label= to tell them apart)")
         if isinstance(self.seeds, int):
             self.seeds = [self.seeds]
-        self.seeds = [check_int(s, "seeds", 0) for s in self.seeds]
+        if isinstance(self.seeds, (str, bytes, dict)) or not hasattr(self.seeds, "__iter__"):
+            raise TypeError(f"seeds must be a list of integers; got {self.seeds!r}")
+        self.seeds = [check_int(s, "seeds", 0, MAX_SEED) for s in self.seeds]
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be a non-empty list of distinct integers; got {self.seeds}")
         if not isinstance(self.dataset, str):
             raise TypeError(f"dataset must be a string; got {self.dataset!r}")
+        if not isinstance(self.dataset_options, dict):
+            raise TypeError(
+                f"dataset_options must be a dict of loader keyword arguments; got {self.dataset_options!r}"
+            )
         self.dataset_options = dict(self.dataset_options)
         check_int(self.size, "size", 8)
+        if self.size > MAX_SIZE:
+            raise ValueError(
+                f"size must be at most {MAX_SIZE} pixels (images are size x size x 3 floats each, and a "
+                f"study holds thousands of them); got {self.size}"
+            )
         if self.n_per_class is not None:
             check_int(self.n_per_class, "n_per_class", 1)
-        check_int(self.data_seed, "data_seed", 0)
+        check_int(self.data_seed, "data_seed", 0, MAX_SEED)
         for key in ("val", "test"):
             fraction = check_number(getattr(self, key), key)
             if not 0.0 <= fraction < 1.0 or (key == "test" and fraction == 0.0):
@@ -187,14 +212,26 @@ class StudyConfig:
                 f"val + test must be below 1 so that training keeps images; got {self.val + self.test}"
             )
         check_int(self.epochs, "epochs", 1)
-        check_number(self.lr, "lr", 0.0, low_open=True)
+        # inf passes a range check; an infinite step or decay turns every weight into NaN.
+        for key, low_open in (("lr", True), ("weight_decay", False)):
+            value = check_number(getattr(self, key), key, 0.0, low_open=low_open)
+            if not math.isfinite(value):
+                raise ValueError(f"{key} must be a finite number; got {value}")
         check_int(self.batch_size, "batch_size", 1)
-        check_number(self.weight_decay, "weight_decay", 0.0)
         if self.patience is not None:
             check_int(self.patience, "patience", 1)
             if self.val == 0:
                 raise ValueError("patience (early stopping) needs a validation split: set val > 0")
-        self.widths = [check_int(w, "widths", 1) for w in self.widths]
+        if isinstance(self.widths, (str, bytes, dict)) or not hasattr(self.widths, "__iter__"):
+            raise TypeError(
+                f"widths must be a list of channel counts, one per CNN block; got {self.widths!r}"
+            )
+        self.widths = [check_int(w, "widths", 1, MAX_WIDTH) for w in self.widths]
+        if not 1 <= len(self.widths) <= MAX_BLOCKS:
+            raise ValueError(
+                f"widths must name 1 to {MAX_BLOCKS} CNN blocks (each halves the image, and images are at "
+                f"most {MAX_SIZE} pixels); got {len(self.widths)}: {self.widths}"
+            )
         if self.device not in ("cpu", "auto", "cuda", "mps") and not str(self.device).startswith("cuda:"):
             raise ValueError(f"device must be 'cpu', 'auto', 'cuda' or 'mps'; got {self.device!r}")
         if not isinstance(self.parameter, str):

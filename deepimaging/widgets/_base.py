@@ -6,6 +6,9 @@ import base64
 import io
 
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from .._checks import check_int
 
 
 class Explorer:
@@ -48,6 +51,10 @@ class Explorer:
 
 def figure_to_png(fig, dpi: int = 80) -> bytes:
     """PNG bytes of a matplotlib figure (for ``ipywidgets.Image``); closes the figure."""
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure (e.g. ax.figure); got {type(fig).__name__}")
+    # A screen needs 50-200 dots per inch; 10**6 would ask for terabytes of pixels.
+    check_int(dpi, "dpi", 10, 600)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
