@@ -2,8 +2,9 @@
 # One entry point for the README's Quickstart:
 #   bash run.sh demo   set up .venv with deepimaging and JupyterLab, then run `deepimaging demo`
 #                      (further arguments go to it, e.g. `bash run.sh demo --smoke --out demo-smoke`)
-#   bash run.sh test   set up .venv with the dev tools too, then run every test, notebooks included
-#                      (further arguments go to pytest, e.g. `bash run.sh test -x -q`)
+#   bash run.sh test   set up .venv with the dev tools too, then run every test, notebooks included:
+#                      the notebooks, then the tests on all cores (pytest-xdist). Further arguments
+#                      go to one plain pytest run over both, e.g. `bash run.sh test -x -q -k ssim`
 #   bash run.sh docs   set up .venv with the docs tools, then build the course site into
 #                      docs/_build/html (DEEPIMAGING_SMOKE=1: notebooks in quick mode)
 #
@@ -128,4 +129,15 @@ fi
 export DEEPIMAGING_SMOKE=1 MPLBACKEND=Agg
 ruff check .
 ruff format --check .
-python -m pytest notebooks tests --nbval-lax -p no:cacheprovider --durations=25 "${@:2}"
+if [ $# -gt 1 ]; then
+  # A selection (`bash run.sh test -k ssim`): one pytest run over everything, as given.
+  python -m pytest notebooks tests --nbval-lax -p no:cacheprovider "${@:2}"
+else
+  # The notebooks first, each in its own kernel, cell by cell; what they show fills the course
+  # site's notebook cache (conftest.py), so the site built by the browser test runs none again.
+  python -m pytest notebooks --nbval-lax -p no:cacheprovider --durations=5
+  # Then the tests, one worker per core, each test file on one worker: most of the slow tests wait
+  # on subprocesses (a fresh venv, the CLI, otter's kernels, JupyterLab, Chromium), so a single
+  # pytest process would leave the other cores idle.
+  python -m pytest tests -n auto --dist loadfile -p no:cacheprovider --durations=25
+fi
