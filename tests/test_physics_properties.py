@@ -136,7 +136,7 @@ TENSOR_CALLS = {
     "variable_pixels pixel_sizes": (lambda t: P.variable_pixels(IMAGES, t), ["pixel_sizes", "pixel sizes"]),
     "filter_mosaic tile": (lambda t: P.filter_mosaic(IMAGES, t), ["tile"]),
 }
-for _name in set(P.LAYERS) - {"identity"}:  # identity passes anything through, by definition
+for _name in sorted(set(P.LAYERS) - {"identity"}):  # identity passes anything through, by definition
     _shape = (9, 8, 8) if _name == "led_weighting" else (3, 8, 8)
     _value = {"bit_allocation": 2.0, "learned_psf": 3, "binning": 2, "variable_pixels": 2}.get(_name, 1)
     _value = None if P.LAYERS[_name].parameter is None else _value
