@@ -42,7 +42,7 @@ case "$package" in
   metrics) tests="tests/test_metrics.py tests/test_oracles.py" ;;
   physics) tests="tests/test_physics.py tests/test_quantization_oracle.py" ;;
   interpret) tests="tests/test_interpret_attribution.py tests/test_interpret_features.py tests/test_oracles.py" ;;
-  study) tests="tests/test_study.py tests/test_study_oracles.py" ;;
+  study) tests="tests/test_study.py tests/test_study_oracles.py tests/test_study_honest.py tests/test_weights.py tests/test_executors.py" ;;
   data) tests="tests/test_data_loaders.py tests/test_downloads.py" ;;
   *) echo "unknown package '$package'; expected one of metrics, physics, interpret, study, data" >&2; exit 2 ;;
 esac
@@ -53,6 +53,12 @@ if [ -f "$repo/tests/test_mutants_$package.py" ]; then
 fi
 TESTS="${TESTS:-$tests}"
 JOBS="${JOBS:-1}"
+# mutmut forks each mutant's worker from its main process by default, after running the tests there to
+# learn which reach what. The study's tests start local jobs (processes) that outlive their test; the
+# main process then reaps one of those as if it were a worker and stops with a KeyError. "forkserver"
+# keeps pytest out of the main process, so only workers are its children.
+if [ "$package" = study ]; then isolation=forkserver; else isolation=fork; fi
+ISOLATION="${ISOLATION:-$isolation}"
 if [ -n "${SAMPLE_FILE:-}" ]; then SAMPLE_FILE="$(realpath "$SAMPLE_FILE")"; fi
 
 python="${PYTHON:-$(command -v python)}"
@@ -75,6 +81,7 @@ source_paths = ["deepimaging/"]
 only_mutate = ["deepimaging/$package/*"]
 pytest_add_cli_args_test_selection = [$(toml_list $TESTS)]
 pytest_add_cli_args = ["-x", "-q", "-p", "no:cacheprovider"]
+process_isolation = "$ISOLATION"
 EOF
 
 cd "$work"
