@@ -1,0 +1,71 @@
+"""Tests written to kill the mutants of ``deepimaging.study`` that the study tests let survive.
+
+Each test names the mutant it was written for (``SAMPLE=60 bash benchmarks/mutation.sh study``,
+see benchmarks/mutation_results.md). None trains a network: the records are written by hand and the
+expected values computed from them with NumPy and SciPy.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from deepimaging.study import StudyConfig, Sweep
+from deepimaging.study.jobs import run_point_number
+from deepimaging.study.results import StudyResults
+from deepimaging.study.status import _process_alive
+
+
+def _config(sweeps):
+    return StudyConfig(sweeps=sweeps, seeds=[0, 1, 2], size=16, n_per_class=12, epochs=1, device="cpu")
+
+
+def _record(sweep, value, seed, accuracy):
+    return {
+        "sweep": sweep,
+        "value": value,
+        "seed": seed,
+        "accuracy": accuracy,
+        "classes": ["a", "b"],
+        "confusion_matrix": [[5, 0], [0, 5]],
+    }
+
+
+def test_paired_comparison_pairs_each_value_with_the_same_value_of_the_other_sweep():
+    # results.StudyResults.compare 31: the other sweep's records taken from all its values, so the
+    # last value's accuracy (per seed) was compared with every value of the first sweep.
+    config = _config([Sweep("quantize", [2, 4]), Sweep("quantize", [2, 4], label="other")])
+    rng = np.random.default_rng(0)
+    accuracy = {(sweep, value): rng.random(3) for sweep in ("quantize", "other") for value in (2, 4)}
+    points = [
+        _record(sweep, value, seed, float(accuracy[sweep, value][seed]))
+        for (sweep, value) in accuracy
+        for seed in range(3)
+    ]
+    rows = StudyResults(config, points).compare("quantize", "other", metric="accuracy")
+    assert [row["value"] for row in rows] == [2, 4]
+    for row in rows:
+        a, b = accuracy["quantize", row["value"]], accuracy["other", row["value"]]
+        assert row["difference_mean"] == pytest.approx(np.mean(a - b))
+        assert row["p_value"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+
+
+def test_run_point_number_names_the_valid_numbers_when_it_is_out_of_range():
+    # jobs.x_run_point_number__mutmut_11: 2 values x 3 seeds = 6 points, numbered 0 to 5.
+    config = _config([Sweep("quantize", [2, 4])])
+    assert len(config.points()) == 6
+    with pytest.raises(
+        ValueError, match=r"^number must be a point number in \[0, 5\] for this study; got 6$"
+    ):
+        run_point_number(config, 6, "unused")
+
+
+def test_a_process_that_has_exited_is_not_alive():
+    # status.x__process_alive__mutmut_6: "no such process" read as alive.
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # exited and reaped: the pid names no process now
+    assert _process_alive(os.getpid())
+    assert not _process_alive(child.pid)
