@@ -8,12 +8,13 @@ expected values computed from them with NumPy and SciPy.
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from deepimaging.study import StudyConfig, Sweep
+from deepimaging.study import StudyConfig, Sweep, engine, executors
 from deepimaging.study.jobs import run_point_number
 from deepimaging.study.results import StudyResults
 from deepimaging.study.status import _process_alive
@@ -69,3 +70,19 @@ def test_a_process_that_has_exited_is_not_alive():
     child.wait()  # exited and reaped: the pid names no process now
     assert _process_alive(os.getpid())
     assert not _process_alive(child.pid)
+
+
+def test_the_eval_gap_warning_quotes_the_last_epochs_training_accuracy():
+    # engine.x__symptoms__mutmut_12: the second epoch's accuracy ([+1]) quoted for the last one ([-1]).
+    history = SimpleNamespace(train_accuracy=[0.40, 0.55, 0.90], final={"train_eval_accuracy": 0.30})
+    metrics = {"balanced_accuracy": 0.8, "per_class": {"a": {"support": 5, "recall": 0.8}}}
+    (warning,) = engine._symptoms(history, metrics, num_classes=2)
+    assert "eval-mode training accuracy 0.300 is far below the accuracy during training 0.900" in warning
+
+
+def test_without_submitit_the_error_says_how_to_run_without_it(monkeypatch):
+    # executors.x__import_submitit__mutmut_5 (the advice upper-cased): a None entry in sys.modules
+    # makes `import submitit` raise ImportError, as on a machine without it.
+    monkeypatch.setitem(sys.modules, "submitit", None)
+    with pytest.raises(ValueError, match=r"pip install 'deepimaging\[cluster\]' \(or use --executor local\)"):
+        executors._import_submitit()
