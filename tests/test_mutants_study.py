@@ -100,3 +100,18 @@ def test_class_counts_add_up_to_the_images_per_class_and_match_each_split():
     # The three splits partition the simulated set of n_per_class images of each class.
     for name in train.classes:
         assert sum(counts[part][name] for part in counts) == config.n_per_class
+
+
+def test_results_say_whether_every_point_is_there():
+    # results.StudyResults.to_dict 8: the "complete" entry renamed.
+    config = _config([Sweep("quantize", [2])])  # 1 value x 3 seeds
+    points = [_record("quantize", 2, seed, 0.5) for seed in range(3)]
+    assert StudyResults(config, points[:2]).to_dict()["complete"] is False
+    assert StudyResults(config, points).to_dict()["complete"] is True
+
+
+def test_run_study_refuses_zero_jobs_before_writing_anything(tmp_path):
+    # engine.x_run_study__mutmut_9: the lower bound of jobs dropped.
+    with pytest.raises(ValueError, match=r"^jobs must be in \[1, inf\]; got 0"):
+        engine.run_study(_config([Sweep("quantize", [2])]), tmp_path / "study", jobs=0)
+    assert not (tmp_path / "study").exists()
