@@ -115,3 +115,15 @@ def test_run_study_refuses_zero_jobs_before_writing_anything(tmp_path):
     with pytest.raises(ValueError, match=r"^jobs must be in \[1, inf\]; got 0"):
         engine.run_study(_config([Sweep("quantize", [2])]), tmp_path / "study", jobs=0)
     assert not (tmp_path / "study").exists()
+
+
+def test_the_metric_note_of_an_imbalanced_study_says_why_balanced_accuracy_is_shown():
+    # results.StudyResults.metric_note 11 (the reason's text changed). Test classes 20 and 5: ratio 4.
+    config = StudyConfig(sweeps=[Sweep("quantize", [2])], seeds=[0], size=16, n_per_class=12, epochs=1)
+    point = _record("quantize", 2, 0, 0.5) | {"confusion_matrix": [[20, 0], [0, 5]]}
+    note = StudyResults(config, [point]).metric_note()
+    assert note == (
+        "Balanced accuracy (the mean of the per-class recalls) is shown because the test classes "
+        "are imbalanced (a 20, b 5; largest/smallest 4.0 > 1.5), "
+        "where plain accuracy would mostly measure the largest class."
+    )
