@@ -127,3 +127,18 @@ def test_the_metric_note_of_an_imbalanced_study_says_why_balanced_accuracy_is_sh
         "are imbalanced (a 20, b 5; largest/smallest 4.0 > 1.5), "
         "where plain accuracy would mostly measure the largest class."
     )
+
+
+def test_summary_rows_hold_every_documented_number_and_none_for_an_unrecorded_metric():
+    # results.StudyResults.summary 35 (accuracy_max renamed) and results._spread 7 (an unrecorded
+    # metric's ci_low renamed). The records carry accuracy only; SciPy gives the t-interval.
+    config = _config([Sweep("quantize", [2])])
+    accuracy = [0.61, 0.72, 0.66]
+    (row,) = StudyResults(config, [_record("quantize", 2, s, a) for s, a in enumerate(accuracy)]).summary()
+    assert (row["accuracy_min"], row["accuracy_max"]) == (min(accuracy), max(accuracy))
+    low, high = stats.t.interval(0.95, df=2, loc=np.mean(accuracy), scale=stats.sem(accuracy))
+    assert (row["accuracy_ci_low"], row["accuracy_ci_high"]) == pytest.approx((low, high))
+    for metric in ("balanced_accuracy", "macro_f1", "macro_auc"):
+        assert {k: row[f"{metric}_{k}"] for k in ("mean", "std", "ci_low", "ci_high")} == dict.fromkeys(
+            ("mean", "std", "ci_low", "ci_high")
+        )
