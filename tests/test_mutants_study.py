@@ -142,3 +142,10 @@ def test_summary_rows_hold_every_documented_number_and_none_for_an_unrecorded_me
         assert {k: row[f"{metric}_{k}"] for k in ("mean", "std", "ci_low", "ci_high")} == dict.fromkeys(
             ("mean", "std", "ci_low", "ci_high")
         )
+
+
+@pytest.mark.parametrize("epochs", [0, -3])
+def test_a_study_needs_at_least_one_epoch(epochs):
+    # config.StudyConfig.__post_init__ 103: epochs checked without its name or lower bound.
+    with pytest.raises(ValueError, match=rf"^epochs must be in \[1, .*\]; got {epochs}$"):
+        StudyConfig(sweeps=[Sweep("quantize", [2])], epochs=epochs)
