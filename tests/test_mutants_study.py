@@ -5,6 +5,8 @@ see benchmarks/mutation_results.md). None trains a network: the records are writ
 expected values computed from them with NumPy and SciPy.
 """
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -149,3 +151,13 @@ def test_a_study_needs_at_least_one_epoch(epochs):
     # config.StudyConfig.__post_init__ 103: epochs checked without its name or lower bound.
     with pytest.raises(ValueError, match=rf"^epochs must be in \[1, .*\]; got {epochs}$"):
         StudyConfig(sweeps=[Sweep("quantize", [2])], epochs=epochs)
+
+
+def test_the_configuration_hash_is_the_documented_sha256_of_the_compact_canonical_json():
+    # config.StudyConfig.hash 25 (separators dropped) and 30 (17 digits): a study folder written
+    # before must keep its hash, or resuming it refuses a configuration that has not changed.
+    config = _config([Sweep("quantize", [2, 4])])
+    data = {k: v for k, v in config.to_dict().items() if k not in ("parameter", "metric", "save_weights")}
+    data["sweeps"] = [dict(s, values=[float(v) for v in s["values"]]) for s in data["sweeps"]]
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    assert config.hash() == hashlib.sha256(canonical.encode()).hexdigest()[:16]
