@@ -86,6 +86,11 @@ EOF
 
 cd "$work"
 export OMP_NUM_THREADS=1 DEEPIMAGING_SMOKE=1 MPLBACKEND=Agg
+# The tests find the real BCCD copy relative to the repository (../shared/data/BCCD), which the scratch
+# copy does not have beside it: without this they skip, and every BCCD mutant "survives".
+if [ -z "${DEEPIMAGING_BCCD:-}" ] && [ -d "$repo/../shared/data/BCCD" ]; then
+  export DEEPIMAGING_BCCD="$(cd "$repo/../shared/data/BCCD" && pwd)"
+fi
 start=$(date +%s)
 if [ -n "${SAMPLE:-}${SAMPLE_FILE:-}" ]; then
   # mutmut names every file it copies: keep that in a log, show the summary line (or the log on failure).
