@@ -4,12 +4,16 @@ Each test names the mutant it was written for (``SAMPLE=60 bash benchmarks/mutat
 benchmarks/mutation_results.md, which lists the survivors not handled yet).
 """
 
+import re
+import tarfile
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from deepimaging.data import ImageDataset
+from deepimaging.data.download import UnsafeArchiveError, extract_archive
 from deepimaging.data.folder import read_image_folder
 
 
@@ -30,3 +34,23 @@ def test_image_folder_skips_hidden_files(tmp_path):
     images, labels, classes = read_image_folder(tmp_path, size=4, cache_dir=tmp_path / "cache")
     assert classes == ["a", "b"] and labels.tolist() == [0, 1]
     assert images.shape == (2, 3, 4, 4) and (images == 100).all()
+
+
+def test_extract_archive_names_target_when_it_is_not_a_path(tmp_path):
+    # download.extract_archive 13 (the target's name upper-cased in the error).
+    with pytest.raises(TypeError, match=r"^target must be a path \(str or pathlib.Path\); got 5 \(int\)$"):
+        extract_archive(tmp_path / "a.tar", 5)
+
+
+def test_extract_archive_names_the_archive_that_holds_a_tar_link(tmp_path):
+    # download.extract_archive 69: the refusal of a link in a tar named `None` instead of the archive.
+    archive = tmp_path / "links.tar"
+    with tarfile.open(archive, "w") as tf:
+        link = tarfile.TarInfo("escape")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(link)
+    with pytest.raises(
+        UnsafeArchiveError, match=rf"^refusing to extract {re.escape(str(archive))}: member 'escape'"
+    ):
+        extract_archive(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
