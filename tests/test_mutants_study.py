@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from deepimaging.study import StudyConfig, Sweep, engine, executors
+from deepimaging.study import StudyConfig, Sweep, engine, executors, point, splits
 from deepimaging.study.jobs import run_point_number
 from deepimaging.study.results import StudyResults
 from deepimaging.study.status import _process_alive
@@ -76,10 +76,10 @@ def test_a_process_that_has_exited_is_not_alive():
 
 
 def test_the_eval_gap_warning_quotes_the_last_epochs_training_accuracy():
-    # engine.x__symptoms__mutmut_12: the second epoch's accuracy ([+1]) quoted for the last one ([-1]).
+    # point.x__symptoms__mutmut_12 (engine before the split): the second epoch's accuracy ([+1]) quoted for the last one ([-1]).
     history = SimpleNamespace(train_accuracy=[0.40, 0.55, 0.90], final={"train_eval_accuracy": 0.30})
     metrics = {"balanced_accuracy": 0.8, "per_class": {"a": {"support": 5, "recall": 0.8}}}
-    (warning,) = engine._symptoms(history, metrics, num_classes=2)
+    (warning,) = point._symptoms(history, metrics, num_classes=2)
     assert "eval-mode training accuracy 0.300 is far below the accuracy during training 0.900" in warning
 
 
@@ -92,11 +92,11 @@ def test_without_submitit_the_error_says_how_to_run_without_it(monkeypatch):
 
 
 def test_class_counts_add_up_to_the_images_per_class_and_match_each_split():
-    # engine.x_class_counts__mutmut_4: the "train" entry renamed.
+    # splits.x_class_counts__mutmut_4 (engine before the split): the "train" entry renamed.
     config = _config([Sweep("quantize", [2])])
-    counts = engine.class_counts(config)
+    counts = splits.class_counts(config)
     assert set(counts) == {"train", "val", "test"}
-    train, test, val = engine.load_data(config)
+    train, test, val = splits.load_data(config)
     for part, data in {"train": train, "val": val, "test": test}.items():
         assert counts[part] == dict(Counter(data.classes[k] for k in data.labels.tolist()))
     # The three splits partition the simulated set of n_per_class images of each class.
