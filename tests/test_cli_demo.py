@@ -284,8 +284,15 @@ def test_ctrl_c_sent_to_the_real_command_stops_it_with_one_line(tmp_path):
     argv = ["study", "--layer", "quantize", "--values", "1,2,3,4", "--seeds", "0,1", "--out", str(out)]
     argv += ["--size", "32", "--n-per-class", "200", "--epochs", "50", "--no-progress"]
     env = {**os.environ, "DEEPIMAGING_SMOKE": "0", "CI": ""}
+    # A terminal's foreground command gets SIGINT with its default action. A test run started in
+    # the background by a non-interactive shell (`bash .ci/run &`) passes SIGINT on as ignored, and
+    # Python then installs no KeyboardInterrupt handler: restore the default, as a terminal has it.
     process = subprocess.Popen(
-        [sys.executable, "-m", "deepimaging.cli", *argv], stderr=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-m", "deepimaging.cli", *argv],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 120
