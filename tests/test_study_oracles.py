@@ -92,10 +92,16 @@ def fill_disk_under(monkeypatch, folder):
     monkeypatch.setattr(os, "fdopen", sabotaged_fdopen)
 
 
+# With weights saved, the weights file is written first and is the one the failure hits; without,
+# the failure hits the point's record itself. Both files must be written whole or not at all.
+SAVE_WEIGHTS = pytest.mark.parametrize("save_weights", [False, True], ids=["record", "weights"])
+
+
+@SAVE_WEIGHTS
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="finds a descriptor's file through /proc")
-def test_a_point_write_that_fails_half_way_leaves_no_half_file(tmp_path, monkeypatch):
+def test_a_point_write_that_fails_half_way_leaves_no_half_file(tmp_path, monkeypatch, save_weights):
     """Mutant: point files written in place (``path.write_text``) instead of a temporary file and a rename."""
-    config = tiny_config()
+    config = tiny_config(save_weights=save_weights)
     run_point(config, "quantize", 1, 0, out_dir=tmp_path)  # study.json and one finished point
     before = files_under(tmp_path)
 
@@ -109,9 +115,10 @@ def test_a_point_write_that_fails_half_way_leaves_no_half_file(tmp_path, monkeyp
     assert [(p["value"], p["seed"]) for p in results.points] == [(1, 0)]
 
 
+@SAVE_WEIGHTS
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="finds a descriptor's file through /proc")
-def test_rewriting_a_point_that_fails_half_way_keeps_the_old_file_whole(tmp_path, monkeypatch):
-    config = tiny_config()
+def test_rewriting_a_point_that_fails_half_way_keeps_the_old_file_whole(tmp_path, monkeypatch, save_weights):
+    config = tiny_config(save_weights=save_weights)
     run_point(config, "quantize", 1, 0, out_dir=tmp_path)
     before = files_under(tmp_path)
     fill_disk_under(monkeypatch, tmp_path / "points")
@@ -121,8 +128,11 @@ def test_rewriting_a_point_that_fails_half_way_keeps_the_old_file_whole(tmp_path
     assert files_under(tmp_path) == before
 
 
-def test_a_crash_before_the_rename_leaves_neither_the_point_nor_a_temporary_file(tmp_path, monkeypatch):
-    config = tiny_config()
+@SAVE_WEIGHTS
+def test_a_crash_before_the_rename_leaves_neither_the_point_nor_a_temporary_file(
+    tmp_path, monkeypatch, save_weights
+):
+    config = tiny_config(save_weights=save_weights)
     run_point(config, "quantize", 1, 0, out_dir=tmp_path)
     before = files_under(tmp_path)
 
