@@ -118,7 +118,7 @@ def test_occlusion_by_hand_on_a_model_that_reads_one_pixel():
 
 def test_saliency_equals_captum_saliency_max_over_channels(model, image):
     ours = saliency_map(model, image, target=3)
-    expected = Saliency(model).attribute(image[None], target=3, abs=True)[0].amax(dim=0)
+    expected = Saliency(model).attribute(image[None].requires_grad_(), target=3, abs=True)[0].amax(dim=0)
     assert expected.max() > 0
     torch.testing.assert_close(ours, expected, atol=1e-6, rtol=1e-5)
 

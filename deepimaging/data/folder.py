@@ -54,7 +54,11 @@ def decode_image(path, size: int, grayscale: bool = False) -> np.ndarray:
     if not hasattr(path, "read"):  # an open file is fine too; anything else must be a path
         path = as_path(path, "path")
     try:
-        image = Image.open(path)
+        with warnings.catch_warnings():
+            # Between its limit and twice it Pillow only warns; the check below refuses that case
+            # itself, with a message that says what to do, so the warning would say it twice.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
     except Image.DecompressionBombError as err:  # more than twice Pillow's pixel limit
         raise ValueError(f"{path} is too large to decode safely: {err}") from None
     with image:
