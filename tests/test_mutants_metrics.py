@@ -1,8 +1,9 @@
 """Tests written to kill the mutants of ``deepimaging.metrics`` that the metrics tests let survive.
 
 Each test names the mutant it was written for (``SAMPLE=100 SEED=0 bash benchmarks/mutation.sh metrics``,
-see benchmarks/mutation_results.md). Oracles: scikit-learn's weighted averages, and the documented
-contract that bad input is refused with a message naming the function, the parameter and what arrived.
+then a second sample with ``SEED=1``; see benchmarks/mutation_results.md). Oracles: scikit-learn's
+weighted averages, scikit-image's SSIM map in float64, and the documented contract that bad input is
+refused with a message naming the function, the parameter and what arrived.
 """
 
 import warnings
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import sklearn.metrics
 import torch
+from skimage.metrics import structural_similarity
 
 from deepimaging import metrics
 
@@ -83,3 +85,75 @@ def test_ssim_errors_name_ssim_and_say_how_to_choose_data_range():
     bad[0, 0, 3, 4] = float("inf")
     with pytest.raises(ValueError, match=r"^ssim needs finite images; y holds NaN or infinite values$"):
         metrics.ssim(x, bad, data_range=1.0)
+
+
+# ---------------------------------------------------------------- second sample (SEED=1)
+
+
+def test_ssim_in_float32_of_a_bright_and_a_dark_channel_matches_skimage_in_float64():
+    """Each channel's own mean is taken off before the second moments (image._ssim_map 2: one mean for all)."""
+    # A bright flat background with faint texture (channel 0, near 1) and a dark one (channel 1, near
+    # 0). Centred on its own mean, each channel's E[x^2] - E[x]^2 keeps float32's digits (the map is
+    # within 2e-7 of scikit-image's float64 map); centred on their common mean (0.5), both channels
+    # lose them to cancellation and the map is off by about 1e-4.
+    generator = torch.Generator().manual_seed(0)
+    texture = torch.rand(2, 24, 24, generator=generator, dtype=torch.float64)
+    x = torch.stack([0.99 + 0.004 * texture[0], 0.004 * texture[1]])
+    y = (x + 0.002 * torch.randn(x.shape, generator=generator, dtype=torch.float64)).clamp(0, 1)
+    value, ssim_map = metrics.ssim(x.float(), y.float(), data_range=1.0, return_map=True)
+    expected_value, expected_map = structural_similarity(
+        x.numpy(),
+        y.numpy(),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=1.0,
+        channel_axis=0,
+        full=True,
+    )
+    np.testing.assert_allclose(ssim_map.double().numpy(), expected_map[:, 5:-5, 5:-5], rtol=0, atol=2e-6)
+    assert value.item() == pytest.approx(expected_value, abs=2e-6)
+
+
+def test_image_metrics_refuse_a_data_range_or_constant_above_its_bound_naming_it():
+    """data_range above 2**64 and k1 above 1 are refused (image._check_image_pair 39, image._check_positive 18)."""
+    x = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    for call in (
+        lambda: metrics.psnr(x, x, data_range=2.0**65),
+        lambda: metrics.ssim(x, x, data_range=2.0**65),
+    ):
+        with pytest.raises(
+            ValueError, match=r"^data_range must be in \[0, 1\.8446744073709552e\+19\]; got 3\.68"
+        ):
+            call()
+    with pytest.raises(ValueError, match=r"^k1 must be in \[0, 1\.0\]; got 1\.5$"):
+        metrics.ssim(x, x, data_range=1.0, k1=1.5)
+
+
+def test_ssim_names_window_size_and_return_map_when_they_are_wrong():
+    """window_size=0 and return_map="yes" are refused by name (image.ssim 25, image.ssim 64)."""
+    x = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    with pytest.raises(ValueError, match=r"^window_size must be in \[1, inf\]; got 0$"):
+        metrics.ssim(x, x, data_range=1.0, window_size=0)
+    with pytest.raises(TypeError, match=r"^return_map must be True or False; got 'yes' \(str\)$"):
+        metrics.ssim(x, x, data_range=1.0, return_map="yes")
+
+
+def test_a_mask_of_text_is_a_type_error_naming_the_type_that_arrived():
+    """A list of strings as a mask: the error says a list arrived (image._as_tensor 13: says NoneType)."""
+    with pytest.raises(
+        TypeError, match=r"^mask_a must be a binary mask \(bool, or 0/1 values\); got list of dtype <U1$"
+    ):
+        metrics.jaccard(["a", "b"], [0, 1])
+
+
+def test_labels_of_different_lengths_are_refused_naming_both_and_their_lengths():
+    """y_pred shorter than y_true: both names and both lengths in the error (classification._check_label_pair 50)."""
+    with pytest.raises(ValueError, match=r"^y_true and y_pred must have the same length; got 3 and 1$"):
+        metrics.f1_score([0, 1, 1], [1], average="macro")
+
+
+def test_auc_refuses_a_nan_point_with_its_message():
+    """auc of a curve with NaN says x and y must be finite (curves.auc 30)."""
+    with pytest.raises(ValueError, match=r"^x and y must be finite$"):
+        metrics.auc([0.0, float("nan"), 1.0], [0.0, 0.5, 1.0])
