@@ -44,7 +44,7 @@ set -euo pipefail
 
 package="${1:?usage: bash benchmarks/mutation.sh metrics|physics|interpret|study|data}"
 case "$package" in
-  metrics) tests="tests/test_metrics.py tests/test_oracles.py" ;;
+  metrics) tests="tests/test_metrics.py tests/test_oracles.py tests/test_hostile_metrics.py" ;;
   physics) tests="tests/test_physics.py tests/test_quantization_oracle.py" ;;
   interpret) tests="tests/test_interpret_attribution.py tests/test_interpret_features.py tests/test_oracles.py" ;;
   study) tests="tests/test_study.py tests/test_study_oracles.py tests/test_study_honest.py tests/test_weights.py tests/test_executors.py" ;;
