@@ -3,6 +3,7 @@ import sys
 
 import matplotlib
 import pytest
+from hypothesis import settings
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "browser"))
 from _harness import CHROMIUM, CHROMIUM_ARGS, INSTALL_HINT  # noqa: E402
@@ -10,6 +11,13 @@ from _requirements import import_or_missing, missing  # noqa: E402
 
 matplotlib.use("Agg")
 os.environ.setdefault("DEEPIMAGING_SMOKE", "1")
+
+# Hypothesis under CI draws the same examples on every run, so a red run can be rerun and debugged
+# and nothing lands or fails by the luck of the draw; a developer's run explores new examples each
+# time. Both print the blob that reproduces a failing example (@reproduce_failure).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "explore")
 
 BCCD = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "BCCD")
 
