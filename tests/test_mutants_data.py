@@ -159,6 +159,22 @@ def test_monocyte_nuclei_are_kidney_shaped_less_convex_than_any_lymphocyte_nucle
     assert (monocyte < lymphocyte.min()).mean() > 1 / 3
 
 
+def test_the_two_lobes_of_a_bilobed_eosinophil_nucleus_are_the_same_size():
+    """_nucleus_mask 142 (`<=` for `<`: one lobe too many, drawn over the first lobe)."""
+    from skimage.measure import label, regionprops
+
+    ds = simulate_blood_smear(n_per_class=12, size=64, seed=0)
+    dark = (ds.images[ds.labels == 0].mean(dim=1) < 0.59).numpy()  # eosinophils' nuclei
+    ratios = []
+    for mask in dark:
+        areas = sorted(region.area for region in regionprops(label(mask)) if region.area >= 4)
+        if len(areas) == 2:  # bilobed (75 % of eosinophils): two discs of one radius, apart
+            ratios.append(areas[1] / areas[0])
+    # Equal discs give a ratio of 1 up to pixels; a third lobe overlapping the first makes it
+    # up to 1.75 times the second (two discs of radius a, centres up to 1.3 a apart).
+    assert len(ratios) >= 5 and np.median(ratios) < 1.15
+
+
 def test_the_simulator_raises_no_warning():
     """_render_cells 5 (meshgrid without indexing: torch warns)."""
     # torch gives some warnings once per process; warn_always shows them to every call.
