@@ -9,6 +9,7 @@ import math
 import os
 import re
 import stat
+import sys
 import tarfile
 import warnings
 import zipfile
@@ -26,6 +27,8 @@ from deepimaging.data import (
     fetch_file,
     load_bccd_images,
     load_digits,
+    load_image_folder,
+    load_kaggle_blood_cells,
     load_medmnist,
     simulate_blood_smear,
     simulate_smear_field,
@@ -254,16 +257,26 @@ def test_a_class_named_dot_is_refused_as_not_a_plain_folder_name(tmp_path):
 
 @pytest.mark.skipif(
     hasattr(folder_module, "mutants_x__warn_skipped__mutmut"),
-    reason="mutmut's trampolines add stack frames, so no stacklevel points at the caller there",
+    reason="mutmut's trampolines add stack frames, so no warning names the caller's line there",
 )
-def test_the_skipped_files_warning_points_at_the_callers_line(tmp_path):
-    """folder._warn_skipped 19 (stacklevel 4): the warning names this file, not the package's."""
-    (tmp_path / "a").mkdir()
-    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "a" / "x.png")
-    (tmp_path / "a" / "broken.png").write_bytes(b"not a png")
-    with pytest.warns(UserWarning, match="skipped 1 unreadable") as caught:
-        read_image_folder(tmp_path, size=4, cache_dir=tmp_path / "cache")
-    assert caught[0].filename == __file__
+@pytest.mark.parametrize("load", [read_image_folder, load_image_folder, load_kaggle_blood_cells])
+@pytest.mark.parametrize("fault", ["unreadable", "link"])
+def test_a_skipped_file_warning_names_the_callers_line_whichever_loader_is_called(tmp_path, load, fault):
+    """folder._warn_skipped 19 (stacklevel 4); load_image_folder's and the link's warnings named folder.py."""
+    folder = tmp_path / "images" / "TRAIN"  # the Kaggle layout, any folder for the other two
+    for name in ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"):
+        (folder / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(folder / name / "x.png")
+    if fault == "unreadable":
+        (folder / "EOSINOPHIL" / "broken.png").write_bytes(b"not a png")
+    else:
+        os.symlink("loop.png", folder / "EOSINOPHIL" / "loop.png")  # a link to itself (ELOOP)
+    root = tmp_path if load is load_kaggle_blood_cells else folder
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1
+        load(root, size=4, cache_dir=tmp_path / "cache")
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)]
 
 
 @pytest.mark.parametrize("url", ["file://host/etc/passwd", "http:///no-host"])
