@@ -4,17 +4,38 @@ Each test names the mutant it was written for (``SAMPLE=60 bash benchmarks/mutat
 benchmarks/mutation_results.md, which lists the survivors not handled yet).
 """
 
+import io
+import math
+import os
 import re
+import stat
+import sys
 import tarfile
+import warnings
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from deepimaging.data import ImageDataset
+import deepimaging.data.folder as folder_module
+from deepimaging.data import (
+    ImageDataset,
+    dataset_loader,
+    fetch_file,
+    load_bccd_images,
+    load_digits,
+    load_image_folder,
+    load_kaggle_blood_cells,
+    load_medmnist,
+    simulate_blood_smear,
+    simulate_smear_field,
+)
 from deepimaging.data.download import UnsafeArchiveError, extract_archive
 from deepimaging.data.folder import read_image_folder
+from deepimaging.data.smear import _PLASMA
 
 
 def test_image_dataset_says_which_label_shape_it_expected_and_got():
@@ -52,5 +73,240 @@ def test_extract_archive_names_the_archive_that_holds_a_tar_link(tmp_path):
     with pytest.raises(
         UnsafeArchiveError, match=rf"^refusing to extract {re.escape(str(archive))}: member 'escape'"
     ):
+        extract_archive(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+# --- sample of 100 (SAMPLE=100 SEED=0 bash benchmarks/mutation.sh data) --------------------------
+
+
+def test_simulator_memory_error_gives_the_gibibytes_of_three_channels():
+    """smear._check_memory 6 (four channels counted): the message's size is 8 x 3 x 10^10 x 4 bytes."""
+    # By hand: 8 RGB images of 10^5 x 10^5 float32 = 8 * 3 * 10**10 * 4 B = 9.6e11 B = 894 GiB.
+    with pytest.raises(
+        ValueError, match=r"ask for 8 RGB image\(s\) of 100000 x 100000 float32 pixels = 894 GiB"
+    ):
+        simulate_blood_smear(n_per_class=2, size=10**5)
+
+
+def test_medmnist_header_error_gives_the_gibibytes_the_header_claims(tmp_path):
+    """medmnist._check_array_header 20 (2**31 for 2**30): the size in GiB, computed by hand."""
+    path = tmp_path / "bloodmnist.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        with archive.open("test_images.npy", "w") as member:  # a header and no pixels
+            header = {"descr": "|u1", "fortran_order": False, "shape": (10**6, 224, 224, 3)}
+            np.lib.format.write_array_header_1_0(member, header)
+        buffer = io.BytesIO()
+        np.save(buffer, np.zeros((1, 1), np.uint8))
+        archive.writestr("test_labels.npy", buffer.getvalue())
+    # By hand: 10**6 * 224 * 224 * 3 bytes = 1.50528e11 B = 140.19 GiB.
+    with pytest.raises(ValueError, match=r"of uint8 = 140 GiB, more than the"):
+        load_medmnist("bloodmnist", "test", path=path)
+
+
+def test_smear_field_red_cells_cover_what_a_boolean_model_of_their_discs_predicts():
+    """simulate_smear_field 86 (centres without a second coordinate), 91 (radii / cell_size)."""
+    size, cell = 256, 32
+    image, boxes, _, _ = simulate_smear_field(size=size, n_cells=2, cell_size=cell, seed=0)
+    outside = torch.ones(size, size, dtype=torch.bool)  # the field away from the white cells
+    for x0, y0, x1, y1 in boxes.tolist():
+        outside[int(y0) : int(y1) + 1, int(x0) : int(x1) + 1] = False
+    red, _, blue = image
+    covered = float((red - blue > 0.12)[outside].float().mean())  # red cells: R - B = 0.24, plasma 0.03
+    # Boolean model: n discs of mean area a at uniform centres cover 1 - exp(-n a / size^2) of the field;
+    # n = int(0.6 (size / cell)^2 4) = 153 red cells of radius 0.16 cell (documented in simulate_smear_field).
+    n = int(0.6 * (size / cell) ** 2 * 4)
+    expected = 1 - math.exp(-n * math.pi * (0.16 * cell) ** 2 / size**2)  # 0.175
+    assert 0.7 * expected < covered < 1.3 * expected
+
+
+def test_every_cell_image_shows_red_cells_around_the_white_cell():
+    """_render_cells 115 (red-cell radii divided by the size: 1-pixel red cells)."""
+    ds = simulate_blood_smear(n_per_class=10, size=48, seed=0)
+    # Lymphocytes and monocytes: their cytoplasm and nucleus are bluish (R - B < 0), so every pixel
+    # with R - B > 0.12 is a red cell. Five red cells of radius 0.15 size (7 % of the image each)
+    # sit just outside the white cell; on average well over 5 % of the image is red.
+    bluish = (ds.labels == 1) | (ds.labels == 2)
+    images = ds.images[bluish]
+    red = (images[:, 0] - images[:, 2] > 0.12).float().mean(dim=(1, 2))
+    assert float(red.mean()) > 0.05
+
+
+def test_the_plasma_around_each_cell_keeps_its_documented_colour():
+    """_background 2 (stain shift 0.02 / randn instead of 0.02 randn: shifts of any size)."""
+    size = 48
+    ds = simulate_blood_smear(n_per_class=10, size=size, seed=0)
+    border = torch.ones(size, size, dtype=torch.bool)
+    border[3:-3, 3:-3] = False
+    plasma = torch.tensor(_PLASMA)
+    for image in ds.images:
+        pixels = image[:, border]
+        grey = (pixels[0] - pixels[2]).abs() < 0.08  # not a red cell (R - B = 0.24)
+        assert int(grey.sum()) > 10
+        # A shift of sd 0.02 per channel (4 sd = 0.08) plus an illumination gradient of at most 0.04.
+        assert float((pixels[:, grey].median(dim=1).values - plasma).abs().max()) < 0.12
+
+
+def test_monocyte_nuclei_are_kidney_shaped_less_convex_than_any_lymphocyte_nucleus():
+    """_nucleus_mask 155 (indent depth 0.15 - 0.35 u: no kidney indent)."""
+    from skimage.measure import label, regionprops
+
+    ds = simulate_blood_smear(n_per_class=20, size=64, seed=0)
+    dark = (ds.images.mean(dim=1) < 0.59).numpy()  # nucleus ~0.43, cytoplasm ~0.78
+    solidity = {1: [], 2: []}  # area / convex-hull area of the largest dark region (skimage)
+    for mask, lab in zip(dark, ds.labels.tolist()):
+        if lab in solidity:
+            solidity[lab].append(max(regionprops(label(mask)), key=lambda r: r.area).solidity)
+    lymphocyte, monocyte = np.array(solidity[1]), np.array(solidity[2])
+    # 60 % of monocytes have a kidney (indented) nucleus, the rest a round one like a lymphocyte's.
+    assert (monocyte < lymphocyte.min()).mean() > 1 / 3
+
+
+def test_the_two_lobes_of_a_bilobed_eosinophil_nucleus_are_the_same_size():
+    """_nucleus_mask 142 (`<=` for `<`: one lobe too many, drawn over the first lobe)."""
+    from skimage.measure import label, regionprops
+
+    ds = simulate_blood_smear(n_per_class=12, size=64, seed=0)
+    dark = (ds.images[ds.labels == 0].mean(dim=1) < 0.59).numpy()  # eosinophils' nuclei
+    ratios = []
+    for mask in dark:
+        areas = sorted(region.area for region in regionprops(label(mask)) if region.area >= 4)
+        if len(areas) == 2:  # bilobed (75 % of eosinophils): two discs of one radius, apart
+            ratios.append(areas[1] / areas[0])
+    # Equal discs give a ratio of 1 up to pixels; a third lobe overlapping the first makes it
+    # up to 1.75 times the second (two discs of radius a, centres up to 1.3 a apart).
+    assert len(ratios) >= 5 and np.median(ratios) < 1.15
+
+
+def test_the_simulator_raises_no_warning():
+    """_render_cells 5 (meshgrid without indexing: torch warns)."""
+    # torch gives some warnings once per process; warn_always shows them to every call.
+    always = torch.is_warn_always_enabled()
+    torch.set_warn_always(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            simulate_blood_smear(n_per_class=1, size=16, seed=0)
+    finally:
+        torch.set_warn_always(always)
+
+
+def _tiny_bccd(root):
+    """A BCCD folder in VOC layout: two photos, red and white cells only; train.txt lists one."""
+    boxes = {
+        "BloodImage_00001": [("RBC", 2, 2, 20, 20), ("WBC", 30, 10, 60, 40)],
+        "BloodImage_00000": [("RBC", 5, 5, 15, 15)],
+    }
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (root / sub).mkdir(parents=True)
+    for image_id, objects in boxes.items():
+        Image.new("RGB", (80, 60), (200, 30, 30)).save(root / "JPEGImages" / f"{image_id}.jpg")
+        objs = "".join(
+            f"<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax><ymax>{d}</ymax>"
+            "</bndbox></object>"
+            for n, a, b, c, d in objects
+        )
+        (root / "Annotations" / f"{image_id}.xml").write_text(f"<annotation>{objs}</annotation>")
+    (root / "ImageSets" / "Main" / "train.txt").write_text("BloodImage_00001\n")
+    return root
+
+
+def test_bccd_split_all_takes_every_annotated_photo_in_name_order(tmp_path):
+    """bccd._split_ids 4 (split "all" gave sorted(None))."""
+    root = _tiny_bccd(tmp_path / "BCCD")
+    photos = load_bccd_images(root, "all")
+    assert [Path(f).name for f in photos.files] == ["BloodImage_00000.jpg", "BloodImage_00001.jpg"]
+    assert [Path(f).name for f in load_bccd_images(root, "train").files] == ["BloodImage_00001.jpg"]
+
+
+def test_bccd_repr_counts_every_class_even_one_with_no_box(tmp_path):
+    """BoxedImages.__repr__ 5 (bincount without minlength: a class with no box was left out)."""
+    photos = load_bccd_images(_tiny_bccd(tmp_path / "BCCD"), "all")
+    assert repr(photos) == "BoxedImages(2 photos; boxes RBC: 2, WBC: 1, Platelets: 0)"
+
+
+def test_bccd_names_split_when_it_is_unknown(tmp_path):
+    """load_bccd_images 16 (the error names XXsplitXX)."""
+    with pytest.raises(ValueError, match=r"^split must be one of .*; got 'training'$"):
+        load_bccd_images(_tiny_bccd(tmp_path / "BCCD"), "training")
+
+
+def test_dataset_loader_finds_a_public_loader_by_its_short_or_full_name():
+    """names.dataset_loader 8 (startswith(None))."""
+    assert dataset_loader("digits") is load_digits
+    assert dataset_loader("load_digits") is load_digits
+    assert dataset_loader("blood_smear") is simulate_blood_smear
+
+
+def test_a_missing_class_folder_is_named_with_the_visible_folders_root_holds(tmp_path):
+    """folder._list_folder 34 (hidden folders filtered with startswith(None))."""
+    for name in ("a", ".hidden"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / name / "x.png")
+    with pytest.raises(FileNotFoundError, match=r"class folder .*missing does not exist .* holds \['a'\]\)$"):
+        read_image_folder(tmp_path, size=4, classes=["a", "missing"], cache_dir=tmp_path / "cache")
+
+
+def test_a_class_named_dot_is_refused_as_not_a_plain_folder_name(tmp_path):
+    """folder._check_class_names 25 ("." accepted: the root itself read as a class)."""
+    (tmp_path / "a").mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "a" / "x.png")
+    with pytest.raises(ValueError, match=r"^classes must hold plain folder names inside root .*; got '\.'$"):
+        read_image_folder(tmp_path, size=4, classes=["a", "."], cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.skipif(
+    hasattr(folder_module, "mutants_x__warn_skipped__mutmut"),
+    reason="mutmut's trampolines add stack frames, so no warning names the caller's line there",
+)
+@pytest.mark.parametrize("load", [read_image_folder, load_image_folder, load_kaggle_blood_cells])
+@pytest.mark.parametrize("fault", ["unreadable", "link"])
+def test_a_skipped_file_warning_names_the_callers_line_whichever_loader_is_called(tmp_path, load, fault):
+    """folder._warn_skipped 19 (stacklevel 4); load_image_folder's and the link's warnings named folder.py."""
+    folder = tmp_path / "images" / "TRAIN"  # the Kaggle layout, any folder for the other two
+    for name in ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"):
+        (folder / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(folder / name / "x.png")
+    if fault == "unreadable":
+        (folder / "EOSINOPHIL" / "broken.png").write_bytes(b"not a png")
+    else:
+        os.symlink("loop.png", folder / "EOSINOPHIL" / "loop.png")  # a link to itself (ELOOP)
+    root = tmp_path if load is load_kaggle_blood_cells else folder
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1
+        load(root, size=4, cache_dir=tmp_path / "cache")
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)]
+
+
+@pytest.mark.parametrize("url", ["file://host/etc/passwd", "http:///no-host"])
+def test_fetch_file_refuses_a_url_that_lacks_a_web_scheme_or_a_host(tmp_path, url):
+    """download._check_url 6 (`and` for `or`: either fault alone passed)."""
+    with pytest.raises(
+        ValueError, match=rf"^url must be an http, https or ftp address .*; got {re.escape(repr(url))}$"
+    ):
+        fetch_file(url, "sha256:" + "0" * 64, path=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tar_members_are_unpacked_with_the_data_filters_permissions(tmp_path):
+    """extract_archive 73 (tar extracted without filter="data": setuid and world-writable kept)."""
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, "w") as tf:
+        info = tarfile.TarInfo("x.txt")
+        info.size, info.mode = 2, 0o6777
+        tf.addfile(info, io.BytesIO(b"hi"))
+    extract_archive(archive, tmp_path / "out")
+    # The standard library's oracle: the mode tarfile.data_filter gives that member.
+    expected = tarfile.data_filter(info, str(tmp_path / "out")).mode
+    assert expected == 0o755
+    assert stat.S_IMODE(os.stat(tmp_path / "out" / "x.txt").st_mode) == expected
+
+
+def test_extract_archive_names_a_file_that_is_neither_zip_nor_tar(tmp_path):
+    """extract_archive 74 (the message dropped)."""
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(b"plain text, no archive")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(archive))} is neither a zip nor a tar archive$"):
         extract_archive(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()

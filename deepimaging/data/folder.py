@@ -18,6 +18,7 @@ pixels. uint8 keeps the cache small: 12,500 RGB images at 128 x 128 take
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -264,7 +265,7 @@ def _image_names(class_dir: Path) -> list:
             f"skipped {len(broken)} link(s) in {class_dir} that lead to no file (a link to itself or a "
             f"cycle of links): {', '.join(sorted(broken)[:10])}",
             UserWarning,
-            stacklevel=5,
+            stacklevel=_outside_this_package(),
         )
     return sorted(names)
 
@@ -310,5 +311,22 @@ def _threads(n_jobs) -> int:
 def _warn_skipped(root, skipped):
     names = ", ".join(skipped[:10]) + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else "")
     warnings.warn(
-        f"skipped {len(skipped)} unreadable image file(s) under {root}: {names}", UserWarning, stacklevel=3
+        f"skipped {len(skipped)} unreadable image file(s) under {root}: {names}",
+        UserWarning,
+        stacklevel=_outside_this_package(),
     )
+
+
+def _outside_this_package() -> int:
+    """The ``stacklevel`` at which ``warnings.warn`` names the first caller outside ``deepimaging.data``.
+
+    The loaders call one another (``load_kaggle_blood_cells`` calls ``load_image_folder``, which
+    calls ``read_image_folder``), so no fixed stacklevel names the student's line from all of
+    them: a warning would name a line of this package instead. Level 1 is the function that
+    calls ``warnings.warn``; each step out to its caller adds one. (Python 3.12's
+    ``skip_file_prefixes`` does this, but the package supports 3.10.)
+    """
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(__package__ + "."):
+        frame, level = frame.f_back, level + 1
+    return level
