@@ -310,3 +310,25 @@ def test_extract_archive_names_a_file_that_is_neither_zip_nor_tar(tmp_path):
     with pytest.raises(ValueError, match=rf"^{re.escape(str(archive))} is neither a zip nor a tar archive$"):
         extract_archive(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(
+    hasattr(folder_module, "mutants_x__warn_skipped__mutmut"),
+    reason="mutmut's trampolines add stack frames, so no warning names the caller's line there",
+)
+@pytest.mark.parametrize("load", [read_image_folder, load_image_folder])
+def test_a_damaged_cache_warning_names_the_callers_line_whichever_loader_is_called(tmp_path, load):
+    """cache.cached_array's fixed stacklevel 3 named a line of folder.py for load_image_folder."""
+    folder = tmp_path / "images"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(folder / name / "x.png")
+    load(folder, size=4, cache_dir=tmp_path / "cache")
+    (entry,) = (tmp_path / "cache" / "decoded").glob("folder-*.json")
+    entry.write_text("{")  # damaged: not JSON
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1
+        load(folder, size=4, cache_dir=tmp_path / "cache")
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)]
+    assert "is damaged" in str(caught[0].message)

@@ -22,6 +22,7 @@ import errno
 import hashlib
 import json
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -178,7 +179,7 @@ def cached_array(folder, name: str, build: Callable, meta_keys=()) -> tuple[np.n
             warnings.warn(
                 f"the cache entry {array_path.with_suffix('')} is damaged ({err}); rebuilding it",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=_outside_this_package(),
             )
             for path in (meta_path, array_path):  # the JSON first: without it the entry counts as absent
                 try:
@@ -205,3 +206,18 @@ def _read_entry(array_path: Path, meta_path: Path, meta_keys) -> tuple[np.ndarra
     if not isinstance(meta, dict) or any(key not in meta for key in meta_keys):
         raise ValueError(f"{meta_path} does not hold the keys {list(meta_keys)}")
     return load_array(array_path), meta
+
+
+def _outside_this_package() -> int:
+    """The ``stacklevel`` at which ``warnings.warn`` names the first caller outside ``deepimaging.data``.
+
+    The loaders call one another (``load_kaggle_blood_cells`` calls ``load_image_folder``, which
+    calls ``read_image_folder``, which calls :func:`cached_array`), so no fixed stacklevel names
+    the student's line from all of them: a warning would name a line of this package instead. Level 1 is the function that
+    calls ``warnings.warn``; each step out to its caller adds one. (Python 3.12's
+    ``skip_file_prefixes`` does this, but the package supports 3.10.)
+    """
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(__package__ + "."):
+        frame, level = frame.f_back, level + 1
+    return level

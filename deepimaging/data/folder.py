@@ -18,7 +18,6 @@ pixels. uint8 keeps the cache small: 12,500 RGB images at 128 x 128 take
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 
 from .._checks import check_bool, check_int
-from .cache import as_path, cached_array, data_dir, fingerprint
+from .cache import _outside_this_package, as_path, cached_array, data_dir, fingerprint
 from .dataset import ImageDataset
 
 __all__ = ["IMAGE_EXTENSIONS", "decode_image", "read_image_folder", "load_image_folder", "to_dataset"]
@@ -315,18 +314,3 @@ def _warn_skipped(root, skipped):
         UserWarning,
         stacklevel=_outside_this_package(),
     )
-
-
-def _outside_this_package() -> int:
-    """The ``stacklevel`` at which ``warnings.warn`` names the first caller outside ``deepimaging.data``.
-
-    The loaders call one another (``load_kaggle_blood_cells`` calls ``load_image_folder``, which
-    calls ``read_image_folder``), so no fixed stacklevel names the student's line from all of
-    them: a warning would name a line of this package instead. Level 1 is the function that
-    calls ``warnings.warn``; each step out to its caller adds one. (Python 3.12's
-    ``skip_file_prefixes`` does this, but the package supports 3.10.)
-    """
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_globals.get("__name__", "").startswith(__package__ + "."):
-        frame, level = frame.f_back, level + 1
-    return level
