@@ -30,17 +30,17 @@
 # learn which tests reach which function). The report is the sample's kill rate with its 95% Wilson
 # interval, every sampled mutant in the denominator, and the number of mutants in the package.
 #
-# Time: deepimaging/metrics has 1,644 mutants. On 2 cores shared with other work, JOBS=1, mutmut tested
-# 488 of them in 25 minutes (about 3 s each, most of it pytest start-up and torch imports), so the whole
-# package takes about 1.5 hours there; a free 8-core machine with JOBS=8 should take about 10 minutes.
+# Time: a mutant costs about 1 to 3 s (most of it pytest start-up and torch imports), so a whole
+# package (1,100 to 2,900 mutants) takes one to two hours on these 2 cores with JOBS=1; a free 8-core
+# machine with JOBS=8 should take 10 to 20 minutes. Hence the sampling above.
 # Too slow for CI: run it by hand before a release or after changing a package's tests. Re-running only
 # the survivors after adding tests: `mutmut run $(mutmut results | grep survived | cut -d: -f1)` in $work.
 # Quicker, one pytest per survivor against only the new file (mutmut's trampoline reads the variable):
 #   cd $work/mutants && cp <repo>/tests/test_mutants_<package>.py tests/ &&
 #   MUTANT_UNDER_TEST=<name> python -m pytest tests/test_mutants_<package>.py -q -p no:cacheprovider
-# Sampled runs on this machine (benchmarks/mutation_results.md): 60 mutants of physics in 6.5 min,
-# interpret in about 1 min on a quiet machine, 100 of data in about 2 min (100 s before its new tests,
-# 128 s after), study in 44 min (its mutants run training tests).
+# Sampled runs on this machine (benchmarks/mutation_results.md): 100 mutants of metrics in 70 to 85 s,
+# 100 of data in about 2 min, 60 of physics in 6.5 min and of interpret in about 1 min, 60 of study in
+# 44 min under heavy load (its mutants run training tests).
 set -euo pipefail
 
 package="${1:?usage: bash benchmarks/mutation.sh metrics|physics|interpret|study|data}"
