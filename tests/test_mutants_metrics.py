@@ -157,3 +157,62 @@ def test_auc_refuses_a_nan_point_with_its_message():
     """auc of a curve with NaN says x and y must be finite (curves.auc 30)."""
     with pytest.raises(ValueError, match=r"^x and y must be finite$"):
         metrics.auc([0.0, float("nan"), 1.0], [0.0, 0.5, 1.0])
+
+
+# --- a third sample (SAMPLE=100 SEED=2), drawn after the tests above were written ---------------------
+
+
+def test_auc_refuses_a_non_monotonic_x_whose_steps_are_all_shorter_than_one_like_sklearn():
+    """x = 0, 0.5, 0.2 goes up and back by less than 1 (curves.auc 40: only steps > 1 counted as up)."""
+    x, y = [0.0, 0.5, 0.2], [0.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="neither increasing nor decreasing"):
+        sklearn.metrics.auc(x, y)  # the oracle refuses it too
+    with pytest.raises(ValueError, match=r"x must be monotonic"):
+        metrics.auc(x, y)
+
+
+def test_roc_curve_names_drop_intermediate_when_it_is_not_a_flag():
+    """curves.roc_curve 8 (the check names DROP_INTERMEDIATE)."""
+    with pytest.raises(TypeError, match=r"^drop_intermediate must be True or False; got 'no' \(str\)$"):
+        metrics.roc_curve([0, 1], [0.2, 0.8], drop_intermediate="no")
+
+
+def test_a_ragged_mask_is_a_type_error_naming_the_mask():
+    """image._as_tensor 3 (TypeError(None) for a list NumPy cannot make an array of)."""
+    with pytest.raises(TypeError, match=r"^mask_a must be a binary mask \(bool, or 0/1 values\); got list$"):
+        metrics.jaccard([[1, 0], [1]], [[1, 0], [1, 0]])
+
+
+def test_ssim_names_x_when_x_is_not_a_tensor():
+    """The type check names the first image (its loop's twin of image._check_image_pair 50)."""
+    with pytest.raises(
+        TypeError, match=r"^x must be a torch\.Tensor of shape \(N, C, H, W\) or \(C, H, W\); got list"
+    ):
+        metrics.ssim([[0.0]], torch.zeros(1, 4, 4))
+
+
+def test_a_probability_map_as_a_mask_is_refused_with_how_to_threshold_it():
+    """image._check_mask 20 (the advice wrapped in XX...XX)."""
+    with pytest.raises(
+        ValueError, match=r"\(threshold a probability map first, e\.g\. mask = probabilities > 0\.5\)$"
+    ):
+        metrics.jaccard(torch.tensor([0.2, 0.9]), torch.tensor([0, 1]))
+
+
+def test_box_jaccard_of_boxes_smaller_than_a_pixel_is_their_area_ratio():
+    """image.box_jaccard 78 (union clamped to at least 1: sub-pixel boxes got intersection / 1).
+
+    By hand: [0, 0, 0.5, 0.5] and [0, 0, 0.25, 0.5] overlap in the second (area 0.125);
+    the union is the first (0.25), so IoU = 0.5. Boxes in micrometres or normalised
+    coordinates are this small.
+    """
+    iou = metrics.box_jaccard(torch.tensor([[0.0, 0.0, 0.5, 0.5]]), torch.tensor([[0.0, 0.0, 0.25, 0.5]]))
+    assert float(iou[0, 0]) == pytest.approx(0.5)
+
+
+def test_a_nan_in_x_is_refused_naming_the_function_and_x():
+    """image._check_image_pair 50 (the finiteness check's loop names the first image XXxXX)."""
+    x = torch.zeros(1, 4, 4)
+    x[0, 1, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"^psnr needs finite images; x holds NaN or infinite values$"):
+        metrics.psnr(x, torch.zeros(1, 4, 4), data_range=1.0)
