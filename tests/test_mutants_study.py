@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from deepimaging.study import StudyConfig, Sweep, engine, executors, point, splits
+from deepimaging.study import StudyConfig, Sweep, config, engine, executors, folder, point, splits, weights
 from deepimaging.study.jobs import run_point_number
 from deepimaging.study.results import StudyResults
 from deepimaging.study.status import _process_alive
@@ -161,3 +161,92 @@ def test_the_configuration_hash_is_the_documented_sha256_of_the_compact_canonica
     data["sweeps"] = [dict(s, values=[float(v) for v in s["values"]]) for s in data["sweeps"]]
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     assert config.hash() == hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+# --- a second sample (SEED=1), drawn to check the tests above out of sample ---------------------
+
+
+def test_the_smoke_study_is_the_full_study_made_smaller():
+    # config.bit_depth_config 17 (the smoke study's epochs=1 dropped: 8 epochs) and 43 (its seeds
+    # 0, 1, 3): the smoke version keeps the study's sweeps, seeds and axis, with fewer images, 1 epoch.
+    smoke, full = config.bit_depth_config(smoke=True), config.bit_depth_config(smoke=False)
+    assert smoke.epochs == 1 < full.epochs
+    assert smoke.seeds == full.seeds == [0, 1, 2]
+    assert smoke.parameter == full.parameter
+    full_values = {s.name: set(s.values) for s in full.sweeps}
+    assert all(set(s.values) <= full_values[s.name] for s in smoke.sweeps)
+
+
+def test_a_dataset_loader_that_returns_something_else_is_named_with_what_it_returned():
+    # splits._call_loader 5 (the message dropped).
+    with pytest.raises(TypeError, match="^dataset loader 'mine' returned str, not an ImageDataset"):
+        splits._call_loader("mine", lambda: "images", {})
+
+
+def _weights_file(tmp_path, obj, monkeypatch, location=None):
+    """Write ``obj`` with torch.save (storages tagged ``location`` if given) and its record, by hashlib."""
+    import torch
+
+    path = tmp_path / "w.pt"
+    with monkeypatch.context() as patch:
+        if location is not None:
+            patch.setattr(torch.serialization, "location_tag", lambda storage: location)
+        torch.save(obj, path)
+    data = path.read_bytes()
+    return path, {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def test_weights_saved_on_a_gpu_load_on_a_machine_without_one(tmp_path, monkeypatch):
+    # weights.read_weights 29 (map_location="cpu" dropped): a file written by a GPU study (its
+    # storages tagged cuda:0, as torch.save writes them on a GPU) must still open on a laptop.
+    import torch
+
+    path, record = _weights_file(tmp_path, {"w": torch.arange(3.0)}, monkeypatch, "cuda:0")
+    state = weights.read_weights(path, record)
+    assert state["w"].device.type == "cpu" and state["w"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_a_weights_file_of_a_list_is_refused_naming_what_it_holds(tmp_path, monkeypatch):
+    # weights.read_weights 42 (the message said NoneType whatever the file held).
+    import torch
+
+    path, record = _weights_file(tmp_path, [torch.zeros(2)], monkeypatch)
+    with pytest.raises(weights.WeightsFileError, match="holds list, not a state dict of named tensors"):
+        weights.read_weights(path, record)
+
+
+def test_a_changed_hash_with_no_visible_difference_says_so(tmp_path):
+    # folder._describe_differences 17 (the words upper-cased): a study.json whose hash differs while
+    # every configuration field is the same (an older hash format) is refused with that explanation.
+    cfg = _config([Sweep("quantize", [2])])
+    folder._prepare_folder(tmp_path, cfg)
+    study = tmp_path / folder.STUDY_FILE
+    saved = json.loads(study.read_text())
+    study.write_text(json.dumps({**saved, "config_hash": "0" * 16}))
+    with pytest.raises(folder.StudyConfigMismatch, match=r"differences: none visible \(an older format\)\)"):
+        folder._prepare_folder(tmp_path, cfg)
+
+
+def test_a_parallel_worker_rebuilds_the_configuration_from_plain_data(tmp_path, monkeypatch):
+    # engine._worker 4 (the configuration built from None). _worker runs in joblib's processes,
+    # where mutmut cannot see it; here it runs in this one with run_point replaced by a recorder.
+    import torch
+
+    import deepimaging.train
+
+    cfg = _config([Sweep("quantize", [2, 4])])
+    calls = []
+    monkeypatch.setattr(
+        engine, "run_point", lambda c, *key, out_dir: calls.append((c, key, out_dir)) or "record"
+    )
+    monkeypatch.setattr(deepimaging.train, "keep_freed_memory", lambda: None)
+    threads = torch.get_num_threads()
+    try:
+        assert engine._worker(cfg.to_dict(), ("quantize", 4, 1), str(tmp_path)) == (
+            ("quantize", 4, 1),
+            "record",
+        )
+    finally:
+        torch.set_num_threads(threads)
+    ((rebuilt, key, out_dir),) = calls
+    assert rebuilt.hash() == cfg.hash() and key == ("quantize", 4, 1) and out_dir == str(tmp_path)
