@@ -250,3 +250,15 @@ def test_a_parallel_worker_rebuilds_the_configuration_from_plain_data(tmp_path, 
         torch.set_num_threads(threads)
     ((rebuilt, key, out_dir),) = calls
     assert rebuilt.hash() == cfg.hash() and key == ("quantize", 4, 1) and out_dir == str(tmp_path)
+
+
+def test_the_at_chance_warning_says_why_the_model_learned_nothing():
+    # point._symptoms 28 (the reason upper-cased). Balanced accuracy 0.52 with 2 classes is within
+    # CHANCE_MARGIN (0.05) of chance 0.5; no eval gap, every class recognised: one warning, this one.
+    history = SimpleNamespace(train_accuracy=[0.5, 0.55], final={"train_eval_accuracy": 0.55})
+    metrics = {"balanced_accuracy": 0.52, "per_class": {"a": {"support": 5, "recall": 0.6}}}
+    (warning,) = point._symptoms(history, metrics, num_classes=2)
+    assert warning == (
+        "test balanced accuracy 0.520 is at chance (0.500): the model learned nothing usable "
+        "(too few epochs, too high a learning rate, or no signal left)"
+    )
