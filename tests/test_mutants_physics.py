@@ -11,12 +11,14 @@ import pytest
 import torch
 
 from deepimaging.physics import (
+    LAYERS,
     BitAllocation,
     Blur,
     FourierMicroscope,
     LearnedCFA,
     LearnedPSF,
     ShiftVariantBlur,
+    blur,
     circular_pupil,
     defocus_psf,
     exposure_mosaic,
@@ -169,3 +171,27 @@ def test_shift_variant_blur_layer_names_init_sigma_when_it_is_too_small():
     # gaussian_psf then refused it as `sigma`, a name the caller never used).
     with pytest.raises(ValueError, match=r"^init_sigma must be in \[0.001, inf\]; got 0.0"):
         ShiftVariantBlur(size=3, grid=(2, 2), init_sigma=0.0)
+
+
+def test_fft_blur_of_an_image_whose_padded_width_is_odd_matches_scipy():
+    # optics._fft_convolve 55 (irfft2 without s=size: a 9-wide FFT inverted as 8 wide). The image
+    # is 7 wide, a 3x3 PSF pads it to 9 = 3^2, a fast FFT size that is odd. torch's "reflect"
+    # padding is scipy.ndimage's "mirror" mode.
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    image, psf = rng.random((5, 7)), rng.random((3, 3))
+    psf /= psf.sum()
+    got = blur(torch.tensor(image)[None, None], torch.tensor(psf), method="fft")[0, 0]
+    np.testing.assert_allclose(got.numpy(), ndimage.convolve(image, psf, mode="mirror"), atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "image_shape", [(1, 6, 8), (1, 8, 6)], ids=["divides the height", "divides the width"]
+)
+def test_a_binning_factor_must_divide_both_sides_of_the_image(image_shape):
+    # layer_spec.LayerSpec.check 51 ("height or width not divisible" read as "and"): 3 divides 6, not 8.
+    with pytest.raises(
+        ValueError, match=r"^factor for layer 'binning' must be .*; got 3, which does not divide"
+    ):
+        LAYERS["binning"].check(3, image_shape=image_shape)
