@@ -262,3 +262,36 @@ def test_the_at_chance_warning_says_why_the_model_learned_nothing():
         "test balanced accuracy 0.520 is at chance (0.500): the model learned nothing usable "
         "(too few epochs, too high a learning rate, or no signal left)"
     )
+
+
+def test_a_saved_points_weights_entry_holds_the_documented_fields(tmp_path, monkeypatch):
+    # point.run_point 62 (the `seconds` key renamed). Training is replaced by a tiny model so that
+    # only run_point's writing is tested: the entry is {"file", "sha256", "bytes", "seconds"}, with
+    # the file's SHA-256 and size as hashlib and the file system give them.
+    import torch
+
+    cfg = _config([Sweep("quantize", [2])])
+    model = torch.nn.Linear(3, 2)
+    monkeypatch.setattr(point, "_train_point", lambda *args, **kwargs: ({"sweep": "quantize"}, model))
+    record = point.run_point(cfg, "quantize", 2, 0, out_dir=tmp_path)
+    entry = record["weights"]
+    assert set(entry) == {"file", "sha256", "bytes", "seconds"} and entry["seconds"] >= 0
+    (weights_file,) = (tmp_path / "points").glob("*.pt")
+    data = weights_file.read_bytes()
+    assert entry["sha256"] == hashlib.sha256(data).hexdigest() and entry["bytes"] == len(data)
+
+
+def test_the_auc_of_a_test_split_missing_a_class_is_none():
+    # point._classification_metrics 20 (an undefined AUC recorded as "" instead of None). Class "c"
+    # has no test image: scikit-learn's one-vs-rest AUC is undefined for it.
+    import torch
+    from sklearn.exceptions import UndefinedMetricWarning
+    from sklearn.metrics import roc_auc_score
+
+    labels, predicted = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 1, 1])
+    probabilities = torch.tensor([[0.8, 0.1, 0.1], [0.4, 0.5, 0.1], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1]])
+    with pytest.warns(UndefinedMetricWarning, match="not defined"):
+        one_vs_rest = [roc_auc_score(labels.numpy() == k, probabilities[:, k].numpy()) for k in range(3)]
+    assert np.isnan(one_vs_rest[2])
+    found = point._classification_metrics(labels, predicted, probabilities, ["a", "b", "c"])
+    assert found["macro_auc"] is None
