@@ -295,3 +295,42 @@ def test_the_auc_of_a_test_split_missing_a_class_is_none():
     assert np.isnan(one_vs_rest[2])
     found = point._classification_metrics(labels, predicted, probabilities, ["a", "b", "c"])
     assert found["macro_auc"] is None
+
+
+def test_slurm_is_asked_about_exactly_the_tasks_with_no_known_state(tmp_path, monkeypatch):
+    # status._job_states 48 ("state is not None": SLURM asked about the tasks already known, and the
+    # others left without a state). A stand-in for submitit's sacct watcher records what it is asked.
+    submitit = pytest.importorskip("submitit")
+    from deepimaging.study.status import _job_states
+
+    class Watcher:
+        def __init__(self):
+            self.asked = []
+
+        def register_job(self, job_id):
+            self.asked.append(job_id)
+
+        def update(self):
+            pass
+
+        def get_state(self, job_id, mode="standard"):
+            return {"7_0": "CANCELLED by 1234", "7_1": "RUNNING"}.get(job_id, "UNKNOWN")
+
+    watcher = Watcher()
+    monkeypatch.setattr(submitit.SlurmJob, "watcher", watcher)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # reaped: its pid is no live process, so its local task has failed
+    entries = [
+        {"executor": "slurm", "job_id": "7_0"},
+        {"executor": "submitit-local", "job_id": f"{child.pid}_0"},
+        {"executor": "slurm", "job_id": "7_1"},
+    ]
+    assert _job_states(entries, tmp_path) == ["failed", "failed", "waiting"]
+    assert watcher.asked == ["7_0", "7_1"]
+
+
+def test_a_cluster_run_names_gpus_when_it_is_negative(tmp_path):
+    # executors.run_study 95 (gpus named GPUS). Refused before anything is written or submitted.
+    with pytest.raises(ValueError, match=r"^gpus must be in \[0, inf\]; got -1"):
+        executors.run_study(_config([Sweep("quantize", [2])]), tmp_path / "out", executor="slurm", gpus=-1)
+    assert not (tmp_path / "out").exists()
