@@ -334,3 +334,17 @@ def test_a_cluster_run_names_gpus_when_it_is_negative(tmp_path):
     with pytest.raises(ValueError, match=r"^gpus must be in \[0, inf\]; got -1"):
         executors.run_study(_config([Sweep("quantize", [2])]), tmp_path / "out", executor="slurm", gpus=-1)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_write_probe_left_behind_is_hidden_and_says_what_it_is(tmp_path, monkeypatch):
+    # folder._check_writable 5 (the probe's prefix dropped: mkstemp's "tmpXXXXXXXX"). The probe is
+    # removed at once; if the removal fails (a crash, a file system that refuses), what stays in the
+    # study folder must be recognisable and hidden from `ls`.
+    def refuse(path):
+        raise PermissionError("removal refused")
+
+    monkeypatch.setattr(folder.os, "remove", refuse)
+    with pytest.raises(PermissionError):
+        folder._check_writable(tmp_path)
+    (left,) = tmp_path.iterdir()
+    assert left.name.startswith(".write-test-")
