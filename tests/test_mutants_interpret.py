@@ -7,15 +7,20 @@ out by hand, and the documented contract that bad input is refused naming the pa
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from scipy.spatial.distance import cdist
 from torch import nn
 
 from deepimaging.interpret import (
+    distance_matrix,
     extract_features,
     grad_cam,
     heatmap_detections,
     match_detections,
+    nearest_neighbors,
+    occlusion_map,
     saliency_map,
     sliding_window,
     tsne,
@@ -106,3 +111,127 @@ def test_feature_and_tsne_errors_name_the_parameter():
         extract_features(BasicCNN(3, 2, widths=(4, 8)), torch.rand(3, 16, 16))
     with pytest.raises(ValueError, match="^features must have shape"):
         tsne(torch.rand(5, 2, 3))
+
+
+# --- a second sample (SEED=1), drawn to check the tests above out of sample ---------------------
+
+
+def test_occlusion_refuses_non_finite_baselines_saying_so():
+    # attribution._check_baselines 13 (a tensor with NaN) and 26 (an infinite number): message dropped.
+    model, image = BasicCNN(3, 2, widths=(4, 8)).eval(), torch.rand(3, 16, 16)
+    with pytest.raises(ValueError, match="^baselines must be finite; got NaN"):
+        occlusion_map(model, image, baselines=torch.tensor([math.nan, 0.0, 0.0])[:, None, None])
+    with pytest.raises(ValueError, match=r"^baselines must be a finite number .*; got inf"):
+        occlusion_map(model, image, baselines=math.inf)
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "message"),
+    [
+        ("noise_level", math.inf, "^noise_level must be a finite fraction of the value range; got inf"),
+        ("batch_size", 0, r"^batch_size must be in \[1, inf\]; got 0"),
+        ("smoothgrad_samples", -1, r"^smoothgrad_samples must be in \[0, inf\]; got -1"),
+    ],
+)
+def test_saliency_map_refuses_out_of_range_settings_naming_them(keyword, value, message):
+    # attribution.saliency_map 25 (message dropped), 36 (batch_size unnamed), 40 (batch_size 0
+    # accepted), 7 (a negative number of SmoothGrad samples accepted).
+    model, image = BasicCNN(3, 2, widths=(4, 8)).eval(), torch.rand(3, 16, 16)
+    with pytest.raises(ValueError, match=message):
+        saliency_map(model, image, **{keyword: value})
+
+
+def test_heatmap_detections_with_no_window_above_the_threshold_finds_nothing():
+    # detection.heatmap_detections 185 (the kept indices built as float: indexing with none fails).
+    boxes, scores, labels = heatmap_detections(torch.full((2, 3, 3), 0.5), window=4, stride=2, threshold=0.9)
+    assert boxes.shape == (0, 4) and scores.shape == (0,) and labels.shape == (0,)
+    assert labels.dtype == torch.int64
+
+
+@pytest.mark.parametrize(
+    ("heatmaps", "keywords", "message"),
+    [
+        (
+            torch.rand(3, 3),
+            {},
+            r"^heatmaps must be a tensor \(K, rows, cols\) from sliding_window; got \(3, 3\)",
+        ),
+        (torch.rand(2, 3, 3), {"overlap": 1.5}, r"^overlap must be in \[0.0, 1.0\]; got 1.5"),
+        (torch.rand(2, 3, 3), {"box_size": 0}, r"^box_size must be in \[1, inf\]; got 0"),
+        (
+            torch.rand(1, 3, 3),
+            {"background": 0},
+            r"^heatmaps must have at least 2 class\(es\) along dimension 0 \(the background and an object class\)",
+        ),
+    ],
+    ids=["2-D heatmaps", "overlap above 1", "box_size 0", "background only"],
+)
+def test_heatmap_detections_refuses_bad_input_naming_it(heatmaps, keywords, message):
+    # detection.heatmap_detections 7 (message dropped), 46 (overlap up to 2 accepted),
+    # 115 (box_size named XXbox_sizeXX), 57 (the reason for 2 classes dropped).
+    with pytest.raises(ValueError, match=message):
+        heatmap_detections(heatmaps, window=4, stride=2, **keywords)
+
+
+def test_match_detections_names_the_detections_when_they_are_not_boxes():
+    # detection.match_detections 19 (the detections named XXboxesXX).
+    with pytest.raises(ValueError, match=r"^boxes must have shape \(N, 4\)"):
+        match_detections(torch.rand(2, 3), torch.rand(1, 4))
+
+
+def test_distance_matrix_of_no_rows_is_an_empty_table_as_scipy():
+    # neighbors.distance_matrix 17 (an empty `a` refused): scipy's cdist of 0 rows is (0, N).
+    b = torch.rand(3, 4, dtype=torch.float64)
+    for metric, scipy_metric in (("l2", "euclidean"), ("cosine", "cosine")):
+        got = distance_matrix(torch.zeros(0, 4, dtype=torch.float64), b, metric=metric)
+        assert got.shape == cdist(np.zeros((0, 4)), b.numpy(), scipy_metric).shape == (0, 3)
+
+
+def test_feature_count_mismatch_names_both_inputs():
+    # neighbors.distance_matrix 40 (XXaXX) and neighbors.nearest_neighbors 47 (XXqueriesXX).
+    with pytest.raises(ValueError, match="^a and b must have the same number of features; got 3 and 4"):
+        distance_matrix(torch.rand(2, 3), torch.rand(2, 4))
+    with pytest.raises(ValueError, match="^queries and database must have the same number of features"):
+        nearest_neighbors(torch.rand(2, 3), torch.rand(2, 4), k=1)
+
+
+def test_nearest_neighbors_refuses_zero_neighbours():
+    # neighbors.nearest_neighbors 77 (no lower bound on k: k=0 returned empty tables).
+    with pytest.raises(ValueError, match=r"^k must be in \[1, inf\]; got 0"):
+        nearest_neighbors(torch.rand(4, 3), torch.rand(5, 3), k=0)
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        ({"perplexity": 0.0}, "^perplexity must be greater than 0"),
+        ({"seed": -1}, r"^seed must be in \[0, inf\]"),
+    ],
+)
+def test_tsne_refuses_a_zero_perplexity_and_a_negative_seed_itself(keywords, message):
+    # neighbors.tsne 20 and 27: without the bound, scikit-learn refuses them later in its own words.
+    with pytest.raises(ValueError, match=message):
+        tsne(torch.rand(10, 3), **keywords)
+
+
+def test_tsne_returns_scikit_learns_float64_embedding_as_float32(monkeypatch):
+    # neighbors.tsne 98 (the float64 embedding returned as it is): the documented dtype is float32.
+    # scikit-learn's TSNE is replaced by a stand-in that returns a known float64 embedding (the
+    # first two coordinates): a real fit takes seconds; only what tsne does with its output is tested.
+    import sklearn.manifold
+
+    class FirstTwoCoordinates:
+        def __init__(self, **keywords):
+            assert keywords["n_components"] == 2 and keywords["random_state"] == 0
+
+        def fit_transform(self, x):
+            assert x.dtype == np.float64
+            return x[:, :2] * 1.0000000001  # a value float32 cannot hold exactly
+
+    monkeypatch.setattr(sklearn.manifold, "TSNE", FirstTwoCoordinates)
+    features = torch.rand(12, 3, generator=torch.Generator().manual_seed(0))
+    got = tsne(features, perplexity=3.0, seed=0, n_jobs=1)
+    assert got.dtype == torch.float32
+    np.testing.assert_array_equal(
+        got.numpy(), (features.double().numpy()[:, :2] * 1.0000000001).astype(np.float32)
+    )

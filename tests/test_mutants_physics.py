@@ -11,11 +11,18 @@ import pytest
 import torch
 
 from deepimaging.physics import (
+    LAYERS,
     BitAllocation,
+    Blur,
     FourierMicroscope,
+    LearnedCFA,
     LearnedPSF,
     ShiftVariantBlur,
+    blur,
     circular_pupil,
+    defocus_psf,
+    exposure_mosaic,
+    filter_mosaic,
     quantize_per_pixel,
     saturate,
     shift_variant_blur,
@@ -106,3 +113,85 @@ def test_shift_variant_blur_layer_names_grid_when_it_is_not_a_pair():
     # shift_variant.xǁShiftVariantBlurǁ__init____mutmut_27 (the message dropped).
     with pytest.raises(ValueError, match=r"^grid must be \(rows, columns\) of zones; got \(2,\)"):
         ShiftVariantBlur(size=3, grid=(2,))
+
+
+# --- a second sample (SEED=1), drawn to check the tests above out of sample ---------------------
+
+
+def test_bit_allocation_starts_from_small_seeded_scores():
+    # bit_allocation.BitAllocation.__init__ 56 (the seed ignored: scores from the global generator)
+    # and 69 (0.01 / randn for 0.01 * randn). The documented start: scores 0.01 / logit_scale times
+    # standard normal numbers from a generator seeded with `seed`, so that logits are about 0.01.
+    torch.manual_seed(123)  # the global generator must not matter
+    layer = BitAllocation(mean_bits=3, image_shape=(1, 8, 8), seed=5, logit_scale=20.0)
+    expected = 0.01 / 20.0 * torch.randn(8, 8, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(layer.scores.detach(), expected, rtol=0, atol=0)
+
+
+def test_bit_allocation_names_logit_scale_when_it_is_too_large():
+    # bit_allocation.BitAllocation.__init__ 44 (no upper bound on logit_scale).
+    with pytest.raises(ValueError, match=r"^logit_scale must be in \[1e-06, 1000000.0\]"):
+        BitAllocation(mean_bits=3, image_shape=(1, 4, 4), logit_scale=2e6)
+
+
+@pytest.mark.parametrize("radius", [-1.0, 5.0])
+def test_defocus_psf_names_radius_when_the_disk_is_negative_or_larger_than_the_kernel(radius):
+    # optics.defocus_psf 6 (no lower bound: a negative radius gave a delta) and 13 (named RADIUS).
+    with pytest.raises(ValueError, match=r"^radius must be in \[0.0, 2.5\]"):
+        defocus_psf(5, radius)
+
+
+def test_blur_layer_says_what_psf_it_needs():
+    # optics.Blur.__init__ 9 (the message wrapped in XX...XX).
+    with pytest.raises(ValueError, match=r"^psf must be a tensor of shape \(k, k\) or \(C, k, k\)$"):
+        Blur(torch.ones(1, 1, 3, 3))
+
+
+def test_mosaic_errors_say_what_shape_arrived():
+    # mosaic.filter_mosaic 23 (the tile's shape reported as NoneType) and mosaic.exposure_mosaic 10
+    # (the message dropped).
+    images = torch.rand(1, 3, 4, 4)
+    with pytest.raises(ValueError, match=r"^tile must have shape \(C, K, K\); got \(3, 2, 3\)"):
+        filter_mosaic(images, torch.rand(3, 2, 3))
+    with pytest.raises(ValueError, match=r"^exposures must be a square tile of shape \(K, K\); got \(2, 3\)"):
+        exposure_mosaic(images, torch.ones(2, 3))
+
+
+def test_learned_cfa_soft_tile_is_a_softmax_over_filters_at_its_temperature():
+    # mosaic.LearnedCFA.tile 25 (logits * temperature for logits / temperature): SciPy's softmax.
+    from scipy.special import softmax
+
+    layer = LearnedCFA(tile_size=2, channels=3, temperature=0.25).train()
+    expected = softmax(layer.logits.detach().double().numpy() / 0.25, axis=0)
+    np.testing.assert_allclose(layer.tile().detach().numpy(), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_shift_variant_blur_layer_names_init_sigma_when_it_is_too_small():
+    # shift_variant.ShiftVariantBlur.__init__ 62 (init_sigma checked without its name and bound:
+    # gaussian_psf then refused it as `sigma`, a name the caller never used).
+    with pytest.raises(ValueError, match=r"^init_sigma must be in \[0.001, inf\]; got 0.0"):
+        ShiftVariantBlur(size=3, grid=(2, 2), init_sigma=0.0)
+
+
+def test_fft_blur_of_an_image_whose_padded_width_is_odd_matches_scipy():
+    # optics._fft_convolve 55 (irfft2 without s=size: a 9-wide FFT inverted as 8 wide). The image
+    # is 7 wide, a 3x3 PSF pads it to 9 = 3^2, a fast FFT size that is odd. torch's "reflect"
+    # padding is scipy.ndimage's "mirror" mode.
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    image, psf = rng.random((5, 7)), rng.random((3, 3))
+    psf /= psf.sum()
+    got = blur(torch.tensor(image)[None, None], torch.tensor(psf), method="fft")[0, 0]
+    np.testing.assert_allclose(got.numpy(), ndimage.convolve(image, psf, mode="mirror"), atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "image_shape", [(1, 6, 8), (1, 8, 6)], ids=["divides the height", "divides the width"]
+)
+def test_a_binning_factor_must_divide_both_sides_of_the_image(image_shape):
+    # layer_spec.LayerSpec.check 51 ("height or width not divisible" read as "and"): 3 divides 6, not 8.
+    with pytest.raises(
+        ValueError, match=r"^factor for layer 'binning' must be .*; got 3, which does not divide"
+    ):
+        LAYERS["binning"].check(3, image_shape=image_shape)

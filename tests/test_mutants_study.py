@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from deepimaging.study import StudyConfig, Sweep, engine, executors, point, splits
+from deepimaging.study import StudyConfig, Sweep, config, engine, executors, folder, point, splits, weights
 from deepimaging.study.jobs import run_point_number
 from deepimaging.study.results import StudyResults
 from deepimaging.study.status import _process_alive
@@ -161,3 +161,190 @@ def test_the_configuration_hash_is_the_documented_sha256_of_the_compact_canonica
     data["sweeps"] = [dict(s, values=[float(v) for v in s["values"]]) for s in data["sweeps"]]
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     assert config.hash() == hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+# --- a second sample (SEED=1), drawn to check the tests above out of sample ---------------------
+
+
+def test_the_smoke_study_is_the_full_study_made_smaller():
+    # config.bit_depth_config 17 (the smoke study's epochs=1 dropped: 8 epochs) and 43 (its seeds
+    # 0, 1, 3): the smoke version keeps the study's sweeps, seeds and axis, with fewer images, 1 epoch.
+    smoke, full = config.bit_depth_config(smoke=True), config.bit_depth_config(smoke=False)
+    assert smoke.epochs == 1 < full.epochs
+    assert smoke.seeds == full.seeds == [0, 1, 2]
+    assert smoke.parameter == full.parameter
+    full_values = {s.name: set(s.values) for s in full.sweeps}
+    assert all(set(s.values) <= full_values[s.name] for s in smoke.sweeps)
+
+
+def test_a_dataset_loader_that_returns_something_else_is_named_with_what_it_returned():
+    # splits._call_loader 5 (the message dropped).
+    with pytest.raises(TypeError, match="^dataset loader 'mine' returned str, not an ImageDataset"):
+        splits._call_loader("mine", lambda: "images", {})
+
+
+def _weights_file(tmp_path, obj, monkeypatch, location=None):
+    """Write ``obj`` with torch.save (storages tagged ``location`` if given) and its record, by hashlib."""
+    import torch
+
+    path = tmp_path / "w.pt"
+    with monkeypatch.context() as patch:
+        if location is not None:
+            patch.setattr(torch.serialization, "location_tag", lambda storage: location)
+        torch.save(obj, path)
+    data = path.read_bytes()
+    return path, {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def test_weights_saved_on_a_gpu_load_on_a_machine_without_one(tmp_path, monkeypatch):
+    # weights.read_weights 29 (map_location="cpu" dropped): a file written by a GPU study (its
+    # storages tagged cuda:0, as torch.save writes them on a GPU) must still open on a laptop.
+    import torch
+
+    path, record = _weights_file(tmp_path, {"w": torch.arange(3.0)}, monkeypatch, "cuda:0")
+    state = weights.read_weights(path, record)
+    assert state["w"].device.type == "cpu" and state["w"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_a_weights_file_of_a_list_is_refused_naming_what_it_holds(tmp_path, monkeypatch):
+    # weights.read_weights 42 (the message said NoneType whatever the file held).
+    import torch
+
+    path, record = _weights_file(tmp_path, [torch.zeros(2)], monkeypatch)
+    with pytest.raises(weights.WeightsFileError, match="holds list, not a state dict of named tensors"):
+        weights.read_weights(path, record)
+
+
+def test_a_changed_hash_with_no_visible_difference_says_so(tmp_path):
+    # folder._describe_differences 17 (the words upper-cased): a study.json whose hash differs while
+    # every configuration field is the same (an older hash format) is refused with that explanation.
+    cfg = _config([Sweep("quantize", [2])])
+    folder._prepare_folder(tmp_path, cfg)
+    study = tmp_path / folder.STUDY_FILE
+    saved = json.loads(study.read_text())
+    study.write_text(json.dumps({**saved, "config_hash": "0" * 16}))
+    with pytest.raises(folder.StudyConfigMismatch, match=r"differences: none visible \(an older format\)\)"):
+        folder._prepare_folder(tmp_path, cfg)
+
+
+def test_a_parallel_worker_rebuilds_the_configuration_from_plain_data(tmp_path, monkeypatch):
+    # engine._worker 4 (the configuration built from None). _worker runs in joblib's processes,
+    # where mutmut cannot see it; here it runs in this one with run_point replaced by a recorder.
+    import torch
+
+    import deepimaging.train
+
+    cfg = _config([Sweep("quantize", [2, 4])])
+    calls = []
+    monkeypatch.setattr(
+        engine, "run_point", lambda c, *key, out_dir: calls.append((c, key, out_dir)) or "record"
+    )
+    monkeypatch.setattr(deepimaging.train, "keep_freed_memory", lambda: None)
+    threads = torch.get_num_threads()
+    try:
+        assert engine._worker(cfg.to_dict(), ("quantize", 4, 1), str(tmp_path)) == (
+            ("quantize", 4, 1),
+            "record",
+        )
+    finally:
+        torch.set_num_threads(threads)
+    ((rebuilt, key, out_dir),) = calls
+    assert rebuilt.hash() == cfg.hash() and key == ("quantize", 4, 1) and out_dir == str(tmp_path)
+
+
+def test_the_at_chance_warning_says_why_the_model_learned_nothing():
+    # point._symptoms 28 (the reason upper-cased). Balanced accuracy 0.52 with 2 classes is within
+    # CHANCE_MARGIN (0.05) of chance 0.5; no eval gap, every class recognised: one warning, this one.
+    history = SimpleNamespace(train_accuracy=[0.5, 0.55], final={"train_eval_accuracy": 0.55})
+    metrics = {"balanced_accuracy": 0.52, "per_class": {"a": {"support": 5, "recall": 0.6}}}
+    (warning,) = point._symptoms(history, metrics, num_classes=2)
+    assert warning == (
+        "test balanced accuracy 0.520 is at chance (0.500): the model learned nothing usable "
+        "(too few epochs, too high a learning rate, or no signal left)"
+    )
+
+
+def test_a_saved_points_weights_entry_holds_the_documented_fields(tmp_path, monkeypatch):
+    # point.run_point 62 (the `seconds` key renamed). Training is replaced by a tiny model so that
+    # only run_point's writing is tested: the entry is {"file", "sha256", "bytes", "seconds"}, with
+    # the file's SHA-256 and size as hashlib and the file system give them.
+    import torch
+
+    cfg = _config([Sweep("quantize", [2])])
+    model = torch.nn.Linear(3, 2)
+    monkeypatch.setattr(point, "_train_point", lambda *args, **kwargs: ({"sweep": "quantize"}, model))
+    record = point.run_point(cfg, "quantize", 2, 0, out_dir=tmp_path)
+    entry = record["weights"]
+    assert set(entry) == {"file", "sha256", "bytes", "seconds"} and entry["seconds"] >= 0
+    (weights_file,) = (tmp_path / "points").glob("*.pt")
+    data = weights_file.read_bytes()
+    assert entry["sha256"] == hashlib.sha256(data).hexdigest() and entry["bytes"] == len(data)
+
+
+def test_the_auc_of_a_test_split_missing_a_class_is_none():
+    # point._classification_metrics 20 (an undefined AUC recorded as "" instead of None). Class "c"
+    # has no test image: scikit-learn's one-vs-rest AUC is undefined for it.
+    import torch
+    from sklearn.exceptions import UndefinedMetricWarning
+    from sklearn.metrics import roc_auc_score
+
+    labels, predicted = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 1, 1])
+    probabilities = torch.tensor([[0.8, 0.1, 0.1], [0.4, 0.5, 0.1], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1]])
+    with pytest.warns(UndefinedMetricWarning, match="not defined"):
+        one_vs_rest = [roc_auc_score(labels.numpy() == k, probabilities[:, k].numpy()) for k in range(3)]
+    assert np.isnan(one_vs_rest[2])
+    found = point._classification_metrics(labels, predicted, probabilities, ["a", "b", "c"])
+    assert found["macro_auc"] is None
+
+
+def test_slurm_is_asked_about_exactly_the_tasks_with_no_known_state(tmp_path, monkeypatch):
+    # status._job_states 48 ("state is not None": SLURM asked about the tasks already known, and the
+    # others left without a state). A stand-in for submitit's sacct watcher records what it is asked.
+    submitit = pytest.importorskip("submitit")
+    from deepimaging.study.status import _job_states
+
+    class Watcher:
+        def __init__(self):
+            self.asked = []
+
+        def register_job(self, job_id):
+            self.asked.append(job_id)
+
+        def update(self):
+            pass
+
+        def get_state(self, job_id, mode="standard"):
+            return {"7_0": "CANCELLED by 1234", "7_1": "RUNNING"}.get(job_id, "UNKNOWN")
+
+    watcher = Watcher()
+    monkeypatch.setattr(submitit.SlurmJob, "watcher", watcher)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # reaped: its pid is no live process, so its local task has failed
+    entries = [
+        {"executor": "slurm", "job_id": "7_0"},
+        {"executor": "submitit-local", "job_id": f"{child.pid}_0"},
+        {"executor": "slurm", "job_id": "7_1"},
+    ]
+    assert _job_states(entries, tmp_path) == ["failed", "failed", "waiting"]
+    assert watcher.asked == ["7_0", "7_1"]
+
+
+def test_a_cluster_run_names_gpus_when_it_is_negative(tmp_path):
+    # executors.run_study 95 (gpus named GPUS). Refused before anything is written or submitted.
+    with pytest.raises(ValueError, match=r"^gpus must be in \[0, inf\]; got -1"):
+        executors.run_study(_config([Sweep("quantize", [2])]), tmp_path / "out", executor="slurm", gpus=-1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_write_probe_left_behind_is_hidden_and_says_what_it_is(tmp_path, monkeypatch):
+    # folder._check_writable 5 (the probe's prefix dropped: mkstemp's "tmpXXXXXXXX"). The probe is
+    # removed at once; if the removal fails (a crash, a file system that refuses), what stays in the
+    # study folder must be recognisable and hidden from `ls`.
+    def refuse(path):
+        raise PermissionError("removal refused")
+
+    monkeypatch.setattr(folder.os, "remove", refuse)
+    with pytest.raises(PermissionError):
+        folder._check_writable(tmp_path)
+    (left,) = tmp_path.iterdir()
+    assert left.name.startswith(".write-test-")
