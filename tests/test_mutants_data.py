@@ -480,3 +480,26 @@ def test_smear_field_names_cell_size_below_sixteen_pixels():
     """smear.simulate_smear_field 7 (no lower bound on cell_size)."""
     with pytest.raises(ValueError, match=r"^cell_size must be in \[16, inf\]; got 15$"):
         simulate_smear_field(size=64, n_cells=1, cell_size=15)
+
+
+def test_n_jobs_one_decodes_in_the_callers_thread_and_more_use_worker_threads(tmp_path, monkeypatch):
+    """folder._decode_all 31 (`!=` for `==`: n_jobs=1 started a pool and n_jobs=3 decoded serially)."""
+    import threading
+
+    for name in ("a", "b"):
+        (tmp_path / "root" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((6, 6, 3), 40 * i, np.uint8)).save(tmp_path / "root" / name / f"{i}.png")
+    threads = []
+    decode = folder_module.decode_image
+
+    def recording_decode(*args):
+        threads.append(threading.get_ident())
+        return decode(*args)
+
+    monkeypatch.setattr(folder_module, "decode_image", recording_decode)
+    read_image_folder(tmp_path / "root", size=4, cache_dir=tmp_path / "one", n_jobs=1)
+    assert threads == [threading.get_ident()] * 6
+    threads.clear()
+    read_image_folder(tmp_path / "root", size=4, cache_dir=tmp_path / "three", n_jobs=3)
+    assert len(threads) == 6 and threading.get_ident() not in threads
