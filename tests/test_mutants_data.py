@@ -4,6 +4,7 @@ Each test names the mutant it was written for (``SAMPLE=60 bash benchmarks/mutat
 benchmarks/mutation_results.md, which lists the survivors not handled yet).
 """
 
+import hashlib
 import io
 import math
 import os
@@ -22,8 +23,10 @@ from PIL import Image
 
 import deepimaging.data.folder as folder_module
 from deepimaging.data import (
+    CLASSES,
     ImageDataset,
     dataset_loader,
+    decode_image,
     fetch_file,
     load_bccd_images,
     load_digits,
@@ -32,6 +35,7 @@ from deepimaging.data import (
     load_medmnist,
     simulate_blood_smear,
     simulate_smear_field,
+    split,
 )
 from deepimaging.data.download import UnsafeArchiveError, extract_archive
 from deepimaging.data.folder import read_image_folder
@@ -332,3 +336,170 @@ def test_a_damaged_cache_warning_names_the_callers_line_whichever_loader_is_call
         load(folder, size=4, cache_dir=tmp_path / "cache")
     assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)]
     assert "is damaged" in str(caught[0].message)
+
+
+# --- second sample (seed 2) (SAMPLE=100 SEED=2 bash benchmarks/mutation.sh data) ----------------
+
+
+def _one_per_class_dataset(n_per_class, classes):
+    labels = torch.arange(len(classes)).repeat_interleave(n_per_class)
+    return ImageDataset(torch.rand(len(labels), 1, 2, 2), labels, classes=classes)
+
+
+def test_split_with_no_test_fraction_gives_an_empty_test_part_and_sklearns_train_val_split():
+    """dataset._stratified 3 (test=0 gave one test image, also kept in training)."""
+    from sklearn.model_selection import train_test_split
+
+    ds = _one_per_class_dataset(10, ["a", "b"])
+    ds = ImageDataset(torch.arange(20.0).reshape(20, 1, 1, 1) / 20, ds.labels, ds.classes)
+    train, val, test = split(ds, val=0.2, test=0.0, seed=4)
+    oracle_train, oracle_val = train_test_split(
+        np.arange(20), test_size=0.2, stratify=ds.labels.numpy(), random_state=4
+    )
+    assert len(test) == 0
+    # Each image's value is its index / 20, so the parts name the indices they hold.
+    assert sorted((train.images.flatten() * 20).round().long().tolist()) == sorted(oracle_train.tolist())
+    assert sorted((val.images.flatten() * 20).round().long().tolist()) == sorted(oracle_val.tolist())
+
+
+def test_split_names_test_when_its_fraction_is_above_one():
+    """dataset.split 26 (no upper bound on test: a test fraction of 1.5 met only the sum check)."""
+    ds = _one_per_class_dataset(4, ["a", "b"])
+    with pytest.raises(ValueError, match=r"^test must be in \[0\.0, 1\.0\]; got 1\.5$"):
+        split(ds, val=0.0, test=1.5)
+
+
+def test_dataset_repr_counts_a_class_that_has_no_image():
+    """dataset.ImageDataset.__repr__ 5 (bincount without minlength: the last, empty class vanished)."""
+    ds = ImageDataset(torch.rand(3, 1, 2, 2), torch.tensor([0, 0, 1]), classes=["a", "b", "c"])
+    assert repr(ds).endswith("; a: 2, b: 1, c: 0)")
+
+
+def test_loader_names_seed_beyond_what_torch_generators_accept():
+    """dataset.ImageDataset.loader 20 (no upper bound: torch raised its own overflow error)."""
+    ds = _one_per_class_dataset(2, ["a", "b"])
+    # torch.Generator.manual_seed takes 0 to 2**64 - 1; beyond, its message names no parameter.
+    torch.Generator().manual_seed(2**64 - 1)
+    with pytest.raises(ValueError, match="^Overflow"):
+        torch.Generator().manual_seed(2**64)
+    assert len(list(ds.loader(batch_size=4, shuffle=True, seed=2**64 - 1))) == 1
+    with pytest.raises(
+        ValueError, match=r"^seed must be in \[0, 18446744073709551615\]; got 18446744073709551616$"
+    ):
+        ds.loader(seed=2**64)
+
+
+def test_fetch_file_names_known_hash_when_it_is_not_a_string(tmp_path):
+    """download._check_known_hash 1 (`and` for `or`: a non-empty non-string hash reached rpartition)."""
+    with pytest.raises(ValueError, match=r"known_hash is required .* got 123$"):
+        fetch_file("https://example.org/file.bin", known_hash=123, path=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_known_hash_is_lower_cased_as_hashlib_writes_digests():
+    """download._check_known_hash 30 (upper-cased digest)."""
+    from deepimaging.data.download import _check_known_hash
+
+    digest = hashlib.md5(b"deepimaging").hexdigest()  # hashlib writes lower-case hex
+    assert _check_known_hash("MD5:" + digest.upper(), "https://example.org/f") == "md5:" + digest
+    assert _check_known_hash(digest.upper() * 2, "https://example.org/f") == "sha256:" + digest * 2
+
+
+def test_fetch_file_names_path_when_it_is_not_a_path(tmp_path):
+    """download.fetch_file 27 (as_path(path, None): the message named None, not path)."""
+    with pytest.raises(TypeError, match=r"^path must be"):
+        fetch_file("https://example.org/file.bin", known_hash="md5:" + "0" * 32, path=123)
+
+
+def test_decode_image_works_when_pillows_pixel_limit_is_switched_off(tmp_path, monkeypatch):
+    """folder.decode_image 54 (float("XXinfXX") raised when PIL.Image.MAX_IMAGE_PIXELS is None)."""
+    array = np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    Image.fromarray(array).save(tmp_path / "x.png")
+    # Pillow documents None as "no limit"; the oracle is Pillow's own bilinear resize.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    expected = np.asarray(Image.fromarray(array).resize((6, 6), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(decode_image(tmp_path / "x.png", 6), expected)
+
+
+def test_read_image_folder_checks_n_jobs_even_when_the_cache_answers(tmp_path):
+    """folder.read_image_folder 28 (n_jobs unchecked: a cached folder accepted n_jobs=0)."""
+    for name in ("a", "b"):
+        (tmp_path / "root" / name).mkdir(parents=True)
+        Image.fromarray(np.full((6, 6, 3), 100, np.uint8)).save(tmp_path / "root" / name / "x.png")
+    read_image_folder(tmp_path / "root", size=4, cache_dir=tmp_path / "cache", n_jobs=1)
+    with pytest.raises(ValueError, match=r"^n_jobs must be in \[1, inf\]; got 0$"):
+        read_image_folder(tmp_path / "root", size=4, cache_dir=tmp_path / "cache", n_jobs=0)
+
+
+def test_lymphocyte_nuclei_vary_in_size_relative_to_their_cell():
+    """smear._nucleus_mask 25 (`!=` for `==`: every lymphocyte nucleus got one fixed share of its cell)."""
+    from skimage.measure import label, regionprops
+
+    import deepimaging.data.smear as smear_module
+
+    g = torch.Generator().manual_seed(0)
+    images, _ = smear_module._render_cells(torch.full((30,), CLASSES.index("lymphocyte")), 64, g)
+    radii = np.array(smear_module._last_radii)  # the white cells' radii in pixels
+    dark = (images.mean(dim=1) < 0.59).numpy()  # nucleus ~0.43, cytoplasm ~0.78
+    # Nucleus radius / cell radius from the nucleus's area (skimage); documented 0.70 to 0.82.
+    share = np.array(
+        [
+            math.sqrt(max(r.area for r in regionprops(label(mask))) / math.pi) / radius
+            for mask, radius in zip(dark, radii)
+        ]
+    )
+    assert 0.66 < share.min() and share.max() < 0.86
+    # A uniform draw on [0.70, 0.82] has sd 0.12 / sqrt(12) = 0.035; one fixed share only pixel noise.
+    assert share.std() > 0.02
+
+
+def test_red_cells_pale_centre_spans_about_a_third_of_their_diameter():
+    """smear._paint_red_cells 45 (pallor width 1.45 r for 0.45 r: the whole cell pale)."""
+    from deepimaging.data.smear import _paint_red_cells
+
+    size, r = 64, 24.0
+    painted = _paint_red_cells(
+        torch.zeros(1, 3, size, size),
+        torch.tensor([[[32.0, 32.0]]]),
+        torch.tensor([[r]]),
+        torch.Generator().manual_seed(0),
+    )[0, 1]  # green: pale (plasma-like) in the centre, darker red towards the rim
+    axis = torch.arange(size) + 0.5
+    d = ((axis[:, None] - 32) ** 2 + (axis[None, :] - 32) ** 2).sqrt()
+    centre = float(painted[d < 1].mean())
+    rim = float(painted[(d > 0.85 * r) & (d < 0.9 * r)].mean())
+    assert centre > rim + 0.03
+    # The pale zone (paler than halfway between centre and rim): a normal red cell's central
+    # pallor is about a third of its diameter, i.e. a radius of about r / 3.
+    pale = painted > (centre + rim) / 2
+    pale_radius = math.sqrt(float(pale.sum()) / math.pi)
+    assert 0.25 * r < pale_radius < 0.5 * r
+
+
+def test_smear_field_names_cell_size_below_sixteen_pixels():
+    """smear.simulate_smear_field 7 (no lower bound on cell_size)."""
+    with pytest.raises(ValueError, match=r"^cell_size must be in \[16, inf\]; got 15$"):
+        simulate_smear_field(size=64, n_cells=1, cell_size=15)
+
+
+def test_n_jobs_one_decodes_in_the_callers_thread_and_more_use_worker_threads(tmp_path, monkeypatch):
+    """folder._decode_all 31 (`!=` for `==`: n_jobs=1 started a pool and n_jobs=3 decoded serially)."""
+    import threading
+
+    for name in ("a", "b"):
+        (tmp_path / "root" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((6, 6, 3), 40 * i, np.uint8)).save(tmp_path / "root" / name / f"{i}.png")
+    threads = []
+    decode = folder_module.decode_image
+
+    def recording_decode(*args):
+        threads.append(threading.get_ident())
+        return decode(*args)
+
+    monkeypatch.setattr(folder_module, "decode_image", recording_decode)
+    read_image_folder(tmp_path / "root", size=4, cache_dir=tmp_path / "one", n_jobs=1)
+    assert threads == [threading.get_ident()] * 6
+    threads.clear()
+    read_image_folder(tmp_path / "root", size=4, cache_dir=tmp_path / "three", n_jobs=3)
+    assert len(threads) == 6 and threading.get_ident() not in threads
