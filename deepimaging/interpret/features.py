@@ -159,6 +159,7 @@ def extract_features(
     Runs without gradients in eval mode, so the same image always gives the same
     features; the model's previous train/eval mode is restored afterwards.
     """
+    _check_model(model)
     images = _images_of(data)
     check_int(batch_size, "batch_size", 1)
     if layer is None:
