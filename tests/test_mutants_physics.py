@@ -195,3 +195,142 @@ def test_a_binning_factor_must_divide_both_sides_of_the_image(image_shape):
         ValueError, match=r"^factor for layer 'binning' must be .*; got 3, which does not divide"
     ):
         LAYERS["binning"].check(3, image_shape=image_shape)
+
+
+# --- a third sample (SAMPLE=60 SEED=2)
+
+
+def test_bit_allocation_names_seed_when_it_is_negative():
+    """bit_allocation.BitAllocation.__init__ 63 (seed's lower bound 0 dropped): the message names seed."""
+    with pytest.raises(ValueError, match=r"^seed must be in \[0, "):
+        BitAllocation(2, (1, 4, 4), seed=-1)
+
+
+def test_led_frequencies_default_is_a_3x3_grid_four_cycles_apart():
+    """illumination.led_frequencies 1 (default grid 4): the documented 3 x 3 grid, built by hand with NumPy."""
+    from deepimaging.physics import led_frequencies
+
+    offsets = np.array([-4.0, 0.0, 4.0])  # (r, c) * spacing for r, c in -1, 0, 1
+    fy, fx = np.meshgrid(offsets, offsets, indexing="ij")
+    np.testing.assert_array_equal(led_frequencies().numpy(), np.stack([fy.ravel(), fx.ravel()], 1))
+
+
+def test_led_weighting_layer_names_stack_and_its_channels_when_they_do_not_match():
+    """illumination.LEDWeighting.forward 3 (channel count unchecked): the message names stack and K."""
+    from deepimaging.physics import LEDWeighting
+
+    with pytest.raises(ValueError, match=r"^stack must have 4 channel\(s\) \(dimension -3\); got 3"):
+        LEDWeighting(4)(torch.rand(1, 3, 5, 5))
+
+
+def test_fourier_microscope_learns_one_pupil_phase_per_pupil_pixel():
+    """microscope.FourierMicroscope.__init__ 103 (phase of shape (W,)): one learnable phase per (H, W) pixel."""
+    model = FourierMicroscope((1, 6, 8))
+    assert tuple(model.pupil_phase.shape) == (6, 8)
+    assert tuple(model.pupil_amplitude.shape) == (6, 8)
+
+
+def test_fourier_microscope_sum_output_is_the_led_stack_weighted_by_the_learned_brightnesses():
+    """microscope.FourierMicroscope.__init__ 120 (no LED weighting): one image, sum_k w_k I_k by NumPy."""
+    model = FourierMicroscope((1, 8, 8), led_grid=3, output="sum")
+    images = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        stack = model.led_images(images).numpy()
+        weights = model.leds.weights.numpy()  # (1, K), non-negative, summing to one
+        got = model(images).numpy()
+    assert got.shape == (2, 1, 8, 8)
+    np.testing.assert_allclose(got, np.einsum("ok,nkhw->nohw", weights, stack), rtol=1e-5, atol=1e-6)
+
+
+def test_fourier_microscope_names_na_when_it_is_above_one():
+    """microscope.FourierMicroscope.__init__ 20 (na's upper bound 1 dropped): the message names na."""
+    with pytest.raises(ValueError, match=r"^na must be in \[0.0, 1.0\]; got 1.5"):
+        FourierMicroscope((1, 8, 8), na=1.5)
+
+
+def test_filter_mosaic_keeps_the_images_dtype_whatever_the_tiles():
+    """mosaic.filter_mosaic 35 (tile not cast to the images' dtype): float16 in, float16 out, values by NumPy."""
+    images = torch.rand(1, 3, 4, 4, dtype=torch.float64).to(torch.float16)
+    tile = torch.rand(3, 2, 2)  # float32, like every tile the package builds
+    got = filter_mosaic(images, tile)
+    assert got.dtype == torch.float16
+    expected = images.numpy() * np.tile(tile.numpy().astype(np.float16), (1, 2, 2))
+    np.testing.assert_array_equal(got.numpy(), expected)
+
+
+def test_read_noise_with_a_seeded_generator_is_that_generators_normal_draw():
+    """noise.read_noise 24 (generator ignored): y = x + sigma * torch.randn(generator) by hand."""
+    from deepimaging.physics import read_noise
+
+    images = torch.zeros(1, 1, 3, 3)
+    torch.manual_seed(1)  # the global generator differs from the one passed in
+    got = read_noise(images, 0.5, generator=torch.Generator().manual_seed(7))
+    expected = 0.5 * torch.randn(1, 1, 3, 3, generator=torch.Generator().manual_seed(7))
+    np.testing.assert_array_equal(got.numpy(), expected.numpy())
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 17, 68, 97, 121])
+def test_fast_fft_size_is_scipys_next_fast_length(n):
+    """optics._fast_fft_size 11 (m != 1): the smallest 2^a 3^b 5^c >= n, SciPy's next_fast_len(real=True)."""
+    from scipy.fft import next_fast_len
+
+    from deepimaging.physics.optics import _fast_fft_size
+
+    assert _fast_fft_size(n) == next_fast_len(n, real=True)
+
+
+def test_blur_with_one_psf_per_channel_matches_scipy_and_names_a_channel_mismatch():
+    """optics.blur 50 (psf.shape[1] read as its channels): per-channel blur by SciPy; (2, 3, 3) refused."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    image, psf = rng.random((2, 3, 9, 9)), rng.random((3, 5, 5))
+    got = blur(torch.tensor(image), torch.tensor(psf), method="direct").numpy()
+    for c in range(3):
+        expected = ndimage.convolve(image[0, c], psf[c], mode="mirror")
+        np.testing.assert_allclose(got[0, c], expected, atol=1e-12)
+    with pytest.raises(ValueError, match=r"^psf has 2 channels but the images have 3"):
+        blur(torch.rand(1, 3, 9, 9), torch.rand(2, 3, 3))
+
+
+def test_quantize_per_pixel_step_gradient_is_the_rounding_error():
+    """quantization.quantize_per_pixel 42 (round + x/step): d/db = (round(x/s) - x/s) ds/db by hand (LSQ)."""
+    rng = np.random.default_rng(0)
+    images = rng.random((1, 1, 3, 4))
+    bits = rng.integers(1, 6, size=(3, 4)).astype(float)
+    bits_map = torch.tensor(bits, requires_grad=True)
+    quantize_per_pixel(torch.tensor(images), bits_map).sum().backward()
+    step = 1.0 / (2.0**bits - 1.0)
+    dstep_dbits = -(2.0**bits) * np.log(2.0) / (2.0**bits - 1.0) ** 2
+    scaled = images[0, 0] / step
+    np.testing.assert_allclose(bits_map.grad.numpy(), (np.round(scaled) - scaled) * dstep_dbits, atol=1e-12)
+
+
+def test_variable_pixels_of_size_one_change_nothing():
+    """sampling._physical_pixels 22 (key * (width - 1)): pixels of size 1 are the identity (hand computation)."""
+    images = torch.rand(1, 2, 3, 4, generator=torch.Generator().manual_seed(0))
+    got = variable_pixels(images, torch.ones(3, 4))
+    np.testing.assert_allclose(got.numpy(), images.numpy(), rtol=1e-6)
+
+
+def test_sparse_mask_names_itself_when_the_image_size_is_wrong():
+    """sampling.SparseMask.forward 10 (layer named SPARSEMASK): the message names the SparseMask class."""
+    from deepimaging.physics import SparseMask
+
+    with pytest.raises(
+        ValueError, match=r"^SparseMask was built for images of size 4x4 \(image_shape\); got"
+    ):
+        SparseMask(0.5, (1, 4, 4))(torch.rand(1, 1, 5, 5))
+
+
+def test_shift_variant_blur_layer_with_one_zone_is_one_gaussian_blur():
+    """shift_variant.ShiftVariantBlur.__init__ 39 (grid must be >= 2): a 1 x 1 grid is SciPy's Gaussian blur."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    image = rng.random((7, 7))
+    layer = ShiftVariantBlur(size=5, grid=(1, 1), init_sigma=1.0, learnable=False, method="direct").double()
+    got = layer(torch.tensor(image)[None, None])[0, 0].detach().numpy()
+    x = np.arange(-2, 3)
+    g = np.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / 2.0)
+    np.testing.assert_allclose(got, ndimage.convolve(image, g / g.sum(), mode="mirror"), atol=1e-6)
