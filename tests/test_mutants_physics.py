@@ -334,3 +334,14 @@ def test_shift_variant_blur_layer_with_one_zone_is_one_gaussian_blur():
     x = np.arange(-2, 3)
     g = np.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / 2.0)
     np.testing.assert_allclose(got, ndimage.convolve(image, g / g.sum(), mode="mirror"), atol=1e-6)
+
+
+def test_a_seeded_read_noise_layer_draws_from_its_own_generator():
+    """noise.ReadNoise.forward 5 (generator None): x + sigma randn from torch.Generator().manual_seed(seed), clipped."""
+    from deepimaging.physics import ReadNoise
+
+    images = torch.full((1, 1, 4, 4), 0.5)
+    torch.manual_seed(1)  # the global generator differs from the layer's
+    got = ReadNoise(0.1, seed=3)(images)
+    expected = (0.5 + 0.1 * torch.randn(1, 1, 4, 4, generator=torch.Generator().manual_seed(3))).clamp(0, 1)
+    torch.testing.assert_close(got, expected)
