@@ -139,5 +139,6 @@ else
   # Then the tests, one worker per core, each test file on one worker: most of the slow tests wait
   # on subprocesses (a fresh venv, the CLI, otter's kernels, JupyterLab, Chromium), so a single
   # pytest process would leave the other cores idle.
-  python -m pytest tests -n auto --dist loadfile -p no:cacheprovider --durations=25
+  # The slowest files go first (tests/conftest.py), so no core waits at the end on one long file.
+  python -m pytest tests -n auto --dist loadfile --no-loadscope-reorder -p no:cacheprovider --durations=25
 fi

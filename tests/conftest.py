@@ -86,3 +86,27 @@ def chromium():
             browser.close()
     finally:
         playwright.stop()
+
+
+# The slowest files first. `bash run.sh test` runs the tests on every core with pytest-xdist, which
+# hands each worker whole files in collection order (--dist loadfile --no-loadscope-reorder): a slow
+# file that started last would keep one core busy while the others wait. Measured in CI (seconds of
+# the slowest tests): homework's otter gradings, the README's commands, the CLI's study jobs, the
+# browser tests (each starts JupyterLab or builds the site), the fresh venv of the first hour.
+SLOW_FILES = (
+    "tests/test_homework.py",
+    "tests/test_readme.py",
+    "tests/test_executors.py",
+    "tests/browser/test_browser_explorers.py",
+    "tests/browser/test_docs_site.py",
+    "tests/test_readme_first_hour.py",
+    "tests/browser/test_browser_harness.py",
+    "tests/test_cli_demo.py",
+    "tests/test_study.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: position for position, name in enumerate(SLOW_FILES)}
+    # A stable sort: each file keeps its own order, and the other files theirs.
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(SLOW_FILES)))
