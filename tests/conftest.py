@@ -56,6 +56,29 @@ def write_image_folder():
     return _write_image_folder
 
 
+def _write_medmnist_claiming(path, shape):
+    """Write a MedMNIST ``.npz`` whose ``test_images`` holds only a header claiming ``shape`` (no pixels)."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(path, "w") as archive:
+        with archive.open("test_images.npy", "w") as member:
+            header = {"descr": "|u1", "fortran_order": False, "shape": tuple(shape)}
+            np.lib.format.write_array_header_1_0(member, header)
+        buffer = io.BytesIO()
+        np.save(buffer, np.zeros((1, 1), np.uint8))
+        archive.writestr("test_labels.npy", buffer.getvalue())
+    return path
+
+
+@pytest.fixture
+def write_medmnist_claiming():
+    """A function ``(path, shape)`` writing a MedMNIST file whose image header claims ``shape``."""
+    return _write_medmnist_claiming
+
+
 @pytest.fixture
 def bccd_root():
     """The real BCCD copy beside the project (../shared/data/BCCD); skip when absent (fail under CI)."""

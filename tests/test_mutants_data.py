@@ -13,7 +13,6 @@ import stat
 import sys
 import tarfile
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -93,16 +92,9 @@ def test_simulator_memory_error_gives_the_gibibytes_of_three_channels():
         simulate_blood_smear(n_per_class=2, size=10**5)
 
 
-def test_medmnist_header_error_gives_the_gibibytes_the_header_claims(tmp_path):
+def test_medmnist_header_error_gives_the_gibibytes_the_header_claims(tmp_path, write_medmnist_claiming):
     """medmnist._check_array_header 20 (2**31 for 2**30): the size in GiB, computed by hand."""
-    path = tmp_path / "bloodmnist.npz"
-    with zipfile.ZipFile(path, "w") as archive:
-        with archive.open("test_images.npy", "w") as member:  # a header and no pixels
-            header = {"descr": "|u1", "fortran_order": False, "shape": (10**6, 224, 224, 3)}
-            np.lib.format.write_array_header_1_0(member, header)
-        buffer = io.BytesIO()
-        np.save(buffer, np.zeros((1, 1), np.uint8))
-        archive.writestr("test_labels.npy", buffer.getvalue())
+    path = write_medmnist_claiming(tmp_path / "bloodmnist.npz", (10**6, 224, 224, 3))
     # By hand: 10**6 * 224 * 224 * 3 bytes = 1.50528e11 B = 140.19 GiB.
     with pytest.raises(ValueError, match=r"of uint8 = 140 GiB, more than the"):
         load_medmnist("bloodmnist", "test", path=path)
