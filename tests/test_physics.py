@@ -1,6 +1,8 @@
 """Physical layers: each property checked against an independent fact (hand computation, SciPy, scikit-image)."""
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -1045,3 +1047,13 @@ def test_each_hand_written_autograd_function_is_named_in_its_module_docstring_an
                 assert node.name in P.__doc__, f"deepimaging.physics's docstring does not list {node.name}"
     # Only where the backward is the lesson (issue 18: two or three at most); the rest are autograd idioms.
     assert len(kept) <= 3, kept
+
+
+def test_importing_deepimaging_does_not_load_the_torch_compile_tracer():
+    """torch.compiler.disable at import would load torch._dynamo: 1.5 s more for every command and kernel."""
+    code = (
+        "import sys, deepimaging, deepimaging.physics, deepimaging.study, deepimaging.cli, deepimaging.train\n"
+        "assert 'torch._dynamo' not in sys.modules, sorted(m for m in sys.modules if 'dynamo' in m)[:5]"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .._checks import check_images, check_int, check_number
-from ._common import budget_shift, check_image_shape, check_size_matches
+from ._common import budget_shift, check_image_shape, check_size_matches, run_eagerly_when_compiled
 from .quantization import MAX_BITS
 
 __all__ = ["BitAllocation"]
@@ -160,7 +160,7 @@ class BitAllocation(nn.Module):
         implicit_shift = -(weights * (logits - logits.detach())).sum()
         return self.min_bits + span * torch.sigmoid(logits + shift + implicit_shift)
 
-    @torch.compiler.disable  # the number of extra bits is read back: compiled, each value would be a new graph
+    @run_eagerly_when_compiled  # the number of extra bits is read back: compiled, each value would be a new graph
     def _integer_bits(self, bits: torch.Tensor) -> torch.Tensor:
         # Largest remainder: floor every pixel, then give the leftover bits to the largest fractions.
         base = bits.detach().floor()
