@@ -495,3 +495,296 @@ def test_n_jobs_one_decodes_in_the_callers_thread_and_more_use_worker_threads(tm
     threads.clear()
     read_image_folder(tmp_path / "root", size=4, cache_dir=tmp_path / "three", n_jobs=3)
     assert len(threads) == 6 and threading.get_ident() not in threads
+
+
+# --- third sample (seed 3) (SAMPLE=100 SEED=3 bash benchmarks/mutation.sh data) -----------------
+
+
+def test_find_bccd_names_the_voc_layout_it_expected(tmp_path):
+    """bccd.find_bccd 36 (the expected layout upper-cased and wrapped in XX)."""
+    with pytest.raises(
+        FileNotFoundError,
+        match=rf"^no Pascal VOC layout under {re.escape(str(tmp_path))}: expected a folder holding "
+        r"Annotations/\*\.xml, JPEGImages/\*\.jpg and ImageSets/Main/\*\.txt$",
+    ):
+        load_bccd_images(tmp_path)
+
+
+def test_load_bccd_crops_names_size_below_one_pixel(tmp_path):
+    """bccd.load_bccd_crops 10 (no lower bound on size: a 0-pixel crop reached Pillow)."""
+    from deepimaging.data import load_bccd_crops
+
+    root = _tiny_bccd(tmp_path / "BCCD")
+    with pytest.raises(ValueError, match=r"^size must be in \[1, inf\]; got 0$"):
+        load_bccd_crops(root, "all", size=0, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()  # refused before anything was decoded or cached
+
+
+def test_image_dataset_names_images_when_they_are_not_a_tensor():
+    """dataset.ImageDataset.__init__ 12 (the check named IMAGES)."""
+    with pytest.raises(TypeError, match=r"^images must be a torch\.Tensor .*; got ndarray$"):
+        ImageDataset(np.zeros((2, 1, 4, 4), np.float32), torch.tensor([0, 1]), classes=["a", "b"])
+
+
+def test_a_seeded_shuffling_loader_ignores_torchs_global_generator():
+    """dataset.ImageDataset.loader 38 (no generator: the shuffle followed torch.manual_seed, not seed)."""
+    n = 40
+    ds = ImageDataset(
+        torch.arange(n, dtype=torch.float32).reshape(n, 1, 1, 1) / n, torch.zeros(n).long(), ["a"]
+    )
+
+    def order(global_seed, seed):
+        torch.manual_seed(global_seed)
+        batches = ds.loader(batch_size=7, shuffle=True, seed=seed)
+        return [int(round(float(v) * n)) for images, _ in batches for v in images.flatten()]
+
+    first = order(1, 5)
+    assert sorted(first) == list(range(n)) and first != list(range(n))  # a shuffled permutation
+    assert order(2, 5) == first  # the global seed changed, the loader's seed did not
+    assert order(1, 6) != first
+
+
+def test_extract_archive_names_a_zip_link_as_a_link(tmp_path):
+    """download.extract_archive 49 (a zip's symbolic link called an 'XXlinkXX')."""
+    import zipfile
+
+    archive = tmp_path / "links.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        info = zipfile.ZipInfo("escape")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16  # how zip stores a symbolic link
+        zf.writestr(info, "/etc/passwd")
+    with pytest.raises(UnsafeArchiveError, match=r"member 'escape' is a link$"):
+        extract_archive(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_class_names_are_checked_against_windows_alternative_separator(monkeypatch):
+    r"""folder._check_class_names 31 (`os.altsep not in name`: on Windows every plain name refused)."""
+    from deepimaging.data.folder import _check_class_names
+
+    monkeypatch.setattr(os, "altsep", "/")  # Windows: os.sep is "\", os.altsep "/"
+    monkeypatch.setattr(os, "sep", "\\")
+    assert _check_class_names(["a", "b"]) == ["a", "b"]
+    with pytest.raises(ValueError, match=r"no '/', no '\.\.'\); got 'a\\\\b'$"):
+        _check_class_names(["a\\b"])
+
+
+def test_kaggle_errors_name_the_layout_and_where_to_get_the_data(tmp_path):
+    """kaggle.find_kaggle_blood_cells 27 (classes joined with 'XX,XX'), kaggle._where_to_get 2 (upper-cased)."""
+    from deepimaging.data.kaggle import KAGGLE_URL, find_kaggle_blood_cells
+
+    advice = (
+        rf"Download the dataset from {re.escape(KAGGLE_URL)} \(needs a free Kaggle account\), unzip it, "
+        r"and pass the folder you unzipped it into\.$"
+    )
+    with pytest.raises(
+        FileNotFoundError, match=rf"folder {re.escape(str(tmp_path / 'nope'))} does not exist\. {advice}"
+    ):
+        find_kaggle_blood_cells(tmp_path / "nope")
+    layout = r"dataset2-master/images/TRAIN/\{EOSINOPHIL,LYMPHOCYTE,MONOCYTE,NEUTROPHIL\} at any depth\. "
+    with pytest.raises(FileNotFoundError, match=layout + advice):
+        find_kaggle_blood_cells(tmp_path)
+
+
+def test_medmnist_header_error_gives_the_limit_in_gibibytes(tmp_path, write_medmnist_claiming):
+    """medmnist._check_array_header 21 (the limit given as 2**34 * 2**30 instead of 2**34 / 2**30 = 16 GiB)."""
+    path = write_medmnist_claiming(tmp_path / "bloodmnist.npz", (10**6, 224, 224, 3))
+    with pytest.raises(
+        ValueError, match=r"more than the 16 GiB any MedMNIST array needs; the file is damaged"
+    ):
+        load_medmnist("bloodmnist", "test", path=path)
+
+
+@pytest.mark.parametrize("bad", [-1, 8])
+def test_medmnist_refuses_a_label_out_of_range_at_either_end_alone(tmp_path, bad):
+    """medmnist._to_dataset 46 (`and` for `or`: one label out of range, at one end only, passed)."""
+    path = tmp_path / "bloodmnist.npz"
+    np.savez(path, test_images=np.zeros((2, 4, 4, 3), np.uint8), test_labels=np.array([[3], [bad]]))
+    # BloodMNIST has 8 classes: labels 0 to 7.
+    with pytest.raises(
+        ValueError,
+        match=rf"labels must be in \[0, 7\] for the 8 classes; got values in \[{min(bad, 3)}, {max(bad, 3)}\]$",
+    ):
+        load_medmnist("bloodmnist", "test", path=path)
+
+
+def test_medmnist_path_defaults_to_bloodmnists_28_pixel_file(tmp_path):
+    """medmnist.medmnist_path 3 (default size 29, not a MedMNIST size)."""
+    from deepimaging.data import medmnist_path
+
+    # MedMNIST's 28 x 28 files keep their v2 names, without a size suffix (medmnist/info.py).
+    assert medmnist_path(cache_dir=tmp_path) == tmp_path / "medmnist" / "bloodmnist.npz"
+    assert medmnist_path("bloodmnist", 64, cache_dir=tmp_path) == tmp_path / "medmnist" / "bloodmnist_64.npz"
+
+
+def test_each_background_is_plasma_with_its_own_stain_shift_and_a_planar_gradient():
+    """smear._background 9 (one stain shift for all images), 24 (linspace(+1, 1): no gradient)."""
+    from deepimaging.data.smear import _background
+
+    n, size = 400, 16
+    planes = _background(n, size, torch.Generator().manual_seed(0)).double().numpy()
+    # A least-squares plane a + b y + c x per image and channel (NumPy's lstsq): the documented
+    # background is exactly such a plane, so the residual is rounding only.
+    ramp = np.linspace(-1, 1, size)
+    design = np.stack([np.ones(size * size), np.repeat(ramp, size), np.tile(ramp, size)], axis=1)
+    coef, *_ = np.linalg.lstsq(design, planes.reshape(n * 3, -1).T, rcond=None)
+    assert np.abs(design @ coef - planes.reshape(n * 3, -1).T).max() < 1e-6
+    offset, slopes = coef[0].reshape(n, 3), coef[1:].T.reshape(n, 3, 2)
+    # Offsets: the plasma colour plus a shift of sd 0.02 per image and channel (1,200 draws: the
+    # sample sd is within 10 % of 0.02 with probability far above 99.9 %).
+    shift = offset - np.array(_PLASMA)
+    assert np.abs(shift.mean(axis=0)).max() < 0.005
+    assert 0.018 < shift.std() < 0.022
+    # Slopes: 0.04 x (uniform on [-0.5, 0.5]) per axis, the same for the three channels: sd
+    # 0.04 / sqrt(12) = 0.0115, bounded by 0.02.
+    np.testing.assert_allclose(slopes, slopes[:, :1].repeat(3, axis=1), atol=1e-6)  # float32 pixels
+    assert np.abs(slopes).max() <= 0.02 + 1e-6
+    assert 0.0100 < slopes[:, 0].std() < 0.0130
+
+
+def _nuclei(label, n=48, size=128, radius=50.0):
+    """n nucleus masks of one class, drawn by smear._nucleus_mask around the centre of a size x size grid."""
+    from deepimaging.data.smear import _nucleus_mask
+
+    axis = torch.arange(size) + 0.5
+    yy, xx = torch.meshgrid(axis, axis, indexing="ij")
+    centre = torch.full((n, 1, 1), size / 2)
+    labels = torch.full((n,), CLASSES.index(label))
+    masks = _nucleus_mask(
+        labels, yy, xx, centre, centre, torch.full((n,), radius), size, torch.Generator().manual_seed(0)
+    )
+    d = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2).sqrt() / radius  # distance from the centre, in radii
+    return (masks > 0.5).numpy(), d.numpy()
+
+
+def test_lymphocyte_nucleus_is_a_centred_disc_of_seventy_to_eighty_two_percent_of_the_cell():
+    """_nucleus_mask: a lymphocyte's nucleus radius is uniform on [0.70, 0.82] cell radii, centred."""
+    from skimage.measure import regionprops
+
+    masks, _ = _nuclei("lymphocyte")
+    share = np.array([math.sqrt(regionprops(m.astype(int))[0].area / math.pi) / 50 for m in masks])
+    assert share.min() > 0.69 and share.max() < 0.83
+    assert abs(share.mean() - 0.76) < 0.015  # uniform mean; its sd 0.035 / sqrt(48) = 0.005
+    for m in masks:
+        assert np.allclose(regionprops(m.astype(int))[0].centroid, (63.5, 63.5), atol=0.5)
+
+
+def test_monocyte_nucleus_reaches_sixty_two_to_seventy_percent_of_the_cell():
+    """_nucleus_mask 39 (0.62 - 0.08 u: monocyte nuclei 0.54 to 0.62 of the cell)."""
+    masks, d = _nuclei("monocyte")
+    # The indent sits on one side (its centre 0.75 radii out); the opposite edge is the disc's.
+    reach = np.array([d[m].max() for m in masks])
+    assert reach.min() > 0.60 and reach.max() < 0.71
+    assert abs(reach.mean() - 0.66) < 0.012
+
+
+def test_lobes_are_discs_of_thirty_to_thirty_four_percent_on_a_ring_of_thirty_six_to_forty_two():
+    """_nucleus_mask 77 (lobe radius 0.30 - 0.04 u), and the ring the lobes sit on."""
+    for label in ("eosinophil", "neutrophil"):
+        masks, d = _nuclei(label)
+        # All lobes of a cell share one radius a and one ring radius R: the nucleus reaches from
+        # R - a to R + a from the centre, so a = (far - near) / 2 and R = (far + near) / 2.
+        far = np.array([d[m].max() for m in masks])
+        near = np.array([d[m].min() for m in masks])
+        lobe, ring = (far - near) / 2, (far + near) / 2
+        assert lobe.min() > 0.29 and lobe.max() < 0.35 and abs(lobe.mean() - 0.32) < 0.01
+        assert ring.min() > 0.35 and ring.max() < 0.43 and abs(ring.mean() - 0.39) < 0.01
+
+
+def test_every_neutrophil_nucleus_has_at_least_two_lobes():
+    """_nucleus_mask 68 (randint(2, n): 0 or 1 lobe)."""
+    masks, _ = _nuclei("neutrophil")
+    # In units of pi radii**2, one lobe covers a**2 <= 0.34**2 = 0.116. Two lobes: the first and
+    # the third (or, of two, the second) are >= 0.85 x 144 degrees apart on a ring of >= 0.36, so
+    # >= 0.63 apart: two discs of a >= 0.30 that overlap by a sliver at most, >= 2 x 0.30**2 = 0.18.
+    area = masks.sum(axis=(1, 2)) / (math.pi * 50**2)
+    assert area.min() > 0.15
+
+
+def test_the_white_cell_is_centred_within_six_percent_of_the_image_and_has_its_radius():
+    """_render_cells 58 (centre at size / 3): the cell's alpha is a disc of the drawn radius near the centre."""
+    from skimage.measure import regionprops
+
+    import deepimaging.data.smear as smear_module
+
+    size = 64
+    g = torch.Generator().manual_seed(0)
+    _, alpha = smear_module._render_cells(torch.arange(4).repeat(8), size, g)
+    radii = np.array(smear_module._last_radii)
+    offsets = []
+    for a, r in zip(alpha[:, 0].numpy(), radii):
+        region = regionprops((a > 0.5).astype(int))[0]
+        offsets.append(np.array(region.centroid) - size / 2 + 0.5)  # skimage: pixel centres at integers
+        assert abs(math.sqrt(region.area / math.pi) - r) < 1.0
+    offsets = np.array(offsets)
+    # Jitter uniform on +-0.06 size = +-3.84 px per axis: sd 2.2 px, mean 0.
+    assert np.abs(offsets).max() < 0.06 * size + 0.5
+    assert np.abs(offsets.mean(axis=0)).max() < 1.2 and offsets.std() > 1.5
+
+
+def test_red_cells_around_each_white_cell_lie_in_directions_drawn_per_image():
+    """_render_cells 80 (one set of five red-cell angles shared by every image)."""
+    import deepimaging.data.smear as smear_module
+
+    size, n = 48, 40
+    images, alpha = smear_module._render_cells(torch.full((n,), 1), size, torch.Generator().manual_seed(0))
+    axis = torch.arange(size) + 0.5
+    directions = []
+    for image, a in zip(images, alpha[:, 0]):
+        cy, cx = float((a * axis[:, None]).sum() / a.sum()), float((a * axis[None, :]).sum() / a.sum())
+        red = image[0] - image[2] > 0.12  # lymphocytes are bluish; red cells have R - B = 0.24
+        ys, xs = torch.nonzero(red, as_tuple=True)
+        v = np.array([float((ys + 0.5 - cy).mean()), float((xs + 0.5 - cx).mean())])
+        directions.append(v / np.linalg.norm(v))
+    # Rayleigh test of uniform directions: for 40 independent directions the mean resultant length
+    # exceeds 0.4 with probability about exp(-40 x 0.16) = 0.002; shared angles give nearly 1.
+    assert np.linalg.norm(np.mean(directions, axis=0)) < 0.4
+
+
+def test_smear_field_names_n_cells_below_one():
+    """simulate_smear_field 30 (the check named None)."""
+    with pytest.raises(ValueError, match=r"^n_cells must be in \[1, inf\]; got 0$"):
+        simulate_smear_field(size=64, n_cells=0, cell_size=16)
+
+
+def test_a_seed_fixes_the_simulated_images_whatever_torchs_global_generator():
+    """simulate_smear_field 98 (red-cell radii drawn from the global generator)."""
+    fields = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        fields.append(simulate_smear_field(size=64, n_cells=1, cell_size=16, seed=3))
+        torch.manual_seed(global_seed)
+        fields.append(simulate_smear_field(size=64, n_cells=1, cell_size=16, seed=4))
+    for a, b in ((fields[0], fields[2]), (fields[1], fields[3])):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and torch.equal(a[2], b[2])
+    assert not torch.equal(fields[0][0], fields[1][0])
+    torch.manual_seed(1)
+    a = simulate_blood_smear(n_per_class=1, size=16, seed=3)
+    torch.manual_seed(2)
+    b = simulate_blood_smear(n_per_class=1, size=16, seed=3)
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+
+
+@pytest.mark.parametrize("fault", ["damaged cache", "unreadable file"])
+def test_the_data_warnings_never_name_a_line_of_the_data_package(tmp_path, fault):
+    """cache.cached_array 18 (stacklevel dropped: the damaged-cache warning named cache.py).
+
+    Unlike the caller-line tests above, this holds under mutmut too: there the warning names
+    mutmut's trampoline, outside deepimaging.data, and a dropped stacklevel still names cache.py.
+    """
+    folder = tmp_path / "images"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(folder / name / "x.png")
+    if fault == "unreadable file":
+        (folder / "a" / "broken.png").write_bytes(b"not a png")
+    else:
+        load_image_folder(folder, size=4, cache_dir=tmp_path / "cache")
+        (entry,) = (tmp_path / "cache" / "decoded").glob("folder-*.json")
+        entry.write_text("{")  # damaged: not JSON
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_image_folder(folder, size=4, cache_dir=tmp_path / "cache")
+    package = Path(folder_module.__file__).parent
+    assert len(caught) == 1
+    assert Path(caught[0].filename).parent != package
