@@ -763,28 +763,3 @@ def test_a_seed_fixes_the_simulated_images_whatever_torchs_global_generator():
     torch.manual_seed(2)
     b = simulate_blood_smear(n_per_class=1, size=16, seed=3)
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
-
-
-@pytest.mark.parametrize("fault", ["damaged cache", "unreadable file"])
-def test_the_data_warnings_never_name_a_line_of_the_data_package(tmp_path, fault):
-    """cache.cached_array 18 (stacklevel dropped: the damaged-cache warning named cache.py).
-
-    Unlike the caller-line tests above, this holds under mutmut too: there the warning names
-    mutmut's trampoline, outside deepimaging.data, and a dropped stacklevel still names cache.py.
-    """
-    folder = tmp_path / "images"
-    for name in ("a", "b"):
-        (folder / name).mkdir(parents=True)
-        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(folder / name / "x.png")
-    if fault == "unreadable file":
-        (folder / "a" / "broken.png").write_bytes(b"not a png")
-    else:
-        load_image_folder(folder, size=4, cache_dir=tmp_path / "cache")
-        (entry,) = (tmp_path / "cache" / "decoded").glob("folder-*.json")
-        entry.write_text("{")  # damaged: not JSON
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        load_image_folder(folder, size=4, cache_dir=tmp_path / "cache")
-    package = Path(folder_module.__file__).parent
-    assert len(caught) == 1
-    assert Path(caught[0].filename).parent != package
