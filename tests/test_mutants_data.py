@@ -763,3 +763,284 @@ def test_a_seed_fixes_the_simulated_images_whatever_torchs_global_generator():
     torch.manual_seed(2)
     b = simulate_blood_smear(n_per_class=1, size=16, seed=3)
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+
+
+# --- every input check of the public loaders, message in full ------------------------------------
+# Each error must name the parameter (or path) and what arrived; the expected texts are written by
+# hand from the docstrings' contracts, and compared whole, so a dropped or reworded part fails.
+
+
+def _message(error, call, *args, **kwargs):
+    """The message of the ``error`` that ``call(*args, **kwargs)`` raises (and that it raises one)."""
+    with pytest.raises(error) as info:
+        call(*args, **kwargs)
+    return str(info.value)
+
+
+def _class_folder(root, names=("a", "b")):
+    for name in names:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(root / name / "x.png")
+    return root
+
+
+def test_image_folder_errors_name_the_folder_and_the_layout(tmp_path):
+    """folder._list_folder: a missing root, a file as root, no class folder, an empty class folder."""
+    missing = tmp_path / "nowhere"
+    assert _message(FileNotFoundError, read_image_folder, missing, cache_dir=tmp_path / "c") == (
+        f"image folder {missing} does not exist (expected root/<class>/<image files>)"
+    )
+    (tmp_path / "file.png").write_bytes(b"")
+    assert _message(
+        NotADirectoryError, read_image_folder, tmp_path / "file.png", cache_dir=tmp_path / "c"
+    ) == (f"expected a folder with one sub-folder per class; {tmp_path / 'file.png'} is a file")
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / ".hidden").mkdir()  # hidden folders are no classes
+    assert _message(ValueError, read_image_folder, tmp_path / "flat", cache_dir=tmp_path / "c") == (
+        f"image folder {tmp_path / 'flat'} has no class sub-folders; expected root/<class>/<image files>, "
+        "one sub-folder per class"
+    )
+    root = _class_folder(tmp_path / "root")
+    (root / "c").mkdir()
+    (root / "c" / "notes.txt").write_text("no image")
+    assert _message(ValueError, read_image_folder, root, cache_dir=tmp_path / "c") == (
+        f"class folder {root / 'c'} holds no images (expected files ending in "
+        ".jpg, .jpeg, .png, .bmp, .tif, .tiff, .gif, .webp)"
+    )
+    assert not (tmp_path / "c").exists()  # nothing cached for a refused folder
+
+
+def test_class_name_checks_name_what_arrived():
+    """folder._check_class_names: a string, an empty list, a non-string name, a repeated name."""
+    from deepimaging.data.folder import _check_class_names
+
+    assert _message(TypeError, _check_class_names, "ab") == (
+        "classes must be a list of class folder names, e.g. ['eosinophil', 'lymphocyte']; got 'ab' (str)"
+    )
+    assert _message(TypeError, _check_class_names, 3) == (
+        "classes must be a list of class folder names, e.g. ['eosinophil', 'lymphocyte']; got 3 (int)"
+    )
+    assert _message(ValueError, _check_class_names, []) == (
+        "classes must name at least one class folder; got an empty list"
+    )
+    assert (
+        _message(TypeError, _check_class_names, ["a", 1])
+        == "classes must hold folder names (str); got 1 (int)"
+    )
+    assert _message(ValueError, _check_class_names, ["b", "a", "b", "a", "c"]) == (
+        "classes must not repeat a name; ['a', 'b'] appear more than once"
+    )
+    for bad in ("", "..", "a/b", "/etc"):
+        assert _message(ValueError, _check_class_names, ["a", bad]) == (
+            f"classes must hold plain folder names inside root (no '/', no '..'); got {bad!r}"
+        )
+    assert _check_class_names(("x", "y")) == ["x", "y"]  # any iterable of names, as a list
+
+
+def test_to_dataset_names_the_dtype_and_shape_it_got():
+    """folder.to_dataset: uint8 (N, C, H, W) only; a ragged list is a TypeError."""
+    from deepimaging.data.folder import to_dataset
+
+    assert _message(ValueError, to_dataset, np.zeros((2, 1, 4, 4), np.float32), [0, 1], ["a", "b"]) == (
+        "images must be uint8 of shape (N, C, H, W); got float32 of shape (2, 1, 4, 4)"
+    )
+    assert _message(ValueError, to_dataset, np.zeros((2, 4, 4), np.uint8), [0, 1], ["a", "b"]) == (
+        "images must be uint8 of shape (N, C, H, W); got uint8 of shape (2, 4, 4)"
+    )
+    assert _message(TypeError, to_dataset, [[1, 2], [3]], [0, 1], ["a", "b"]) == (
+        "images must be a uint8 array of shape (N, C, H, W); got list"
+    )
+    array = np.arange(32, dtype=np.uint8).reshape(2, 1, 4, 4)
+    ds = to_dataset(array, [1, 0], ["a", "b"])
+    assert ds.storage.dtype == torch.uint8 and np.shares_memory(ds.storage.numpy(), array)  # no copy
+    np.testing.assert_array_equal(ds.images.numpy(), array / np.float32(255))
+    assert ds.labels.tolist() == [1, 0] and ds.classes == ["a", "b"]
+
+
+def test_decode_image_refuses_a_header_beyond_pillows_limit_naming_the_file(tmp_path, monkeypatch):
+    """folder.decode_image: above Pillow's limit (its warning zone) and above twice it (its error)."""
+    Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(tmp_path / "x.png")  # 12 x 10 = 120 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    assert _message(ValueError, decode_image, tmp_path / "x.png", 4) == (
+        f"{tmp_path / 'x.png'} claims 12 x 10 pixels, more than Pillow's limit of 100 "
+        "(PIL.Image.MAX_IMAGE_PIXELS) for decoding safely"
+    )
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # 120 > 2 x 50: Pillow's own error
+    assert _message(ValueError, decode_image, tmp_path / "x.png", 4).startswith(
+        f"{tmp_path / 'x.png'} is too large to decode safely: Image size (120 pixels) exceeds limit"
+    )
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 120)  # exactly the limit: decoded
+    assert decode_image(tmp_path / "x.png", 4).shape == (4, 4, 3)
+
+
+def test_decode_image_checks_size_and_grayscale_and_gives_pillows_grey_resize(tmp_path):
+    """folder.decode_image: size in [1, 4096], grayscale a bool; grey images are Pillow's "L" resize."""
+    array = np.random.default_rng(1).integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    Image.fromarray(array).save(tmp_path / "x.png")
+    assert _message(ValueError, decode_image, tmp_path / "x.png", 0) == "size must be in [1, 4096]; got 0"
+    assert (
+        _message(ValueError, decode_image, tmp_path / "x.png", 4097) == "size must be in [1, 4096]; got 4097"
+    )
+    assert _message(TypeError, decode_image, tmp_path / "x.png", 4, "yes").startswith("grayscale must be")
+    assert _message(TypeError, decode_image, 5, 4) == "path must be a path (str or pathlib.Path); got 5 (int)"
+    expected = np.asarray(Image.fromarray(array).convert("L").resize((5, 5), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(decode_image(tmp_path / "x.png", 5, grayscale=True), expected[:, :, None])
+    with open(tmp_path / "x.png", "rb") as f:  # an open file is read too
+        np.testing.assert_array_equal(decode_image(f, 5, grayscale=True), expected[:, :, None])
+
+
+def test_read_image_folder_checks_size_grayscale_and_n_jobs_bounds(tmp_path):
+    """folder.read_image_folder: size in [1, 4096], a bool grayscale, n_jobs >= 1 (1 allowed)."""
+    root = _class_folder(tmp_path / "root")
+    cache = tmp_path / "cache"
+    assert (
+        _message(ValueError, read_image_folder, root, 4097, cache_dir=cache)
+        == "size must be in [1, 4096]; got 4097"
+    )
+    assert _message(TypeError, read_image_folder, root, 4, "no", cache_dir=cache).startswith(
+        "grayscale must be"
+    )
+    assert _message(TypeError, read_image_folder, root, 4, cache_dir=cache, n_jobs=1.0).startswith(
+        "n_jobs must be an integer; got 1.0"
+    )
+    assert not cache.exists()
+    images, labels, classes = read_image_folder(root, 3, True, ["b", "a"], cache_dir=cache, n_jobs=1)
+    assert images.shape == (2, 1, 3, 3) and labels.tolist() == [0, 1] and classes == ["b", "a"]
+
+
+def test_fetch_file_checks_url_hash_and_file_name_naming_each(tmp_path):
+    """download._check_url, _check_known_hash, _check_file_name: every refusal, before any download."""
+    url, md5 = "https://example.org/f.bin", "md5:" + "0" * 32
+    assert _message(TypeError, fetch_file, b"https://x/y", md5, path=tmp_path) == (
+        "url must be a str; got b'https://x/y' (bytes)"
+    )
+    assert _message(ValueError, fetch_file, "ssh://host/f", md5, path=tmp_path) == (
+        "url must be an http, https or ftp address such as https://host/file; got 'ssh://host/f'"
+    )
+    assert _message(ValueError, fetch_file, url, "", path=tmp_path) == (
+        f"known_hash is required to download {url}, as 'sha256:<hex digest>' or 'md5:<hex digest>'; got ''"
+    )
+    for bad, algorithm in (("nohash:00", "nohash"), ("shake_128:00", "shake_128")):
+        assert _message(ValueError, fetch_file, url, bad, path=tmp_path) == (
+            f"known_hash must name a hash algorithm such as sha256 or md5; got {bad!r} (algorithm {algorithm!r})"
+        )
+    # Digest lengths from hashlib itself: md5 has 16 bytes (32 hex digits), sha256 32 (64).
+    assert hashlib.md5().digest_size == 16 and hashlib.sha256().digest_size == 32
+    for bad, algorithm, length in (
+        ("md5:" + "0" * 31, "md5", 32),
+        ("0" * 63, "sha256", 64),
+        ("md5:" + "g" * 32, "md5", 32),
+    ):
+        assert _message(ValueError, fetch_file, url, bad, path=tmp_path) == (
+            f"known_hash must be {algorithm}: followed by {length} hexadecimal digits; got {bad!r}"
+        )
+    for bad in ("", ".", "..", "a/b", "a\\b", "a\0b"):
+        assert _message(ValueError, fetch_file, url, md5, fname=bad, path=tmp_path) == (
+            f"fname must be a plain file name without '/', '\\' or '..', so the file stays in its folder; got {bad!r}"
+        )
+    assert (
+        _message(TypeError, fetch_file, url, md5, fname=3, path=tmp_path)
+        == "fname must be a file name (str); got 3 (int)"
+    )
+    assert _message(TypeError, fetch_file, url, md5, path=tmp_path, progress="yes").startswith(
+        "progress must be"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_file_says_what_failed_when_pooch_fails(tmp_path, monkeypatch):
+    """download.fetch_file: a cut connection, a hash mismatch and pooch's other errors, each named."""
+    import pooch
+    import requests
+
+    url, md5 = "https://example.org/f.bin", "md5:" + "0" * 32
+    failures = iter(
+        [
+            requests.exceptions.ConnectionError("reset"),
+            ValueError("MD5 hash of downloaded file (x) does not match the known hash: expected 0"),
+            ValueError("Missing package 'tqdm'"),
+        ]
+    )
+
+    def failing_retrieve(*args, **kwargs):
+        raise next(failures)
+
+    monkeypatch.setattr(pooch, "retrieve", failing_retrieve)
+    assert _message(ConnectionError, fetch_file, url, md5, path=tmp_path) == (
+        f"download of {url} failed or was cut off (ConnectionError); nothing was kept in {tmp_path}. "
+        "Check the connection and call again."
+    )
+    assert _message(ValueError, fetch_file, url, md5, path=tmp_path) == (
+        f"download of {url} did not match its known hash and was deleted: MD5 hash of downloaded file (x) "
+        "does not match the known hash: expected 0"
+    )
+    assert _message(ValueError, fetch_file, url, md5, path=tmp_path) == (
+        f"download of {url} failed: Missing package 'tqdm'"
+    )
+
+
+def test_fetch_file_returns_a_file_already_there_with_the_right_hash(tmp_path):
+    """download.fetch_file: a present file whose MD5 (hashlib) matches is returned, nothing downloaded."""
+    (tmp_path / "f.bin").write_bytes(b"deepimaging")
+    digest = hashlib.md5(b"deepimaging").hexdigest()
+    # example.invalid cannot resolve (RFC 2606): a download attempt would fail.
+    path = fetch_file(
+        "https://example.invalid/other", "MD5:" + digest.upper(), fname="f.bin", path=str(tmp_path)
+    )
+    assert path == tmp_path / "f.bin" and isinstance(path, Path)
+
+
+def test_extract_archive_refusals_name_the_archive_and_the_member(tmp_path):
+    """download.extract_archive / _check_member: missing archive, a file as target, absolute and escaping members."""
+    import zipfile
+
+    assert _message(FileNotFoundError, extract_archive, tmp_path / "no.zip", tmp_path / "out") == (
+        f"archive {tmp_path / 'no.zip'} does not exist"
+    )
+    (tmp_path / "file").write_text("x")
+    assert _message(FileExistsError, extract_archive, tmp_path / "no.zip", tmp_path / "file") == (
+        f"cannot unpack {tmp_path / 'no.zip'} into {tmp_path / 'file'}: a file of that name exists"
+    )
+    for member, why in (
+        ("/abs.txt", "has an absolute path"),
+        ("C:/win.txt", "has an absolute path"),
+        ("../up.txt", "would be written outside the target folder (path traversal)"),
+        ("a/../../up.txt", "would be written outside the target folder (path traversal)"),
+    ):
+        archive = tmp_path / "bad.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("ok.txt", "fine")
+            zf.writestr(zipfile.ZipInfo(member), "bad")
+        assert _message(UnsafeArchiveError, extract_archive, archive, tmp_path / "out") == (
+            f"refusing to extract {archive}: member {member!r} {why}"
+        )
+        assert not (tmp_path / "out").exists() and not (tmp_path / "up.txt").exists()
+    archive = tmp_path / "dev.tar"
+    with tarfile.open(archive, "w") as tf:
+        fifo = tarfile.TarInfo("pipe")
+        fifo.type = tarfile.FIFOTYPE
+        tf.addfile(fifo)
+    assert _message(UnsafeArchiveError, extract_archive, archive, tmp_path / "out") == (
+        f"refusing to extract {archive}: member 'pipe' is a link or special file"
+    )
+
+
+def test_extract_archive_unpacks_zip_and_tar_alike_and_keeps_a_full_target(tmp_path):
+    """download.extract_archive: the files of a zip and of a tar.gz (zipfile, tarfile), an unpacked target kept."""
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "a.zip", "w") as zf:
+        zf.writestr("d/x.txt", "zip")
+    with tarfile.open(tmp_path / "a.tar.gz", "w:gz") as tf:
+        info = tarfile.TarInfo("d/x.txt")
+        info.size = 3
+        tf.addfile(info, io.BytesIO(b"tar"))
+    assert extract_archive(tmp_path / "a.zip", tmp_path / "z") == tmp_path / "z"
+    assert (tmp_path / "z" / "d" / "x.txt").read_text() == "zip"
+    (tmp_path / "t").mkdir()  # an empty folder is filled
+    assert extract_archive(str(tmp_path / "a.tar.gz"), str(tmp_path / "t")) == tmp_path / "t"
+    assert (tmp_path / "t" / "d" / "x.txt").read_text() == "tar"
+    # A target with something in it is complete (it appears only by a rename): returned unchanged.
+    assert extract_archive(tmp_path / "a.zip", tmp_path / "t") == tmp_path / "t"
+    assert (tmp_path / "t" / "d" / "x.txt").read_text() == "tar"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz", "a.zip", "t", "z"]  # no staging left
