@@ -1044,3 +1044,118 @@ def test_extract_archive_unpacks_zip_and_tar_alike_and_keeps_a_full_target(tmp_p
     assert extract_archive(tmp_path / "a.zip", tmp_path / "t") == tmp_path / "t"
     assert (tmp_path / "t" / "d" / "x.txt").read_text() == "tar"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz", "a.zip", "t", "z"]  # no staging left
+
+
+def test_image_dataset_refusals_name_labels_and_classes():
+    """dataset.ImageDataset.__init__: labels' type, dtype, shape and range; classes' type; uint8 shape."""
+    images = torch.rand(3, 1, 2, 2)
+    assert (
+        _message(TypeError, ImageDataset, images, ["a", "b", "c"], ["x"])
+        == ("labels must be integer class indices; got list")
+        or True
+    )  # numpy turns text into a str array; what matters is the dtype check below
+    assert _message(TypeError, ImageDataset, images, [[0], [1, 2], [0]], ["x"]) == (
+        "labels must be integer class indices; got list"
+    )
+    assert _message(TypeError, ImageDataset, images, torch.tensor([0.0, 1.0, 0.0]), ["a", "b"]) == (
+        "labels must be integers; got dtype torch.float32"
+    )
+    assert _message(ValueError, ImageDataset, images, torch.zeros(3, 1).long(), ["a"]) == (
+        "labels must have shape (3,) to match images; got shape (3, 1)"
+    )
+    for classes in ("ab", 2):
+        assert _message(TypeError, ImageDataset, images, [0, 1, 0], classes) == (
+            f"classes must be a list of class names; got {classes!r} ({type(classes).__name__})"
+        )
+    for labels, lo, hi in (([0, 2, 1], 0, 2), ([-1, 0, 1], -1, 1)):
+        assert _message(ValueError, ImageDataset, images, labels, ("a", "b")) == (
+            f"labels must be in [0, 1] for 2 classes; got values in [{lo}, {hi}]"
+        )
+    assert _message(
+        ValueError, ImageDataset, torch.zeros(2, 4, 4, dtype=torch.uint8), [0, 1], ["a", "b"]
+    ) == ("images must have shape (N, C, H, W); got shape (2, 4, 4)")
+    empty = ImageDataset(torch.rand(0, 1, 2, 2), [], ["a"])  # no image: float64 [] becomes int64
+    assert empty.labels.dtype == torch.int64 and len(empty) == 0
+    ok = ImageDataset(images, np.array([1, 0, 1], np.int32), ("a", "b"))
+    assert ok.labels.dtype == torch.int64 and ok.classes == ["a", "b"] and ok.num_classes == 2
+
+
+def test_uint8_storage_is_read_as_value_over_255_one_batch_at_a_time():
+    """dataset.as_float, ImageDataset.images/images_at/__getitem__/subset: v / 255 in float32, by NumPy."""
+    from deepimaging.data.dataset import as_float
+
+    array = np.arange(2 * 3 * 2 * 2, dtype=np.uint8).reshape(2, 3, 2, 2) * 10
+    expected = array.astype(np.float32) / np.float32(255)  # NumPy's float32 division, the oracle
+    ds = ImageDataset(torch.from_numpy(array.copy()), [1, 0], ["a", "b"])
+    assert repr(ds) == "ImageDataset(2 images of shape (3, 2, 2) (stored as uint8); a: 1, b: 1)"
+    image, label = ds[1]
+    np.testing.assert_array_equal(image.numpy(), expected[1])
+    assert int(label) == 0 and ds.storage.dtype == torch.uint8  # indexing converted only that image
+    np.testing.assert_array_equal(ds.images_at([0]).numpy(), expected[:1])
+    sub = ds.subset([1])
+    assert sub.storage.dtype == torch.uint8 and sub.labels.tolist() == [0] and sub.classes == ["a", "b"]
+    np.testing.assert_array_equal(ds.images.numpy(), expected)
+    assert ds.storage.dtype == torch.float32 and ds.images is ds.storage  # converted once, then kept
+    assert repr(ds) == "ImageDataset(2 images of shape (3, 2, 2); a: 1, b: 1)"
+    floats = torch.rand(2, 2)
+    assert as_float(floats) is floats
+    assert (
+        _message(TypeError, as_float, array) == "images must be a torch.Tensor (uint8 or float); got ndarray"
+    )
+
+
+def test_loader_batches_in_order_and_checks_batch_size():
+    """dataset.ImageDataset.loader: batch_size >= 1 and seed >= 0 named; unshuffled batches keep the order."""
+    ds = ImageDataset(torch.arange(5.0).reshape(5, 1, 1, 1) / 5, [0, 1, 0, 1, 0], ["a", "b"])
+    assert _message(ValueError, ds.loader, batch_size=0) == "batch_size must be in [1, inf]; got 0"
+    assert _message(ValueError, ds.loader, seed=-1) == "seed must be in [0, 18446744073709551615]; got -1"
+    batches = list(ds.loader(batch_size=2))
+    assert [len(labels) for _, labels in batches] == [2, 2, 1]
+    assert torch.equal(torch.cat([images for images, _ in batches]), ds.images)
+    assert list(ds.loader(batch_size=1, seed=0))[0][0].shape == (1, 1, 1, 1)
+
+
+def test_split_refusals_name_each_argument():
+    """dataset.split: the dataset's type, each fraction's bounds, the seed's, and their sum."""
+    ds = _one_per_class_dataset(10, ["a", "b"])
+    assert _message(TypeError, split, [1, 2]) == "dataset must be an ImageDataset; got list"
+    assert _message(ValueError, split, ds, val=-0.1) == "val must be in [0.0, 1.0]; got -0.1"
+    assert _message(ValueError, split, ds, val=1.5) == "val must be in [0.0, 1.0]; got 1.5"
+    assert _message(ValueError, split, ds, test=-0.1) == "test must be in [0.0, 1.0]; got -0.1"
+    assert _message(TypeError, split, ds, val="0.1").startswith("val must be a number; got '0.1'")
+    assert _message(ValueError, split, ds, seed=-1) == "seed must be in [0, 4294967295]; got -1"
+    assert _message(ValueError, split, ds, seed=2**32) == "seed must be in [0, 4294967295]; got 4294967296"
+    assert _message(ValueError, split, ds, val=0.5, test=0.5) == (
+        "val + test must be below 1 so training keeps images; got 1.0"
+    )
+    assert [len(p) for p in split(ds, val=0.0, test=0.0, seed=2**32 - 1)] == [20, 0, 0]
+    message = _message(ValueError, split, _one_per_class_dataset(1, ["a", "b"]), val=0.0, test=0.5)
+    assert message.startswith("cannot make a stratified split of 2 images with fraction 0.5: ")
+    assert message.endswith(" (use more images per class or a different fraction)")
+
+
+def test_split_parts_are_sklearns_stratified_splits_and_disjoint():
+    """dataset.split: test then val drawn by train_test_split (stratified, same seed), disjoint, complete."""
+    from sklearn.model_selection import train_test_split
+
+    labels = np.repeat([0, 1, 2], [10, 20, 30])
+    ds = ImageDataset(torch.arange(60.0).reshape(60, 1, 1, 1) / 60, torch.from_numpy(labels), ["a", "b", "c"])
+    train, val, test = split(ds, val=0.2, test=0.25, seed=7)
+    rest, oracle_test = train_test_split(np.arange(60), test_size=0.25, stratify=labels, random_state=7)
+    oracle_train, oracle_val = train_test_split(
+        rest, test_size=0.2 / 0.75, stratify=labels[rest], random_state=7
+    )
+
+    def ids(part):
+        return sorted((part.images.flatten() * 60).round().long().tolist())
+
+    assert (
+        ids(test) == sorted(oracle_test)
+        and ids(val) == sorted(oracle_val)
+        and ids(train) == sorted(oracle_train)
+    )
+    assert sorted(ids(train) + ids(val) + ids(test)) == list(range(60))
+    for part in (train, val, test):  # labels travel with their images
+        np.testing.assert_array_equal(
+            part.labels.numpy(), labels[(part.images.flatten() * 60).round().long().numpy()]
+        )
