@@ -1157,3 +1157,98 @@ def test_split_parts_are_sklearns_stratified_splits_and_disjoint():
         np.testing.assert_array_equal(
             part.labels.numpy(), labels[(part.images.flatten() * 60).round().long().numpy()]
         )
+
+
+def test_medmnist_refusals_name_the_file_and_what_it_holds(tmp_path):
+    """medmnist.load_medmnist/_read_split/_to_dataset: each refusal of a file that is not MedMNIST."""
+    expected = "expected a MedMNIST .npz file with train/val/test_images and train/val/test_labels"
+    path = tmp_path / "x.npz"
+
+    def refusal(error=ValueError, split="test"):
+        return _message(error, load_medmnist, "bloodmnist", split, path=path)
+
+    assert refusal(FileNotFoundError) == f"MedMNIST file {path} does not exist (expected a .npz file)"
+    path.write_text("<html>not found</html>")
+    assert refusal() == f"{path} is not a .npz (zip) archive; {expected}"
+    np.savez(path, test_images=np.zeros((2, 4, 4, 3), np.uint8))
+    assert refusal() == f"{path} lacks the key(s) ['test_labels']; {expected}, found ['test_images']"
+    np.savez(path, test_images=np.array([None, 1], dtype=object), test_labels=np.zeros((2, 1), int))
+    assert refusal() == (
+        f"{path} cannot be read as MedMNIST data: it holds Python objects, not numeric arrays; {expected}"
+    )
+    for images, described in (
+        (np.zeros((2, 4, 4, 3), np.float32), "float32 of shape (2, 4, 4, 3)"),
+        (np.zeros((2, 4, 4, 2), np.uint8), "uint8 of shape (2, 4, 4, 2)"),
+        (np.zeros((2, 4), np.uint8), "uint8 of shape (2, 4)"),
+    ):
+        np.savez(path, test_images=images, test_labels=np.zeros((2, 1), int))
+        assert refusal() == (
+            f"{path}: images must be uint8 of shape (N, H, W) or (N, H, W, C), C = 1 or 3; got {described}"
+        )
+    np.savez(path, test_images=np.zeros((2, 4, 4), np.uint8), test_labels=np.zeros((2, 1), np.float32))
+    assert refusal() == f"{path}: labels must be integer class indices; got dtype float32"
+    for labels in (np.zeros((2, 2), int), np.zeros((3, 1), int), np.array(0)):
+        np.savez(path, test_images=np.zeros((2, 4, 4), np.uint8), test_labels=labels)
+        assert refusal() == (
+            f"{path}: expected one label per image, shape (2, 1); got {labels.shape} "
+            "(multi-label sets such as ChestMNIST are not supported)"
+        )
+
+
+def test_medmnist_reads_grey_and_rgb_splits_as_numpy_holds_them(tmp_path):
+    """medmnist._to_dataset: (N, H, W) grey and (N, H, W, 3) RGB become uint8 (N, C, H, W); labels flat."""
+    rng = np.random.default_rng(0)
+    grey, rgb = (
+        rng.integers(0, 256, (3, 5, 5), dtype=np.uint8),
+        rng.integers(0, 256, (2, 5, 5, 3), dtype=np.uint8),
+    )
+    np.savez(tmp_path / "p.npz", val_images=grey, val_labels=np.array([[1], [0], [1]]))
+    np.savez(
+        tmp_path / "b.npz",
+        train_images=rgb,
+        train_labels=np.array([[7], [0]]),
+        val_images=grey,
+        val_labels=np.zeros((3, 1), int),
+    )
+    ds = load_medmnist("pneumoniamnist", "val", path=tmp_path / "p.npz")
+    assert ds.storage.dtype == torch.uint8 and ds.image_shape == (1, 5, 5)
+    np.testing.assert_array_equal(ds.storage.numpy()[:, 0], grey)
+    assert ds.labels.tolist() == [1, 0, 1] and ds.classes == ["normal", "pneumonia"]
+    ds = load_medmnist("bloodmnist", "train", path=str(tmp_path / "b.npz"))
+    np.testing.assert_array_equal(ds.storage.numpy(), rgb.transpose(0, 3, 1, 2))
+    assert ds.labels.tolist() == [7, 0] and ds.classes[7] == "platelet" and len(ds.classes) == 8
+    empty = tmp_path / "e.npz"
+    np.savez(empty, test_images=np.zeros((0, 5, 5), np.uint8), test_labels=np.zeros((0, 1), int))
+    assert len(load_medmnist("bloodmnist", "test", path=empty)) == 0
+
+
+def test_medmnist_names_and_sizes_are_checked_and_named(tmp_path):
+    """medmnist._check_name_size, load_medmnist: name, size (bool and float too), split, download; the missing file."""
+    from deepimaging.data import medmnist_url
+
+    names = "['bloodmnist', 'breastmnist', 'dermamnist', 'pathmnist', 'pneumoniamnist']"
+    assert _message(ValueError, medmnist_url, 3, 28) == f"unknown MedMNIST name 3; expected one of {names}"
+    for size in (True, 28.0, 56):
+        assert _message(ValueError, medmnist_url, "bloodmnist", size) == (
+            f"MedMNIST size must be one of [28, 64, 128, 224]; got {size!r}"
+        )
+    assert (
+        medmnist_url("dermamnist", 224)
+        == "https://zenodo.org/records/10519652/files/dermamnist_224.npz?download=1"
+    )
+    assert (
+        medmnist_url("dermamnist", 28)
+        == "https://zenodo.org/records/10519652/files/dermamnist.npz?download=1"
+    )
+    assert _message(ValueError, load_medmnist, "bloodmnist", "dev", path=tmp_path) == (
+        "split must be one of ['test', 'train', 'val']; got 'dev'"
+    )
+    assert _message(
+        TypeError, load_medmnist, "bloodmnist", "test", download="no", cache_dir=tmp_path
+    ).startswith("download must be")
+    where = tmp_path / "medmnist" / "breastmnist_128.npz"
+    assert _message(FileNotFoundError, load_medmnist, "breastmnist", "test", 128, cache_dir=tmp_path) == (
+        f"breastmnist at size 128 is not at {where}. Download it from "
+        "https://zenodo.org/records/10519652/files/breastmnist_128.npz?download=1 "
+        "(MD5 363e4b3f8d712e9b5de15470a2aaadf1) and pass path=, or call with download=True."
+    )
