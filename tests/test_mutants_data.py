@@ -1252,3 +1252,105 @@ def test_medmnist_names_and_sizes_are_checked_and_named(tmp_path):
         "https://zenodo.org/records/10519652/files/breastmnist_128.npz?download=1 "
         "(MD5 363e4b3f8d712e9b5de15470a2aaadf1) and pass path=, or call with download=True."
     )
+
+
+def test_bccd_refusals_name_the_folder_split_file_annotation_and_class(tmp_path, monkeypatch):
+    """bccd.find_bccd/_split_ids/_read_annotation: each missing piece named, with where to get BCCD."""
+    from deepimaging.data import find_bccd
+
+    get = (
+        "Get it with deepimaging.data.download_bccd(), or `git clone https://github.com/Shenggan/BCCD_Dataset` "
+        "and pass its BCCD folder (or set DEEPIMAGING_BCCD)."
+    )
+    assert (
+        _message(FileNotFoundError, find_bccd, tmp_path / "none")
+        == f"BCCD folder {tmp_path / 'none'} does not exist. {get}"
+    )
+    monkeypatch.delenv("DEEPIMAGING_BCCD", raising=False)
+    monkeypatch.setenv("DEEPIMAGING_DATA", str(tmp_path / "data"))
+    own, downloaded = (
+        tmp_path / "data" / "BCCD",
+        tmp_path / "data" / "downloads" / "BCCD_Dataset-d272fb1" / "BCCD",
+    )
+    assert _message(FileNotFoundError, find_bccd) == (
+        f"BCCD was not found in {own} nor in {downloaded}. Get it with deepimaging.data.download_bccd(), or "
+        "`git clone https://github.com/Shenggan/BCCD_Dataset` and pass its BCCD folder (or set DEEPIMAGING_BCCD)."
+    )
+    # The two defaults, in the docstring's order: the downloaded copy when there is no own copy ...
+    _tiny_bccd(downloaded)
+    assert find_bccd() == downloaded
+    _tiny_bccd(own)  # ... and one's own copy first when both exist
+    assert find_bccd() == own
+    monkeypatch.setenv("DEEPIMAGING_BCCD", str(downloaded))
+    assert find_bccd() == downloaded
+    assert (
+        find_bccd(tmp_path / "data") == own
+    )  # a folder above: the first VOC layout by name ("BCCD" < "downloads")
+
+    root = _tiny_bccd(tmp_path / "voc")
+    listing = root / "ImageSets" / "Main" / "val.txt"
+    assert _message(FileNotFoundError, load_bccd_images, root, "val") == (
+        f"BCCD split file {listing} does not exist (expected ImageSets/Main/val.txt)"
+    )
+    listing.write_text("\nBloodImage_00009\n")
+    xml = root / "Annotations" / "BloodImage_00009.xml"
+    assert (
+        _message(FileNotFoundError, load_bccd_images, root, "val") == f"BCCD annotation {xml} does not exist"
+    )
+    xml.write_text("<annotation><object><name> Neutrophil </name></object></annotation>")
+    assert _message(ValueError, load_bccd_images, root, "val") == (
+        f"{xml}: unknown class 'Neutrophil'; expected one of ['RBC', 'WBC', 'Platelets']"
+    )
+
+
+def test_bccd_photos_give_their_pixels_boxes_and_labels_as_the_voc_files_say(tmp_path):
+    """bccd.BoxedImages.__getitem__, _read_annotation: PIL's pixels / 255, boxes and labels from the XML."""
+    root = _tiny_bccd(tmp_path / "BCCD")
+    xml = root / "Annotations" / "BloodImage_00001.xml"
+    xml.write_text(
+        "<annotation>"
+        "<object><name>Platelets</name><bndbox><xmin>4</xmin><ymin>6</ymin><xmax>9.5</xmax><ymax>8</ymax></bndbox></object>"
+        "<object><name>WBC</name><bndbox><xmin>30</xmin><ymin>10</ymin><xmax>30</xmax><ymax>40</ymax></bndbox></object>"
+        "<object><name>RBC</name><bndbox><xmin>3</xmin><ymin>10</ymin><xmax>5</xmax><ymax>10</ymax></bndbox></object>"
+        "</annotation>"
+    )
+    photos = load_bccd_images(root, "train")
+    image, boxes, labels = photos[0]
+    expected = np.asarray(Image.open(root / "JPEGImages" / "BloodImage_00001.jpg").convert("RGB"))
+    np.testing.assert_allclose(image.numpy(), expected.transpose(2, 0, 1) / 255, atol=1e-7)
+    assert image.dtype == torch.float32 and image.shape == (3, 60, 80)
+    # Degenerate boxes (zero width, zero height) are dropped; the rest keep the XML's numbers.
+    assert boxes.tolist() == [[4.0, 6.0, 9.5, 8.0]] and labels.tolist() == [2]
+    assert repr(photos) == "BoxedImages(1 photos; boxes RBC: 0, WBC: 0, Platelets: 1)"
+
+
+def test_bccd_crops_are_pillows_resized_squares_centred_on_each_box(tmp_path):
+    """bccd._crop_boxes: the square of side max(w, h) around the box, moved inside the photo, resized by Pillow."""
+    from deepimaging.data import load_bccd_crops
+
+    root = _tiny_bccd(tmp_path / "BCCD")
+    photo = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(root / "JPEGImages" / "BloodImage_00001.png")
+    (root / "JPEGImages" / "BloodImage_00001.png").replace(
+        root / "JPEGImages" / "BloodImage_00001.jpg"
+    )  # lossless
+    ds = load_bccd_crops(root, "train", size=6, cache_dir=tmp_path / "cache", n_jobs=1)
+    assert ds.classes == ["RBC", "WBC", "Platelets"] and ds.labels.tolist() == [0, 1]
+    resized = []
+    # By hand: box (2, 2, 20, 20) -> side 18, centred at 11: (2, 2, 20, 20); box (30, 10, 60, 40) -> side 30 at
+    # (30, 10, 60, 40). Pillow's resize with a box is the oracle for the resampling.
+    for box in ((2, 2, 20, 20), (30, 10, 60, 40)):
+        resized.append(np.asarray(Image.fromarray(photo).resize((6, 6), Image.Resampling.BILINEAR, box=box)))
+    np.testing.assert_array_equal(ds.storage.numpy(), np.stack(resized).transpose(0, 3, 1, 2))
+    from deepimaging.data.bccd import _crop_boxes
+
+    # A box past the photo's corner: its square is moved back inside, to (70, 50, 80, 60); a box taller
+    # than the photo: side = the height, 60, at (0, 0, 60, 60).
+    crops = _crop_boxes(
+        root / "JPEGImages" / "BloodImage_00001.jpg",
+        torch.tensor([[75.0, 55.0, 85.0, 65.0], [10.0, 0.0, 15.0, 90.0]]),
+        4,
+    )
+    for crop, box in zip(crops, ((70, 50, 80, 60), (0, 0, 60, 60))):
+        expected = np.asarray(Image.fromarray(photo).resize((4, 4), Image.Resampling.BILINEAR, box=box))
+        np.testing.assert_array_equal(crop, expected.transpose(2, 0, 1))
