@@ -6,6 +6,7 @@ benchmarks/mutation_results.md, which lists the survivors not handled yet).
 
 import hashlib
 import io
+import json
 import math
 import os
 import re
@@ -1354,3 +1355,258 @@ def test_bccd_crops_are_pillows_resized_squares_centred_on_each_box(tmp_path):
     for crop, box in zip(crops, ((70, 50, 80, 60), (0, 0, 60, 60))):
         expected = np.asarray(Image.fromarray(photo).resize((4, 4), Image.Resampling.BILINEAR, box=box))
         np.testing.assert_array_equal(crop, expected.transpose(2, 0, 1))
+
+
+def test_skipped_file_warnings_count_and_name_the_files_and_the_folder(tmp_path):
+    """folder._warn_skipped / _image_names: the count, the folder, the first ten names and how many more."""
+    root = _class_folder(tmp_path / "root")
+    for i in range(12):
+        (root / "a" / f"bad{i:02d}.png").write_bytes(b"not a png")
+    os.symlink("loop.png", root / "b" / "loop.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        read_image_folder(root, size=4, cache_dir=tmp_path / "cache", n_jobs=1)
+    assert [w.category for w in caught] == [UserWarning, UserWarning]
+    assert str(caught[0].message) == (
+        f"skipped 1 link(s) in {root / 'b'} that lead to no file (a link to itself or a cycle of links): loop.png"
+    )
+    names = ", ".join(f"a/bad{i:02d}.png" for i in range(10))
+    assert str(caught[1].message) == f"skipped 12 unreadable image file(s) under {root}: {names} and 2 more"
+
+
+def test_a_cache_array_without_its_json_is_rebuilt_silently(tmp_path):
+    """cache.cached_array 6 (`or` for `and`: an array without its JSON read as a damaged entry, with a warning)."""
+    from deepimaging.data.cache import cached_array, save_array
+
+    save_array(tmp_path / "entry.npy", np.zeros(3))  # an interrupted build: the JSON is written last
+
+    def build():
+        return np.arange(4.0), {"n": 4}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        array, meta = cached_array(tmp_path, "entry", build)
+    np.testing.assert_array_equal(array, np.arange(4.0))
+    assert meta == {"n": 4} and json.loads((tmp_path / "entry.json").read_text()) == {"n": 4}
+
+
+def test_fingerprint_ignores_the_order_of_parameters_and_sees_each_value(tmp_path):
+    """cache.fingerprint 36 (sort_keys=None: the same parameters in another order named another entry)."""
+    from deepimaging.data.cache import fingerprint
+
+    (tmp_path / "x").write_bytes(b"1")
+    key = fingerprint([tmp_path / "x"], root=tmp_path, size=4, grayscale=False)
+    assert key == fingerprint([tmp_path / "x"], root=tmp_path, grayscale=False, size=4)
+    assert len(key) == 24 and int(key, 16) >= 0
+    assert key != fingerprint([tmp_path / "x"], root=tmp_path, size=5, grayscale=False)
+    assert key != fingerprint([tmp_path / "x"], root=tmp_path, size=4, grayscale=True)
+
+
+def test_fetch_archive_names_path_and_fetch_file_passes_progress_to_pooch(tmp_path, monkeypatch):
+    """download.fetch_archive 8 (path named XXpathXX), fetch_file 41 (progress not passed to pooch)."""
+    import pooch
+
+    from deepimaging.data.download import fetch_archive
+
+    md5 = "md5:" + "0" * 32
+    assert _message(TypeError, fetch_archive, "https://example.org/a.zip", md5, "a", path=3) == (
+        "path must be a path (str or pathlib.Path); got 3 (int)"
+    )
+    calls = []
+    monkeypatch.setattr(
+        pooch, "retrieve", lambda *args, **kwargs: calls.append(kwargs) or str(tmp_path / "f")
+    )
+    for progress in (True, False):
+        fetch_file("https://example.org/f", md5, fname="f", path=tmp_path, progress=progress)
+    assert [c["progressbar"] for c in calls] == [True, False]
+    assert calls[0]["known_hash"] == md5 and calls[0]["fname"] == "f" and calls[0]["path"] == tmp_path
+
+
+def test_kaggle_loader_reads_only_the_four_classes_and_names_a_missing_split(tmp_path):
+    """kaggle.load_kaggle_blood_cells 27 (classes None: any other folder in TRAIN read as a class)."""
+    images = tmp_path / "dl" / "dataset2-master" / "images"
+    _class_folder(images / "TRAIN", ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL", "OTHER"))
+    ds = load_kaggle_blood_cells(tmp_path, "train", size=4, cache_dir=tmp_path / "cache")
+    assert ds.classes == ["eosinophil", "lymphocyte", "monocyte", "neutrophil"] and ds.labels.tolist() == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    assert _message(
+        FileNotFoundError, load_kaggle_blood_cells, tmp_path, "test_simple", cache_dir=tmp_path / "c"
+    ) == (f"{images} has no TEST_SIMPLE folder; found ['TRAIN']")
+    assert _message(ValueError, load_kaggle_blood_cells, tmp_path, "VAL") == (
+        "split must be one of ['TEST', 'TEST_SIMPLE', 'TRAIN']; got 'VAL'"
+    )
+
+
+def test_medmnist_header_size_counts_bytes_per_item(tmp_path):
+    """medmnist._check_array_header 13 (shape product divided by the item size, not multiplied)."""
+    path = tmp_path / "bloodmnist.npz"
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((1, 4, 4, 3), np.uint8))
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("test_images.npy", buffer.getvalue())
+        with archive.open("test_labels.npy", "w") as member:
+            header = {"descr": "<i8", "fortran_order": False, "shape": (3 * 10**9, 1)}
+            np.lib.format.write_array_header_1_0(member, header)
+    # By hand: 3e9 int64 labels = 2.4e10 bytes = 22.35 GiB, above the 16 GiB limit.
+    with pytest.raises(
+        ValueError, match=r"test_labels claims shape \(3000000000, 1\) of int64 = 22\.4 GiB, more"
+    ):
+        load_medmnist("bloodmnist", "test", path=path)
+
+
+# --- the simulator: each documented property over many draws ------------------------------------
+
+
+def test_a_red_cell_is_painted_where_its_centre_says_in_pixel_centre_coordinates():
+    """smear._paint_red_cells 3 (pixel centres at i - 0.5: every red cell one pixel off)."""
+    from deepimaging.data.smear import _paint_red_cells
+
+    size = 40
+    painted = _paint_red_cells(
+        torch.zeros(1, 3, size, size),
+        torch.tensor([[[15.0, 22.0]]]),
+        torch.tensor([[6.0]]),
+        torch.Generator(),
+    )[0, 0]  # red channel: the cell on black
+    from skimage.measure import regionprops
+
+    # Pixel (i, j) covers [i, i + 1) x [j, j + 1): its centre is (i + 0.5, j + 0.5); skimage's centroid
+    # counts pixel centres at integers, so the disc's centroid is (15 - 0.5, 22 - 0.5).
+    # Half the cell's red (0.87) marks its edge: the soft disc is 0.5 at the radius.
+    region = regionprops((painted > 0.87 / 2).numpy().astype(int), intensity_image=painted.numpy())[0]
+    np.testing.assert_allclose(region.centroid_weighted, (14.5, 21.5), atol=0.05)
+    assert abs(math.sqrt(region.area / math.pi) - 6.0) < 0.5
+
+
+def test_red_cells_sit_just_outside_the_white_cell_at_the_documented_distances(monkeypatch):
+    """_render_cells 88 (red cells 0.04 to 0.16 of the image out instead of 0.16 to 0.28), 80, 115."""
+    import deepimaging.data.smear as smear_module
+
+    painted = []
+    paint = smear_module._paint_red_cells
+
+    def recording_paint(image, centres, radii, g):
+        painted.append((centres.clone(), radii.clone()))
+        return paint(image, centres, radii, g)
+
+    monkeypatch.setattr(smear_module, "_paint_red_cells", recording_paint)
+    size, n = 64, 120
+    _, alpha = smear_module._render_cells(torch.full((n,), 1), size, torch.Generator().manual_seed(0))
+    ((centres, radii),) = painted
+    radius = torch.tensor(smear_module._last_radii)
+    axis = torch.arange(size) + 0.5
+    a = alpha[:, 0]
+    cell_y = (a * axis[:, None]).sum(dim=(1, 2)) / a.sum(dim=(1, 2))  # the white cell's centre (its alpha)
+    cell_x = (a * axis[None, :]).sum(dim=(1, 2)) / a.sum(dim=(1, 2))
+    gap = (
+        ((centres[..., 0] - cell_y[:, None]) ** 2 + (centres[..., 1] - cell_x[:, None]) ** 2).sqrt()
+        - radius[:, None]
+    ) / size
+    # Documented: five red cells per image, centred 0.16 + 0.12 U beyond the white cell's radius
+    # (uniform on [0.16, 0.28], mean 0.22, sd 0.035), radii 0.15 + 0.02 N of the size.
+    assert centres.shape == (n, 5, 2) and radii.shape == (n, 5)
+    assert gap.min() > 0.155 and gap.max() < 0.285 and abs(float(gap.mean()) - 0.22) < 0.005
+    r = radii / size
+    assert abs(float(r.mean()) - 0.15) < 0.002 and abs(float(r.std()) - 0.02) < 0.002
+    # Directions: uniform on the circle, drawn per image and per red cell (mean resultant near 0,
+    # and no two images share their five angles).
+    angle = torch.atan2(centres[..., 0] - cell_y[:, None], centres[..., 1] - cell_x[:, None])
+    assert float(torch.stack([angle.cos(), angle.sin()]).mean(dim=(1, 2)).norm()) < 0.1
+    assert len({tuple(row) for row in angle.round(decimals=3).tolist()}) == n
+
+
+def test_simulate_blood_smear_returns_the_documented_balanced_seeded_dataset():
+    """smear.simulate_blood_smear: shape, n_per_class of each class in a seeded order, [0, 1], every chunk drawn."""
+    size = 128  # 2**18 / 128**2 = 16 images per chunk: 20 images take two chunks
+    ds = simulate_blood_smear(n_per_class=5, size=size, seed=1)
+    assert ds.images.shape == (20, 3, size, size) and ds.images.dtype == torch.float32
+    assert ds.classes == CLASSES == ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
+    assert torch.bincount(ds.labels, minlength=4).tolist() == [5, 5, 5, 5]
+    assert ds.labels.tolist() != sorted(ds.labels.tolist())  # shuffled
+    assert float(ds.images.min()) >= 0 and float(ds.images.max()) <= 1
+    # Every image, in both chunks, is a drawn smear: plasma in its corners, a dark nucleus inside.
+    corners = ds.images[:, :, :4, :4].mean(dim=(2, 3))
+    assert float((corners - torch.tensor(_PLASMA)).abs().max()) < 0.35
+    assert bool((ds.images.mean(dim=1).amin(dim=(1, 2)) < 0.5).all())
+    assert ds.images.std(dim=(1, 2, 3)).min() > 0.05
+
+
+def test_simulator_seeds_span_what_torch_generators_accept():
+    """simulate_blood_smear 25 / simulate_smear_field: seed in [0, 2**64 - 1], named when outside."""
+    assert len(simulate_blood_smear(n_per_class=1, size=16, seed=2**64 - 1)) == 4
+    for call in (simulate_blood_smear, simulate_smear_field):
+        kwargs = (
+            {"n_per_class": 1, "size": 16}
+            if call is simulate_blood_smear
+            else {"size": 32, "cell_size": 16, "n_cells": 1}
+        )
+        for seed in (-1, 2**64):
+            assert (
+                _message(ValueError, call, seed=seed, **kwargs)
+                == f"seed must be in [0, 18446744073709551615]; got {seed}"
+            )
+
+
+def test_simulate_blood_smear_checks_each_argument_and_the_memory_it_asks_for():
+    """smear.simulate_blood_smear / _check_memory: n_per_class >= 1, size >= 16, at most 4 GiB (inclusive)."""
+    assert (
+        _message(ValueError, simulate_blood_smear, n_per_class=0) == "n_per_class must be in [1, inf]; got 0"
+    )
+    assert _message(ValueError, simulate_blood_smear, size=15) == "size must be in [16, inf]; got 15"
+    assert _message(TypeError, simulate_blood_smear, size=16.0) == "size must be an integer; got 16.0 (float)"
+    # By hand: n images of 3 x 16**2 float32 take n x 3072 bytes: at most 2**32 for n <= 1398101.3.
+    assert _message(ValueError, simulate_blood_smear, n_per_class=349526, size=16) == (
+        "n_per_class and size ask for 1398104 RGB image(s) of 16 x 16 float32 pixels = 4 GiB, more than the "
+        "4 GiB this simulator allocates; choose fewer or smaller images"
+    )
+    from deepimaging.data.smear import _check_memory
+
+    _check_memory(1398101, 16, "n")  # 4,294,966,272 bytes: within 2**32 = 4,294,967,296, accepted
+    assert _message(ValueError, _check_memory, 1398102, 16, "n").startswith("n ask for 1398102 RGB image(s)")
+
+
+def test_smear_field_draws_every_class_and_checks_size_against_cell_size():
+    """simulate_smear_field 131 (labels from 1: no eosinophil in any field); size >= 2 cell_size."""
+    _, boxes, labels, classes = simulate_smear_field(size=128, n_cells=20, cell_size=16, seed=0)
+    assert classes == CLASSES and labels.dtype == torch.int64 and boxes.shape == (20, 4)
+    # 20 uniform draws from 4 classes miss one with probability 4 x 0.75**20 = 1.3 %; this seed has all.
+    assert sorted(set(labels.tolist())) == [0, 1, 2, 3]
+    assert _message(ValueError, simulate_smear_field, size=63, cell_size=32) == (
+        "size must be at least 2 * cell_size = 64 pixels; got size = 63"
+    )
+    assert (
+        _message(ValueError, simulate_smear_field, size=0, cell_size=16) == "size must be in [1, inf]; got 0"
+    )
+    assert simulate_smear_field(size=64, n_cells=1, cell_size=32)[0].shape == (3, 64, 64)
+    # At most four 32-pixel squares fit in a 64 x 64 field: the count placed is 1 to 4.
+    with pytest.raises(
+        ValueError,
+        match=r"^cannot place n_cells = 5 cells of cell_size = 32 px without overlap in a size = 64 px field; "
+        r"placed [1-4] \(use a larger size or fewer cells\)$",
+    ):
+        simulate_smear_field(size=64, n_cells=5, cell_size=32)
+
+
+def test_smear_field_boxes_are_square_around_each_white_cell_and_do_not_overlap():
+    """simulate_smear_field: boxes of side 2 r inside the field, pairwise apart, each over a dark nucleus."""
+    size, cell = 256, 32
+    image, boxes, _, _ = simulate_smear_field(size=size, n_cells=8, cell_size=cell, seed=2)
+    width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    assert torch.allclose(width, height)
+    assert (
+        float(width.min()) > 2 * 0.18 * cell and float(width.max()) < 2 * 0.43 * cell
+    )  # radii of 0.25 to 0.34 +- 3 sd
+    assert float(boxes.min()) >= 0 and float(boxes.max()) <= size
+    for i in range(8):
+        x0, y0, x1, y1 = boxes[i].tolist()
+        inside = image[:, int(y0) : int(y1) + 1, int(x0) : int(x1) + 1].mean(dim=0)
+        assert float(inside.min()) < 0.5  # a nucleus (~0.43) lies in every box
+        for j in range(i):  # the cells' squares do not overlap, so neither do their boxes
+            a, b = boxes[i].tolist(), boxes[j].tolist()
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
