@@ -1610,3 +1610,138 @@ def test_smear_field_boxes_are_square_around_each_white_cell_and_do_not_overlap(
         for j in range(i):  # the cells' squares do not overlap, so neither do their boxes
             a, b = boxes[i].tolist(), boxes[j].tolist()
             assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+
+
+# --- the cache and the names -----------------------------------------------------------------------
+
+
+def test_data_dir_and_as_path_name_the_parameter_and_what_arrived(tmp_path, monkeypatch):
+    """cache.data_dir / as_path: cache_dir or $DEEPIMAGING_DATA, sub a plain name; each refusal named."""
+    from deepimaging.data.cache import as_path, data_dir
+
+    assert data_dir(tmp_path, "decoded") == tmp_path / "decoded" and data_dir(str(tmp_path)) == tmp_path
+    assert data_dir(tmp_path, "") == tmp_path
+    monkeypatch.setenv("DEEPIMAGING_DATA", str(tmp_path / "env"))
+    assert data_dir(sub="medmnist") == tmp_path / "env" / "medmnist"
+    monkeypatch.setenv("DEEPIMAGING_DATA", "")  # empty: the user cache folder (platformdirs)
+    import platformdirs
+
+    assert data_dir() == Path(platformdirs.user_cache_dir("deepimaging"))
+    for sub in (".", "..", "a/b", 3):
+        assert _message(ValueError, data_dir, tmp_path, sub) == (
+            f"sub must be a plain folder name inside the data folder (no '/', no '..'); got {sub!r}"
+        )
+    assert (
+        _message(TypeError, as_path, b"x", "root")
+        == "root must be a path (str or pathlib.Path); got b'x' (bytes)"
+    )
+    assert _message(ValueError, as_path, "", "root") == "root must be a path; got an empty string"
+    assert _message(ValueError, as_path, "a\0b", "cache_dir") == (
+        "cache_dir must be a path without NUL characters; got 'a\\x00b'"
+    )
+    assert as_path("~/x", "root") == Path.home() / "x"
+
+
+def test_cache_write_errors_say_what_to_do_for_a_full_disk_a_read_only_folder_and_the_rest(
+    tmp_path, monkeypatch
+):
+    """cache.atomic_write / _explain: ENOSPC, EACCES/EPERM/EROFS and any other errno, each with its advice."""
+    import errno
+
+    from deepimaging import _util
+    from deepimaging.data.cache import atomic_write
+
+    for code, hint in (
+        (
+            errno.ENOSPC,
+            f"the disk holding the cache folder {tmp_path} is full; free space there, or pass cache_dir= (or set DEEPIMAGING_DATA) to a folder on another disk",
+        ),
+        (
+            errno.EACCES,
+            f"the cache folder {tmp_path} is not writable; pass cache_dir= (or set DEEPIMAGING_DATA) to a folder you can write to",
+        ),
+        (
+            errno.EPERM,
+            f"the cache folder {tmp_path} is not writable; pass cache_dir= (or set DEEPIMAGING_DATA) to a folder you can write to",
+        ),
+        (
+            errno.EROFS,
+            f"the cache folder {tmp_path} is not writable; pass cache_dir= (or set DEEPIMAGING_DATA) to a folder you can write to",
+        ),
+        (
+            errno.EIO,
+            f"the cache folder {tmp_path} could not write to the cache folder {tmp_path}: Input/output error",
+        ),
+    ):
+
+        def failing(path, write, code=code):
+            raise OSError(code, os.strerror(code))
+
+        monkeypatch.setattr(_util, "atomic_write", failing)
+        with pytest.raises(OSError) as info:
+            atomic_write(tmp_path / "x.npy", lambda f: None)
+        assert info.value.errno == code and type(info.value) is type(OSError(code, ""))
+        if code == errno.EIO:
+            hint = f"could not write to the cache folder {tmp_path}: Input/output error"
+        assert info.value.strerror == hint
+
+
+def test_a_damaged_cache_entry_that_cannot_be_removed_says_so(tmp_path, monkeypatch):
+    """cache.cached_array: a damaged entry whose file cannot be deleted names the file; a missing meta key is damage."""
+    from deepimaging.data.cache import cached_array
+
+    def build():
+        return np.arange(3), {"labels": [0]}
+
+    cached_array(tmp_path, "e", build, meta_keys=("labels",))
+    (tmp_path / "e.json").write_text('{"other": 1}')  # valid JSON without the key: damaged
+    with pytest.warns(UserWarning, match=r"e\.json does not hold the keys \['labels'\]\); rebuilding it$"):
+        array, meta = cached_array(tmp_path, "e", build, meta_keys=("labels",))
+    assert meta == {"labels": [0]} and array.tolist() == [0, 1, 2]
+    (tmp_path / "e.json").write_text("{")
+    real_unlink = Path.unlink
+
+    def refusing_unlink(self, missing_ok=False):
+        if self.suffix == ".json":
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refusing_unlink)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(PermissionError) as info:
+            cached_array(tmp_path, "e", build, meta_keys=("labels",))
+    assert (
+        info.value.strerror
+        == f"the damaged cache file {tmp_path / 'e.json'} cannot be removed; delete it by hand"
+    )
+
+
+def test_dataset_names_list_the_public_loaders_and_refuse_the_rest():
+    """names.dataset_names / dataset_loader: 'blood_smear' then every load_<name> of deepimaging.data, sorted."""
+    import deepimaging.data as data
+    from deepimaging.data.names import dataset_names
+
+    loaders = sorted(n[5:] for n in data.__all__ if n.startswith("load_"))
+    assert dataset_names() == ["blood_smear"] + loaders and "digits" in loaders
+    assert (
+        _message(TypeError, dataset_loader, 3)
+        == "dataset must be a name such as 'blood_smear' or 'digits'; got int"
+    )
+    for name in ("simulate_blood_smear", "split", "nothing"):
+        assert (
+            _message(ValueError, dataset_loader, name)
+            == f"unknown dataset name {name!r}; available: {dataset_names()}"
+        )
+    assert all(dataset_loader(n) is getattr(data, "load_" + n) for n in loaders)
+
+
+def test_load_digits_is_scikit_learns_digits_scaled_to_one():
+    """digits.load_digits: sklearn's 1,797 8 x 8 digits, grey levels 0-16 divided by 16, classes '0'-'9'."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    ds, oracle = load_digits(), sklearn_digits()
+    assert ds.images.shape == (1797, 1, 8, 8) and ds.images.dtype == torch.float32
+    np.testing.assert_array_equal(ds.images[:, 0].numpy(), (oracle.images / 16).astype(np.float32))
+    np.testing.assert_array_equal(ds.labels.numpy(), oracle.target)
+    assert ds.classes == [str(k) for k in range(10)] and float(ds.images.max()) == 1.0
