@@ -1743,3 +1743,39 @@ def test_load_digits_is_scikit_learns_digits_scaled_to_one():
     np.testing.assert_array_equal(ds.images[:, 0].numpy(), (oracle.images / 16).astype(np.float32))
     np.testing.assert_array_equal(ds.labels.numpy(), oracle.target)
     assert ds.classes == [str(k) for k in range(10)] and float(ds.images.max()) == 1.0
+
+
+def test_each_class_has_its_documented_cytoplasm_granules_and_nucleus_colour(monkeypatch):
+    """smear._render_cells: per class, the cytoplasm's mean colour (tint + granules), granule contrast, nucleus colour."""
+    import deepimaging.data.smear as smear_module
+
+    masks = []
+    nucleus_mask = smear_module._nucleus_mask
+    monkeypatch.setattr(smear_module, "_nucleus_mask", lambda *a: masks.append(nucleus_mask(*a)) or masks[-1])
+    size, n = 96, 16  # large enough for a lymphocyte's thin rim of cytoplasm to hold whole pixels
+    labels = torch.arange(4).repeat_interleave(n)
+    images, alpha = smear_module._render_cells(labels, size, torch.Generator().manual_seed(0))
+    (nucleus,) = masks
+    for k in range(4):
+        mine = labels == k
+        cyto = (alpha[mine, 0] > 0.99) & (nucleus[mine] < 0.01)
+        pixels = images[mine].permute(1, 0, 2, 3)[:, cyto]  # (3, pixels) of this class's cytoplasm
+        granule, density = smear_module._GRANULE[k]
+        tint = torch.tensor(smear_module._CYTOPLASM[k])
+        # Mean: the tint plus density x (granule - tint); per-cell tint shifts (sd 0.02 over 16 cells)
+        # average to within 3 x 0.02 / sqrt(16) = 0.015.
+        expected = tint + density * (torch.tensor(granule) - tint)
+        assert float((pixels.mean(dim=1) - expected).abs().max()) < 0.02, k
+        # Granules: Bernoulli(density) steps of (granule - tint) per pixel; within a cell the spread
+        # is sqrt(d (1 - d)) |step| with the camera noise (sd 0.008) on top.
+        step = float((torch.tensor(granule) - tint).abs().max())
+        channel = int((torch.tensor(granule) - tint).abs().argmax())
+        spread = float(
+            torch.stack(
+                [(img[channel][c] - img[channel][c].mean()).std() for img, c in zip(images[mine], cyto)]
+            ).mean()
+        )
+        assert abs(spread - math.sqrt(density * (1 - density) * step**2 + 0.008**2)) < 0.006, k
+        core = nucleus[mine] > 0.99
+        nucleus_colour = images[mine].permute(1, 0, 2, 3)[:, core].mean(dim=1)
+        assert float((nucleus_colour - torch.tensor(smear_module._NUCLEUS[k])).abs().max()) < 0.02, k
