@@ -1779,3 +1779,66 @@ def test_each_class_has_its_documented_cytoplasm_granules_and_nucleus_colour(mon
         core = nucleus[mine] > 0.99
         nucleus_colour = images[mine].permute(1, 0, 2, 3)[:, core].mean(dim=1)
         assert float((nucleus_colour - torch.tensor(smear_module._NUCLEUS[k])).abs().max()) < 0.02, k
+
+
+def test_fingerprint_names_files_relative_to_root_and_sees_every_change(tmp_path):
+    """cache.fingerprint: the same files under two roots give one key; a touch, a resize or a rename another."""
+    from deepimaging.data.cache import fingerprint
+
+    for root in (tmp_path / "one", tmp_path / "two"):
+        (root / "a").mkdir(parents=True)
+        (root / "a" / "x.png").write_bytes(b"12")
+        os.utime(root / "a" / "x.png", ns=(10**18, 10**18))
+    one, two = [tmp_path / r / "a" / "x.png" for r in ("one", "two")]
+    key = fingerprint([one], root=tmp_path / "one", size=4)
+    assert key == fingerprint([two], root=tmp_path / "two", size=4)  # a copied folder reuses its entry
+    assert key != fingerprint([one], root=tmp_path, size=4)  # named "one/a/x.png" from there
+    os.utime(two, ns=(10**18, 10**18 + 1))
+    assert fingerprint([two], root=tmp_path / "two", size=4) != key
+    two.write_bytes(b"123")
+    os.utime(two, ns=(10**18, 10**18))
+    assert fingerprint([two], root=tmp_path / "two", size=4) != key
+    two.rename(two.with_name("y.png"))
+    assert fingerprint([two.with_name("y.png")], root=tmp_path / "two", size=4) != key
+
+
+def test_cached_array_builds_once_then_reads_the_memory_mapped_entry(tmp_path):
+    """cache.cached_array: build() runs once; later calls read a copy-on-write memory map and the JSON."""
+    from deepimaging.data.cache import cached_array
+
+    calls = []
+
+    def build():
+        calls.append(1)
+        return np.arange(6, dtype=np.uint8).reshape(2, 3), {"k": [1, 2]}
+
+    first = cached_array(tmp_path / "c", "e", build, meta_keys=("k",))
+    second = cached_array(tmp_path / "c", "e", build, meta_keys=("k",))
+    assert len(calls) == 1 and first[1] == second[1] == {"k": [1, 2]}
+    assert isinstance(second[0], np.memmap) and second[0].mode == "c"
+    second[0][0, 0] = 99  # copy-on-write: the file keeps its value
+    np.testing.assert_array_equal(np.load(tmp_path / "c" / "e.npy"), np.arange(6).reshape(2, 3))
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["e.json", "e.npy"]
+
+
+def test_undecodable_files_are_dropped_with_their_labels_and_all_bad_is_an_error(tmp_path):
+    """folder._decode_all: good images kept in order with their labels; none decodable is a ValueError naming files."""
+    root = tmp_path / "root"
+    for k, name in enumerate(("a", "b")):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((4, 4, 3), 10 * (3 * k + i), np.uint8)).save(root / name / f"{i}.png")
+    (root / "a" / "1.png").write_bytes(b"broken")
+    (root / "b" / "0.png").write_bytes(b"broken")
+    for n_jobs in (1, 2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            images, labels, _ = read_image_folder(root, 4, cache_dir=tmp_path / f"c{n_jobs}", n_jobs=n_jobs)
+        assert images[:, 0, 0, 0].tolist() == [0, 20, 40, 50] and labels.tolist() == [0, 0, 1, 1]
+    bad = tmp_path / "bad"
+    for name in ("a", "b"):
+        (bad / name).mkdir(parents=True)
+        (bad / name / "x.png").write_bytes(b"broken")
+    assert _message(ValueError, read_image_folder, bad, 4, cache_dir=tmp_path / "c") == (
+        "none of the 2 image files could be decoded (e.g. ['a/x.png', 'b/x.png'])"
+    )
