@@ -1842,3 +1842,34 @@ def test_undecodable_files_are_dropped_with_their_labels_and_all_bad_is_an_error
     assert _message(ValueError, read_image_folder, bad, 4, cache_dir=tmp_path / "c") == (
         "none of the 2 image files could be decoded (e.g. ['a/x.png', 'b/x.png'])"
     )
+
+
+def test_load_medmnist_downloads_the_published_file_with_its_md5_when_asked(tmp_path, monkeypatch):
+    """medmnist.load_medmnist(download=True): fetch_file gets the Zenodo URL, 'md5:' + the published MD5, the path."""
+    import deepimaging.data.medmnist as medmnist_module
+
+    calls = []
+
+    def fake_fetch(url, known_hash, fname, path, progress):
+        calls.append((url, known_hash, fname, path, progress))
+        path.mkdir(parents=True, exist_ok=True)  # as pooch does
+        np.savez(path / fname, val_images=np.zeros((1, 3, 3), np.uint8), val_labels=np.array([[1]]))
+        return path / fname
+
+    monkeypatch.setattr(medmnist_module, "fetch_file", fake_fetch)
+    ds = load_medmnist("pneumoniamnist", "val", 64, download=True, cache_dir=tmp_path)
+    folder = tmp_path / "medmnist"
+    assert calls == [
+        (
+            "https://zenodo.org/records/10519652/files/pneumoniamnist_64.npz?download=1",
+            "md5:8f4eceb4ccffa70c672198ea285246c6",  # medmnist 3.0.2's info.py
+            "pneumoniamnist_64.npz",
+            folder,
+            True,
+        )
+    ]
+    assert ds.labels.tolist() == [1] and ds.classes == ["normal", "pneumonia"]
+    load_medmnist(
+        "pneumoniamnist", "val", 64, download=True, cache_dir=tmp_path
+    )  # there now: not fetched again
+    assert len(calls) == 1
