@@ -1873,3 +1873,17 @@ def test_load_medmnist_downloads_the_published_file_with_its_md5_when_asked(tmp_
         "pneumoniamnist", "val", 64, download=True, cache_dir=tmp_path
     )  # there now: not fetched again
     assert len(calls) == 1
+
+
+def test_a_quarter_of_eosinophil_nuclei_have_a_third_lobe():
+    """_nucleus_mask: eosinophils have 2 lobes, or 3 with probability 0.25 (area in units of one lobe)."""
+    masks, d = _nuclei("eosinophil", n=96)
+    far = np.array([d[m].max() for m in masks])
+    near = np.array([d[m].min() for m in masks])
+    lobe = (far - near) / 2 * 50  # each cell's lobe radius in pixels (see the ring test above)
+    lobes = masks.sum(axis=(1, 2)) / (math.pi * lobe**2)
+    # Two lobes >= 0.85 x 180 degrees apart on the ring do not touch: exactly 2 lobe areas. A third
+    # lies >= 0.85 x 120 degrees from the first, overlapping it by a sliver at most: > 2.5.
+    assert np.all((np.abs(lobes - 2) < 0.2) | (lobes > 2.5))  # 0.2: pixels at the lobes' edges
+    third = float((lobes > 2.5).mean())
+    assert 0.12 < third < 0.38  # binomial(96, 0.25): sd 0.044
