@@ -1887,3 +1887,31 @@ def test_a_quarter_of_eosinophil_nuclei_have_a_third_lobe():
     assert np.all((np.abs(lobes - 2) < 0.2) | (lobes > 2.5))  # 0.2: pixels at the lobes' edges
     third = float((lobes > 2.5).mean())
     assert 0.12 < third < 0.38  # binomial(96, 0.25): sd 0.044
+
+
+def test_forty_percent_of_neutrophils_and_monocytes_are_shaped_and_sized_like_their_look_alikes(monkeypatch):
+    """smear._render_cells: the documented look-alikes (40 %), their shape and their size drawn as the look-alike's."""
+    import deepimaging.data.smear as smear_module
+
+    shapes = []
+    nucleus_mask = smear_module._nucleus_mask
+    monkeypatch.setattr(
+        smear_module, "_nucleus_mask", lambda shape, *a: shapes.append(shape) or nucleus_mask(shape, *a)
+    )
+    n, size = 400, 16
+    labels = torch.arange(4).repeat_interleave(n)
+    smear_module._render_cells(labels, size, torch.Generator().manual_seed(0))
+    (shape,) = shapes
+    radius = torch.tensor(smear_module._last_radii) / size
+    assert torch.equal(shape[labels == 0], labels[labels == 0]) and torch.equal(
+        shape[labels == 1], labels[labels == 1]
+    )
+    for label, look_alike in ((3, 0), (2, 1)):  # neutrophil -> eosinophil, monocyte -> lymphocyte
+        mine = labels == label
+        mimic = mine & (shape == look_alike)
+        assert torch.equal(mine & (shape != label), mimic)
+        assert abs(float(mimic.sum()) / n - 0.4) < 0.075  # binomial(400, 0.4): sd 0.0245
+        for group, k in ((mimic, look_alike), (mine & (shape == label), label)):
+            mean, sd = smear_module._CELL_RADIUS[k]
+            assert abs(float(radius[group].mean()) - mean) < 0.008  # sd 0.03 over >= 100 cells: 0.003
+            assert abs(float(radius[group].std()) - sd) < 0.008
