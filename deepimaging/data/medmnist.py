@@ -262,12 +262,13 @@ def _to_dataset(images, labels, classes, path) -> ImageDataset:
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"{path}: labels must be integer class indices; got dtype {labels.dtype}")
-    if labels.ndim == 0 or labels.reshape(len(labels), -1).shape != (len(images), 1):
+    # One label per image: shape (N, 1), or (N,); math.prod, not reshape(N, -1), which fails for N = 0.
+    if labels.ndim == 0 or labels.shape[0] != len(images) or math.prod(labels.shape[1:]) != 1:
         raise ValueError(
             f"{path}: expected one label per image, shape ({len(images)}, 1); got {labels.shape} "
             "(multi-label sets such as ChestMNIST are not supported)"
         )
-    labels = labels.reshape(len(labels), -1)
+    labels = labels.reshape(len(labels), 1)
     if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
         raise ValueError(
             f"{path}: labels must be in [0, {len(classes) - 1}] for the {len(classes)} classes; "
