@@ -431,8 +431,8 @@ def test_lymphocyte_nuclei_vary_in_size_relative_to_their_cell():
     import deepimaging.data.smear as smear_module
 
     g = torch.Generator().manual_seed(0)
-    images, _ = smear_module._render_cells(torch.full((30,), CLASSES.index("lymphocyte")), 64, g)
-    radii = np.array(smear_module._last_radii)  # the white cells' radii in pixels
+    images, _, _, radii = smear_module._render_cells(torch.full((30,), CLASSES.index("lymphocyte")), 64, g)
+    radii = radii.numpy()  # the white cells' radii in pixels
     dark = (images.mean(dim=1) < 0.59).numpy()  # nucleus ~0.43, cytoplasm ~0.78
     # Nucleus radius / cell radius from the nucleus's area (skimage); documented 0.70 to 0.82.
     share = np.array(
@@ -710,8 +710,8 @@ def test_the_white_cell_is_centred_within_six_percent_of_the_image_and_has_its_r
 
     size = 64
     g = torch.Generator().manual_seed(0)
-    _, alpha = smear_module._render_cells(torch.arange(4).repeat(8), size, g)
-    radii = np.array(smear_module._last_radii)
+    _, alpha, _, radii = smear_module._render_cells(torch.arange(4).repeat(8), size, g)
+    radii = radii.numpy()
     offsets = []
     for a, r in zip(alpha[:, 0].numpy(), radii):
         region = regionprops((a > 0.5).astype(int))[0]
@@ -728,7 +728,9 @@ def test_red_cells_around_each_white_cell_lie_in_directions_drawn_per_image():
     import deepimaging.data.smear as smear_module
 
     size, n = 48, 40
-    images, alpha = smear_module._render_cells(torch.full((n,), 1), size, torch.Generator().manual_seed(0))
+    images, alpha, *_ = smear_module._render_cells(
+        torch.full((n,), 1), size, torch.Generator().manual_seed(0)
+    )
     axis = torch.arange(size) + 0.5
     directions = []
     for image, a in zip(images, alpha[:, 0]):
@@ -1497,9 +1499,10 @@ def test_red_cells_sit_just_outside_the_white_cell_at_the_documented_distances(m
 
     monkeypatch.setattr(smear_module, "_paint_red_cells", recording_paint)
     size, n = 64, 120
-    _, alpha = smear_module._render_cells(torch.full((n,), 1), size, torch.Generator().manual_seed(0))
+    _, alpha, _, radius = smear_module._render_cells(
+        torch.full((n,), 1), size, torch.Generator().manual_seed(0)
+    )
     ((centres, radii),) = painted
-    radius = torch.tensor(smear_module._last_radii)
     axis = torch.arange(size) + 0.5
     a = alpha[:, 0]
     cell_y = (a * axis[:, None]).sum(dim=(1, 2)) / a.sum(dim=(1, 2))  # the white cell's centre (its alpha)
@@ -1754,7 +1757,7 @@ def test_each_class_has_its_documented_cytoplasm_granules_and_nucleus_colour(mon
     monkeypatch.setattr(smear_module, "_nucleus_mask", lambda *a: masks.append(nucleus_mask(*a)) or masks[-1])
     size, n = 96, 16  # large enough for a lymphocyte's thin rim of cytoplasm to hold whole pixels
     labels = torch.arange(4).repeat_interleave(n)
-    images, alpha = smear_module._render_cells(labels, size, torch.Generator().manual_seed(0))
+    images, alpha, *_ = smear_module._render_cells(labels, size, torch.Generator().manual_seed(0))
     (nucleus,) = masks
     for k in range(4):
         mine = labels == k
@@ -1900,9 +1903,9 @@ def test_forty_percent_of_neutrophils_and_monocytes_are_shaped_and_sized_like_th
     )
     n, size = 400, 16
     labels = torch.arange(4).repeat_interleave(n)
-    smear_module._render_cells(labels, size, torch.Generator().manual_seed(0))
+    _, _, _, radius = smear_module._render_cells(labels, size, torch.Generator().manual_seed(0))
     (shape,) = shapes
-    radius = torch.tensor(smear_module._last_radii) / size
+    radius = radius / size
     assert torch.equal(shape[labels == 0], labels[labels == 0]) and torch.equal(
         shape[labels == 1], labels[labels == 1]
     )
@@ -1915,3 +1918,28 @@ def test_forty_percent_of_neutrophils_and_monocytes_are_shaped_and_sized_like_th
             mean, sd = smear_module._CELL_RADIUS[k]
             assert abs(float(radius[group].mean()) - mean) < 0.008  # sd 0.03 over >= 100 cells: 0.003
             assert abs(float(radius[group].std()) - sd) < 0.008
+
+
+def test_smear_field_boxes_are_centred_on_the_white_cell_drawn(monkeypatch):
+    """simulate_smear_field: each box is the white cell's disc, centred where the cell's alpha is (not its window's centre)."""
+    import deepimaging.data.smear as smear_module
+
+    drawn, placed = [], []
+    render, place = smear_module._render_cells, smear_module._place_without_overlap
+    monkeypatch.setattr(smear_module, "_render_cells", lambda *a: drawn.append(render(*a)) or drawn[-1])
+    monkeypatch.setattr(
+        smear_module, "_place_without_overlap", lambda *a: placed.append(place(*a)) or placed[-1]
+    )
+    cell_size = 64
+    _, boxes, _, _ = smear_module.simulate_smear_field(size=512, n_cells=12, cell_size=cell_size, seed=3)
+    ((_, alpha, _, radii),), (slots,) = drawn, placed
+    axis = torch.arange(cell_size) + 0.5
+    a = alpha[:, 0].double()
+    y = (a * axis[:, None]).sum(dim=(1, 2)) / a.sum(dim=(1, 2))  # the alpha's centroid in its window
+    x = (a * axis[None, :]).sum(dim=(1, 2)) / a.sum(dim=(1, 2))
+    top = torch.tensor([s[0] for s in slots], dtype=torch.float64)
+    left = torch.tensor([s[1] for s in slots], dtype=torch.float64)
+    boxes = boxes.double()
+    assert torch.allclose((boxes[:, 0] + boxes[:, 2]) / 2, left + x, atol=0.05)
+    assert torch.allclose((boxes[:, 1] + boxes[:, 3]) / 2, top + y, atol=0.05)
+    assert torch.allclose(boxes[:, 2] - boxes[:, 0], 2 * radii.double(), atol=1e-4)

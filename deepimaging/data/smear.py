@@ -110,7 +110,7 @@ def simulate_blood_smear(n_per_class: int = 500, size: int = 64, seed: int = 0) 
     chunk = max(8, _CHUNK_PIXELS // (size * size))
     for start in range(0, len(labels), chunk):
         part = labels[start : start + chunk]
-        images[start : start + len(part)], _ = _render_cells(part, size, g)
+        images[start : start + len(part)], *_ = _render_cells(part, size, g)
     return ImageDataset(images, labels, list(CLASSES))
 
 
@@ -159,13 +159,14 @@ def simulate_smear_field(size: int = 512, n_cells: int = 8, cell_size: int = 64,
 
     slots = _place_without_overlap(n_cells, size, cell_size, g)
     labels = torch.randint(0, 4, (len(slots),), generator=g)
-    cells, alpha = _render_cells(labels, cell_size, g)
+    cells, alpha, centres, radii = _render_cells(labels, cell_size, g)
     boxes = []
-    for (top, left), cell, a, r in zip(slots, cells, alpha, _last_radii):
+    for (top, left), cell, a, (cy, cx), r in zip(slots, cells, alpha, centres.tolist(), radii.tolist()):
         window = field[:, top : top + cell_size, left : left + cell_size]
         window.mul_(1 - a).add_(a * cell)
-        centre = (left + cell_size / 2, top + cell_size / 2)
-        boxes.append([centre[0] - r, centre[1] - r, centre[0] + r, centre[1] + r])
+        # The white cell's disc, where _render_cells drew it (its centre is jittered in the window).
+        x, y = left + cx, top + cy
+        boxes.append([x - r, y - r, x + r, y + r])
     return field.clamp(0, 1), torch.tensor(boxes), labels, list(CLASSES)
 
 
@@ -180,11 +181,12 @@ def _check_memory(n_images: int, size: int, names: str) -> None:
         )
 
 
-_last_radii: list = []  # radii in pixels of the white cells drawn by the last _render_cells call
-
-
 def _render_cells(labels: torch.Tensor, size: int, g: torch.Generator):
-    """Draw one white cell per label, centred with jitter. Returns (images, cell alpha)."""
+    """Draw one white cell per label, centred with jitter.
+
+    Returns the images (N, 3, size, size), each white cell's alpha (N, 1, size, size), and its
+    disc: centres (N, 2) as (y, x) in pixels from the image's corner, and radii (N,) in pixels.
+    """
     n = len(labels)
     yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
     image = _background(n, size, g)
@@ -233,10 +235,8 @@ def _render_cells(labels: torch.Tensor, size: int, g: torch.Generator):
     stained = colour[:, :, None, None] * (1 + amount * texture)
     image = image * (1 - nucleus[:, None]) + stained * nucleus[:, None]
 
-    global _last_radii
-    _last_radii = radius.tolist()
     image = image + 0.008 * torch.randn(image.shape, generator=g)  # faint camera noise
-    return image.clamp(0, 1), cell[:, None]
+    return image.clamp(0, 1), cell[:, None], centre, radius
 
 
 def _background(n, size, g):
