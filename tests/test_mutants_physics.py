@@ -20,13 +20,17 @@ from deepimaging.physics import (
     ShiftVariantBlur,
     blur,
     circular_pupil,
+    coherent_image,
     defocus_psf,
     exposure_mosaic,
     filter_mosaic,
+    led_frequencies,
     quantize_per_pixel,
     saturate,
     shift_variant_blur,
+    thin_object,
 )
+from deepimaging.physics.microscope import MAX_LED_SPACING, MAX_PHASE_STRENGTH
 from deepimaging.physics.quantization import MAX_BITS
 from deepimaging.physics.sampling import foveated_pixel_sizes, variable_pixels
 
@@ -345,3 +349,285 @@ def test_a_seeded_read_noise_layer_draws_from_its_own_generator():
     got = ReadNoise(0.1, seed=3)(images)
     expected = (0.5 + 0.1 * torch.randn(1, 1, 4, 4, generator=torch.Generator().manual_seed(3))).clamp(0, 1)
     torch.testing.assert_close(got, expected)
+
+
+# --- Per-function tests (round 4): every input check, both sides of every bound, every branch and the
+# --- documented result against NumPy/SciPy, so that mutants of a whole function die, not one sample's.
+
+
+def _np_coherent(objects, pupil, frequencies):
+    """The plane-wave equation of coherent_image, in NumPy: |F^-1{P F{t e^{2 pi i (fy y/H + fx x/W)}}}|^2."""
+    n, h, w = objects.shape
+    y, x = np.arange(h)[:, None], np.arange(w)[None, :]
+    out = []
+    for fy, fx in frequencies:
+        wave = np.exp(2j * np.pi * (fy * y / h + fx * x / w))
+        out.append(np.abs(np.fft.ifft2(np.fft.fft2(objects * wave) * pupil)) ** 2)
+    return np.stack(out, 1)
+
+
+# thin_object
+
+
+def test_thin_object_is_the_documented_transmittance_of_the_grey_level():
+    """thin_object: t = sqrt(g) exp(i pi s (1 - g)), g the channel mean, complex64 (NumPy by hand)."""
+    images = torch.rand(2, 3, 4, 5, generator=torch.Generator().manual_seed(1))
+    grey = images.numpy().mean(1)
+    got = thin_object(images, phase_strength=0.7)
+    assert got.dtype == torch.complex64 and got.shape == (2, 4, 5)
+    np.testing.assert_allclose(got.numpy(), np.sqrt(grey) * np.exp(1j * np.pi * 0.7 * (1 - grey)), atol=1e-6)
+    np.testing.assert_allclose(thin_object(images, 0.0).numpy(), np.sqrt(grey), atol=1e-6)  # amplitude only
+
+
+@pytest.mark.parametrize("strength", [-0.1, MAX_PHASE_STRENGTH + 0.5])
+def test_thin_object_names_phase_strength_outside_its_range(strength):
+    """thin_object: phase_strength outside [0, 100] is refused, naming it and the value."""
+    with pytest.raises(ValueError, match=rf"phase_strength must be in \[0.0, 100.0\]; got {strength}"):
+        thin_object(torch.rand(1, 1, 4, 4), strength)
+    thin_object(torch.rand(1, 1, 4, 4), MAX_PHASE_STRENGTH)  # the bound itself is allowed
+
+
+# circular_pupil
+
+
+def test_circular_pupil_is_the_disk_of_numpys_fft_frequencies():
+    """circular_pupil: 1 where hypot(fy, fx) <= cutoff in FFT order (np.fft.fftfreq with d=1/n)."""
+    fy, fx = np.fft.fftfreq(6, d=1 / 6), np.fft.fftfreq(9, d=1 / 9)
+    expected = (np.hypot(fy[:, None], fx[None, :]) <= 2.0).astype(np.float32)
+    got = circular_pupil(6, 9, 2.0)
+    assert got.dtype == torch.float32
+    np.testing.assert_array_equal(got.numpy(), expected)
+    assert circular_pupil(5, 5, 0.0).sum() == 1 and circular_pupil(5, 5, 0.0)[0, 0] == 1  # only DC
+
+
+@pytest.mark.parametrize(
+    "args, error, message",
+    [
+        ((0, 4, 1.0), ValueError, r"height must be in \[1, 8192\]; got 0"),
+        ((8193, 4, 1.0), ValueError, r"height must be in \[1, 8192\]; got 8193"),
+        ((4, 0, 1.0), ValueError, r"width must be in \[1, 8192\]; got 0"),
+        ((4, 8193, 1.0), ValueError, r"width must be in \[1, 8192\]; got 8193"),
+        ((4.0, 4, 1.0), TypeError, r"height must be an integer; got 4.0"),
+        ((4, "4", 1.0), TypeError, r"width must be an integer; got '4'"),
+        ((4, 4, "1"), TypeError, r"cutoff must be a number; got '1'"),
+    ],
+)
+def test_circular_pupil_names_each_bad_argument(args, error, message):
+    """circular_pupil: each side's bounds and types, naming the argument and the value."""
+    with pytest.raises(error, match=message):
+        circular_pupil(*args)
+    circular_pupil(1, 8192, 0.0)  # both bounds themselves are allowed
+
+
+# coherent_image
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+def test_coherent_image_of_non_integer_frequencies_is_the_plane_wave_equation(dtype):
+    """coherent_image with fractional tilts (no pupil shift possible): NumPy's FFTs of the equation, per LED."""
+    g = torch.Generator().manual_seed(3)
+    objects = torch.polar(torch.rand(2, 6, 8, generator=g), torch.rand(2, 6, 8, generator=g)).to(dtype)
+    pupil = circular_pupil(6, 8, 2.5).to(dtype) * torch.polar(
+        torch.ones(6, 8), torch.rand(6, 8, generator=g)
+    ).to(dtype)
+    frequencies = torch.tensor([[0.5, -1.25], [-1.5, 0.75], [0.0, 0.0]])
+    got = coherent_image(objects, pupil, frequencies)
+    assert got.dtype == objects.real.dtype and got.shape == (2, 3, 6, 8)
+    expected = _np_coherent(objects.numpy(), pupil.numpy(), frequencies.numpy())
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-5 if dtype == torch.complex64 else 1e-12)
+
+
+def test_coherent_image_of_whole_frequencies_on_a_non_square_field_is_the_plane_wave_equation():
+    """coherent_image with whole tilts, fy != fx on an H != W field (axes not swapped): NumPy's equation."""
+    g = torch.Generator().manual_seed(4)
+    objects = torch.polar(
+        torch.rand(1, 5, 7, generator=g, dtype=torch.float64),
+        torch.rand(1, 5, 7, generator=g, dtype=torch.float64),
+    )
+    pupil = circular_pupil(5, 7, 2.0).to(torch.complex128) * torch.polar(
+        torch.rand(5, 7, generator=g, dtype=torch.float64), torch.rand(5, 7, generator=g, dtype=torch.float64)
+    )
+    frequencies = torch.tensor([[1.0, -2.0], [-3.0, 4.0], [2.0, 9.0]])
+    got = coherent_image(objects, pupil, frequencies)
+    expected = _np_coherent(objects.numpy(), pupil.numpy(), frequencies.numpy())
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("frequencies", [torch.tensor([[0.5, 0.0]]), torch.tensor([[1.0, 0.0], [0.0, 2.0]])])
+def test_coherent_image_of_an_empty_batch_is_an_empty_batch_of_every_led(frequencies):
+    """coherent_image: N = 0 objects give (0, K, H, W), whole frequencies or not."""
+    got = coherent_image(torch.zeros(0, 4, 6, dtype=torch.complex64), torch.ones(4, 6), frequencies)
+    assert got.shape == (0, len(frequencies), 4, 6) and got.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    "objects, pupil, frequencies, message",
+    [
+        (
+            np.ones((1, 4, 4)),
+            torch.ones(4, 4),
+            torch.zeros(1, 2),
+            r"objects must have shape \(N, H, W\); got ndarray",
+        ),
+        (
+            torch.ones(4, 4),
+            torch.ones(4, 4),
+            torch.zeros(1, 2),
+            r"objects must have shape \(N, H, W\); got \(4, 4\)",
+        ),
+        (
+            torch.ones(1, 4, 6),
+            torch.ones(6, 4),
+            torch.zeros(1, 2),
+            r"pupil must have shape \(4, 6\) like the objects; got \(6, 4\)",
+        ),
+        (
+            torch.ones(1, 4, 6),
+            np.ones((4, 6)),
+            torch.zeros(1, 2),
+            r"pupil must have shape \(4, 6\) like the objects; got ndarray",
+        ),
+        (
+            torch.ones(1, 4, 4),
+            torch.ones(4, 4),
+            torch.zeros(2, 3),
+            r"frequencies must be a tensor of shape \(K, 2\).*; got \(2, 3\)",
+        ),
+        (
+            torch.ones(1, 4, 4),
+            torch.ones(4, 4),
+            torch.zeros(2),
+            r"frequencies must be a tensor of shape \(K, 2\).*; got \(2,\)",
+        ),
+        (
+            torch.ones(1, 4, 4),
+            torch.ones(4, 4),
+            [[0.0, 0.0]],
+            r"frequencies must be a tensor of shape \(K, 2\).*; got list",
+        ),
+    ],
+)
+def test_coherent_image_names_each_argument_of_the_wrong_shape(objects, pupil, frequencies, message):
+    """coherent_image: objects, pupil and frequencies of the wrong kind or shape, each named with what arrived."""
+    with pytest.raises(ValueError, match=message):
+        coherent_image(objects, pupil, frequencies)
+
+
+# FourierMicroscope
+
+
+def test_fourier_microscope_builds_its_aperture_and_leds_from_na_and_spacing():
+    """FourierMicroscope: aperture = NumPy disk of radius na*min(H,W)/2; LEDs = grid x grid, round(spacing*cutoff) apart."""
+    micro = FourierMicroscope((3, 8, 12), na=0.75, led_grid=3, led_spacing=0.5, output="stack")
+    cutoff = 0.75 * 8 / 2  # 3 cycles per field
+    fy, fx = np.fft.fftfreq(8, d=1 / 8), np.fft.fftfreq(12, d=1 / 12)
+    np.testing.assert_array_equal(micro.aperture.numpy(), np.hypot(fy[:, None], fx[None, :]) <= cutoff)
+    step = round(0.5 * cutoff)  # 2
+    ry, rx = np.meshgrid([-1, 0, 1], [-1, 0, 1], indexing="ij")
+    np.testing.assert_array_equal(micro.frequencies.numpy(), np.stack([ry.ravel(), rx.ravel()], 1) * step)
+    assert micro.image_size == (8, 12) and micro.na == 0.75 and micro.phase_strength == 1.0
+    assert micro.leds is None and repr(micro).endswith("(na=0.75, leds=9, output='stack')")
+
+
+def test_fourier_microscope_stack_is_the_clipped_plane_wave_equation_of_the_thin_object():
+    """FourierMicroscope(output="stack"): per-LED images = NumPy equation on sqrt(g) e^{i pi s (1-g)}, clipped to [0, 1]."""
+    images = torch.rand(2, 2, 8, 8, generator=torch.Generator().manual_seed(5)).double()
+    micro = FourierMicroscope(
+        (2, 8, 8), na=0.5, led_grid=2, led_spacing=1.0, phase_strength=0.6, output="stack"
+    )
+    with torch.no_grad():
+        micro.pupil_phase.copy_(torch.linspace(-1, 1, 64).view(8, 8))
+        micro.pupil_amplitude.copy_(torch.linspace(0.5, 1.5, 64).view(8, 8))
+    grey = images.numpy().mean(1)
+    objects = np.sqrt(grey) * np.exp(1j * np.pi * 0.6 * (1 - grey))
+    pupil = (
+        micro.pupil_amplitude.detach().numpy()
+        * micro.aperture.numpy()
+        * np.exp(1j * micro.pupil_phase.detach().numpy())
+    )
+    expected = np.clip(_np_coherent(objects, pupil, micro.frequencies.numpy()), 0, 1)
+    got = micro(images.float())
+    assert got.shape == (2, 4, 8, 8)
+    np.testing.assert_allclose(got.detach().numpy(), expected, atol=2e-5)
+    assert expected.max() == 1.0  # the clip mattered
+
+
+def test_fourier_microscope_with_a_fixed_pupil_has_buffers_of_one_and_zero():
+    """FourierMicroscope(learn_pupil=False): amplitude 1 and phase 0 as buffers, no parameter but the LED logits."""
+    micro = FourierMicroscope((1, 4, 6), learn_pupil=False)
+    assert [name for name, _ in micro.named_parameters()] == ["leds.logits"]
+    np.testing.assert_array_equal(micro.pupil_amplitude.numpy(), np.ones((4, 6)))
+    np.testing.assert_array_equal(micro.pupil_phase.numpy(), np.zeros((4, 6)))
+    np.testing.assert_array_equal(micro.pupil.numpy(), micro.aperture.numpy().astype(complex))
+    learned = FourierMicroscope((1, 4, 6))
+    assert {name for name, _ in learned.named_parameters()} == {
+        "pupil_amplitude",
+        "pupil_phase",
+        "leds.logits",
+    }
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(na=0.0), r"na must be greater than 0.0; got 0.0"),
+        (dict(na=-0.5), r"na must be greater than 0.0; got -0.5"),
+        (dict(phase_strength=-1.0), r"phase_strength must be in \[0.0, 100.0\]; got -1.0"),
+        (dict(phase_strength=100.5), r"phase_strength must be in \[0.0, 100.0\]; got 100.5"),
+        (dict(led_spacing=-0.1), r"led_spacing must be in \[0.0, 10.0\]; got -0.1"),
+        (dict(led_spacing=MAX_LED_SPACING + 0.5), r"led_spacing must be in \[0.0, 10.0\]; got 10.5"),
+        (dict(led_grid=0), r"led_grid must be in \[1, 33\]; got 0"),
+        (dict(output="sums"), r"output must be one of \['stack', 'sum'\]; got 'sums'"),
+        (dict(image_shape=(8, 8)), r"image_shape must be \(C, H, W\).*; got \(8, 8\)"),
+        (dict(image_shape=(1, 0, 8)), r"image_shape\[1\] must be in \[1, 8192\]; got 0"),
+    ],
+)
+def test_fourier_microscope_names_each_bad_argument_and_value(kwargs, message):
+    """FourierMicroscope: na in (0, 1], phase_strength in [0, 100], led_spacing in [0, 10], led_grid, output, shape."""
+    kwargs = {"image_shape": (1, 8, 8), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        FourierMicroscope(**kwargs)
+
+
+def test_fourier_microscope_accepts_the_bounds_of_its_ranges():
+    """FourierMicroscope: na = 1, phase_strength 0 and 100, led_spacing 0 and 10 are allowed."""
+    FourierMicroscope((1, 8, 8), na=1.0, phase_strength=MAX_PHASE_STRENGTH, led_spacing=MAX_LED_SPACING)
+    micro = FourierMicroscope((1, 8, 8), phase_strength=0.0, led_spacing=0.0, led_grid=2)
+    assert (micro.frequencies == 0).all() and micro.frequencies.shape == (4, 2)
+
+
+def test_fourier_microscope_led_images_refuse_images_outside_0_1():
+    """FourierMicroscope.led_images: images are checked (values in [0, 1]) before anything is computed."""
+    with pytest.raises(ValueError, match=r"images must have values in \[0, 1\]"):
+        FourierMicroscope((1, 8, 8)).led_images(torch.full((1, 1, 8, 8), 1.5))
+
+
+# led_frequencies
+
+
+@pytest.mark.parametrize("grid, spacing", [(1, 5), (2, 3), (4, 1), (5, 0)])
+def test_led_frequencies_are_a_centred_grid_of_whole_cycles(grid, spacing):
+    """led_frequencies: (r - (g-1)/2, c - (g-1)/2) * spacing rounded, row-major (NumPy meshgrid, np.round)."""
+    offsets = np.arange(grid) - (grid - 1) / 2
+    ry, rx = np.meshgrid(offsets, offsets, indexing="ij")
+    expected = np.round(np.stack([ry.ravel(), rx.ravel()], 1) * spacing)
+    got = led_frequencies(grid, spacing)
+    assert got.shape == (grid * grid, 2)
+    np.testing.assert_array_equal(got.numpy(), expected)
+
+
+@pytest.mark.parametrize(
+    "grid, spacing, error, message",
+    [
+        (0, 1, ValueError, r"led_grid must be in \[1, 33\]; got 0"),
+        (34, 1, ValueError, r"led_grid must be in \[1, 33\]; got 34"),
+        (2.0, 1, TypeError, r"led_grid must be an integer; got 2.0"),
+        (3, -1, ValueError, r"led spacing must be in \[0, inf\]; got -1"),
+        (3, 1.5, TypeError, r"led spacing must be an integer; got 1.5"),
+    ],
+)
+def test_led_frequencies_name_each_bad_argument(grid, spacing, error, message):
+    """led_frequencies: grid in [1, 33] and spacing >= 0, whole numbers, named with the value."""
+    with pytest.raises(error, match=message):
+        led_frequencies(grid, spacing)
+    assert len(led_frequencies(33, 0)) == 33 * 33
