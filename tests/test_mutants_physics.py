@@ -8,6 +8,7 @@ error naming the parameter.
 
 import numpy as np
 import pytest
+import scipy.ndimage
 import torch
 
 from deepimaging.physics import (
@@ -631,3 +632,202 @@ def test_led_frequencies_name_each_bad_argument(grid, spacing, error, message):
     with pytest.raises(error, match=message):
         led_frequencies(grid, spacing)
     assert len(led_frequencies(33, 0)) == 33 * 33
+
+
+# shift_variant_blur and ShiftVariantBlur
+
+
+def _np_gaussian(size, sigma):
+    """A normalised Gaussian PSF sampled at the pixel centres, by hand in NumPy."""
+    u = np.arange(size) - size // 2
+    psf = np.exp(-(u[:, None] ** 2 + u[None, :] ** 2) / (2 * sigma**2))
+    return psf / psf.sum()
+
+
+def _np_zone_weights(zones, length):
+    """Hat functions through the zone centres ((z + 0.5) L / Z - 0.5), flat beyond the outer ones (np.interp)."""
+    centres = (np.arange(zones) + 0.5) * length / zones - 0.5
+    return np.stack([np.interp(np.arange(length), centres, np.eye(zones)[z]) for z in range(zones)])
+
+
+def _np_shift_variant(images, psfs):
+    """Each zone's PSF by scipy.ndimage.convolve (mirror borders), blended by the hat weights."""
+    gy, gx = psfs.shape[:2]
+    h, w = images.shape[-2:]
+    wy, wx = _np_zone_weights(gy, h), _np_zone_weights(gx, w)
+    out = np.zeros(images.shape)
+    for i in range(gy):
+        for j in range(gx):
+            blurred = np.stack(
+                [
+                    [scipy.ndimage.convolve(im, psfs[i, j], mode="mirror") for im in channels]
+                    for channels in images
+                ]
+            )
+            out += blurred * wy[i][:, None] * wx[j][None, :]
+    return out
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_shift_variant_blur_of_a_3_by_2_grid_on_a_wide_image_matches_scipy(method):
+    """shift_variant_blur: gy != gx on H != W (axes not swapped), asymmetric PSFs, both methods: SciPy by hand."""
+    g = torch.Generator().manual_seed(6)
+    images = torch.rand(1, 2, 9, 13, generator=g, dtype=torch.float64)
+    psfs = torch.rand(3, 2, 3, 3, generator=g, dtype=torch.float64)
+    got = shift_variant_blur(images, psfs, method)
+    np.testing.assert_allclose(got.numpy(), _np_shift_variant(images.numpy(), psfs.numpy()), atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_shift_variant_blur_with_one_pixel_psfs_scales_each_pixel_by_its_blended_weight(method):
+    """shift_variant_blur with 1 x 1 PSFs (no padding): y = x * sum_z w_z h_z, the hat weights by np.interp."""
+    images = torch.rand(2, 1, 6, 5, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    psfs = torch.tensor([[0.2, 0.9], [0.5, 0.7]], dtype=torch.float64).view(2, 2, 1, 1)
+    got = shift_variant_blur(images, psfs, method)
+    np.testing.assert_allclose(got.numpy(), _np_shift_variant(images.numpy(), psfs.numpy()), atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_shift_variant_blur_keeps_the_images_dtype_and_an_empty_batch(method):
+    """shift_variant_blur: the images' dtype whatever the PSFs' dtype; N = 0 gives (0, C, H, W)."""
+    psfs = torch.full((2, 2, 3, 3), 1 / 9, dtype=torch.float64)
+    assert shift_variant_blur(torch.rand(1, 2, 6, 6), psfs, method).dtype == torch.float32
+    assert shift_variant_blur(torch.rand(1, 2, 6, 6).double(), psfs.float(), method).dtype == torch.float64
+    empty = shift_variant_blur(torch.zeros(0, 2, 6, 7), psfs, method)
+    assert empty.shape == (0, 2, 6, 7)
+
+
+@pytest.mark.parametrize(
+    "images, psfs, method, message",
+    [
+        (
+            torch.rand(1, 1, 8, 8),
+            torch.rand(2, 2, 3, 3),
+            "conv",
+            r"method must be one of \['auto', 'direct', 'fft'\]; got 'conv'",
+        ),
+        (
+            torch.rand(1, 1, 8, 8),
+            torch.rand(2, 2, 3, 5),
+            "auto",
+            r"psfs must have shape \(gy, gx, k, k\); got \(2, 2, 3, 5\)",
+        ),
+        (torch.rand(1, 1, 8, 8), torch.rand(2, 2, 4, 4), "auto", r"psf size must be odd .*; got 4"),
+        (
+            torch.rand(1, 1, 4, 6),
+            torch.rand(2, 2, 5, 5),
+            "auto",
+            r"psf size must be at most the image size 4 \(images of shape \(1, 1, 4, 6\)\); got 5",
+        ),
+        (
+            torch.rand(1, 1, 6, 4),
+            torch.rand(2, 2, 5, 5),
+            "auto",
+            r"at most the image size 4 \(images of shape \(1, 1, 6, 4\)\); got 5",
+        ),
+        (
+            torch.rand(1, 1, 8, 8),
+            torch.rand(0, 2, 3, 3),
+            "auto",
+            r"psfs must hold at least one zone of finite numbers; got shape \(0, 2, 3, 3\)",
+        ),
+        (
+            torch.rand(1, 1, 8, 8),
+            torch.rand(2, 0, 3, 3),
+            "auto",
+            r"at least one zone .*; got shape \(2, 0, 3, 3\)",
+        ),
+        (
+            torch.rand(1, 1, 8, 8),
+            torch.full((1, 2, 3, 3), float("nan")),
+            "auto",
+            r"at least one zone of finite numbers; got shape \(1, 2, 3, 3\)",
+        ),
+        (
+            torch.rand(1, 1, 8, 8),
+            torch.full((1, 2, 3, 3), float("inf")),
+            "auto",
+            r"at least one zone of finite numbers",
+        ),
+    ],
+)
+def test_shift_variant_blur_names_what_is_wrong_with_each_argument(images, psfs, method, message):
+    """shift_variant_blur: method, PSF shape, odd size, size at most min(H, W) either side, zones, finite values."""
+    with pytest.raises(ValueError, match=message):
+        shift_variant_blur(images, psfs, method)
+
+
+def test_shift_variant_blur_accepts_a_psf_as_large_as_the_smaller_side():
+    """shift_variant_blur: k = min(H, W) is allowed (the bound is inclusive), and matches SciPy there too."""
+    images = torch.rand(1, 1, 5, 7, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    psfs = torch.rand(1, 2, 5, 5, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    np.testing.assert_allclose(
+        shift_variant_blur(images, psfs, "direct").numpy(),
+        _np_shift_variant(images.numpy(), psfs.numpy()),
+        atol=1e-12,
+    )
+
+
+def test_shift_variant_blur_refuses_images_that_are_not_images():
+    """shift_variant_blur: images are checked first (a NumPy array is refused naming images)."""
+    with pytest.raises(TypeError, match=r"images must be a torch.Tensor .*; got ndarray"):
+        shift_variant_blur(np.ones((1, 1, 8, 8)), torch.rand(2, 2, 3, 3))
+
+
+def test_shift_variant_blur_layer_starts_from_one_gaussian_per_zone_of_its_own_width():
+    """ShiftVariantBlur: zone (i, j) starts as the NumPy Gaussian of init_sigma[i, j], tails floored at 1e-8."""
+    sigmas = torch.tensor([[0.3, 1.0, 2.0], [0.7, 1.5, 0.5]])
+    layer = ShiftVariantBlur(size=5, grid=[2, 3], init_sigma=sigmas)
+    assert isinstance(layer.logits, torch.nn.Parameter) and layer.logits.shape == (2, 3, 5, 5)
+    for i in range(2):
+        for j in range(3):
+            floored = np.maximum(_np_gaussian(5, float(sigmas[i, j])), 1e-8)
+            np.testing.assert_allclose(
+                layer.psfs[i, j].detach().numpy(), floored / floored.sum(), rtol=1e-4, atol=1e-12
+            )
+    assert repr(layer) == "ShiftVariantBlur(size=5, grid=(2, 3), method='auto')"
+
+
+def test_shift_variant_blur_layer_forward_is_shift_variant_blur_of_its_psfs():
+    """ShiftVariantBlur.forward: shift_variant_blur of its PSFs with its method (SciPy by hand); fixed = buffers."""
+    layer = ShiftVariantBlur(
+        size=3, grid=(2, 1), init_sigma=torch.tensor(0.8), learnable=False, method="direct"
+    )
+    assert list(layer.parameters()) == [] and "logits" in dict(layer.named_buffers())
+    assert layer.method == "direct"
+    images = torch.rand(1, 1, 6, 5, generator=torch.Generator().manual_seed(10))
+    expected = _np_shift_variant(images.double().numpy(), layer.psfs.double().numpy())
+    np.testing.assert_allclose(layer(images).numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(layer.psfs[0, 0].numpy(), _np_gaussian(3, 0.8), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(size=4), ValueError, r"psf size must be odd .*; got 4"),
+        (dict(size=0), ValueError, r"psf size must be in \[1, 1025\]; got 0"),
+        (dict(method="conv"), ValueError, r"method must be one of \['auto', 'direct', 'fft'\]; got 'conv'"),
+        (dict(grid=3), ValueError, r"grid must be \(rows, columns\) of zones; got 3"),
+        (dict(grid=(1, 2, 3)), ValueError, r"grid must be \(rows, columns\) of zones; got \(1, 2, 3\)"),
+        (dict(grid=(0, 2)), ValueError, r"grid must be in \[1, 64\]; got 0"),
+        (dict(grid=(2, 65)), ValueError, r"grid must be in \[1, 64\]; got 65"),
+        (dict(grid=(2, 2.0)), TypeError, r"grid must be an integer; got 2.0"),
+        (
+            dict(init_sigma=torch.ones(3, 2)),
+            ValueError,
+            r"init_sigma must be a number or a tensor of shape \(2, 3\); got \(3, 2\)",
+        ),
+        (dict(init_sigma="1"), TypeError, r"init_sigma must be a number; got '1'"),
+        (
+            dict(init_sigma=torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0]])),
+            ValueError,
+            r"init_sigma must be in \[0.001, inf\]; got 0.0",
+        ),
+    ],
+)
+def test_shift_variant_blur_layer_names_each_bad_argument(kwargs, error, message):
+    """ShiftVariantBlur: size, method, grid (a pair of 1..64), init_sigma (number or grid-shaped tensor, >= 1e-3)."""
+    kwargs = {"size": 3, "grid": (2, 3), **kwargs}
+    with pytest.raises(error, match=message):
+        ShiftVariantBlur(**kwargs)
+    assert ShiftVariantBlur(size=1, grid=(64, 1)).psfs.shape == (64, 1, 1, 1)  # the bounds themselves
