@@ -9,16 +9,21 @@ error naming the parameter.
 import numpy as np
 import pytest
 import scipy.ndimage
+import skimage.measure
 import torch
 
 from deepimaging.physics import (
     LAYERS,
+    Binning,
     BitAllocation,
     Blur,
     FourierMicroscope,
     LearnedCFA,
     LearnedPSF,
     ShiftVariantBlur,
+    SparseMask,
+    VariablePixelSensor,
+    bin_pixels,
     blur,
     circular_pupil,
     coherent_image,
@@ -831,3 +836,279 @@ def test_shift_variant_blur_layer_names_each_bad_argument(kwargs, error, message
     with pytest.raises(error, match=message):
         ShiftVariantBlur(**kwargs)
     assert ShiftVariantBlur(size=1, grid=(64, 1)).psfs.shape == (64, 1, 1, 1)  # the bounds themselves
+
+
+# bin_pixels and Binning
+
+
+def _np_bin(images, factor, resize, pad):
+    """Binning by hand: edge-pad to a multiple of the factor, skimage's block_reduce mean, np.repeat back, crop."""
+    h, w = images.shape[-2:]
+    if pad:
+        images = np.pad(images, ((0, 0), (0, 0), (0, -h % factor), (0, -w % factor)), mode="edge")
+    small = skimage.measure.block_reduce(images, (1, 1, factor, factor), np.mean)
+    if not resize:
+        return small
+    return small.repeat(factor, -2).repeat(factor, -1)[..., :h, :w]
+
+
+@pytest.mark.parametrize("resize", [True, False])
+@pytest.mark.parametrize(
+    "shape, factor, pad", [((6, 9), 3, False), ((7, 10), 3, True), ((5, 8), 4, True), ((4, 6), 1, False)]
+)
+def test_bin_pixels_is_skimages_block_mean_with_edge_padding(shape, factor, pad, resize):
+    """bin_pixels: block means (skimage.measure.block_reduce) of the edge-padded image, repeated back and cropped."""
+    images = torch.rand(2, 2, *shape, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    got = bin_pixels(images, factor, resize=resize, pad=pad)
+    np.testing.assert_allclose(got.numpy(), _np_bin(images.numpy(), factor, resize, pad), atol=1e-12)
+    layer = Binning(factor, resize=resize, pad=pad)
+    np.testing.assert_allclose(layer(images).numpy(), got.numpy(), atol=0)
+    assert repr(layer) == f"Binning(factor={factor}, resize={resize})"
+
+
+@pytest.mark.parametrize(
+    "shape, factor, pad, error, message",
+    [
+        (
+            (1, 1, 0, 4),
+            1,
+            False,
+            ValueError,
+            r"images must have at least one pixel; got shape \(1, 1, 0, 4\)",
+        ),
+        (
+            (1, 1, 4, 0),
+            1,
+            False,
+            ValueError,
+            r"images must have at least one pixel; got shape \(1, 1, 4, 0\)",
+        ),
+        ((1, 1, 4, 6), 0, False, ValueError, r"factor must be in \[1, inf\]; got 0"),
+        ((1, 1, 4, 6), 2.0, False, TypeError, r"factor must be an integer; got 2.0"),
+        (
+            (1, 1, 4, 6),
+            5,
+            True,
+            ValueError,
+            r"factor must be at most the images' height and width \(4x6\); got 5",
+        ),
+        (
+            (1, 1, 6, 4),
+            5,
+            True,
+            ValueError,
+            r"factor must be at most the images' height and width \(6x4\); got 5",
+        ),
+        (
+            (1, 1, 4, 6),
+            4,
+            False,
+            ValueError,
+            r"binning factor must divide the image size 4x6; got 4 \(pass pad=True",
+        ),
+    ],
+)
+def test_bin_pixels_names_each_bad_argument(shape, factor, pad, error, message):
+    """bin_pixels: an empty side, the factor's type and bounds (1 to min(H, W)), a factor that does not divide."""
+    with pytest.raises(error, match=message):
+        bin_pixels(torch.rand(*shape), factor, pad=pad)
+    assert bin_pixels(torch.rand(1, 1, 4, 6), 4, pad=True).shape == (1, 1, 4, 6)  # factor = min(H, W) allowed
+
+
+def test_binning_layer_checks_its_factor_when_built():
+    """Binning: the factor is checked when the layer is built, naming factor."""
+    with pytest.raises(ValueError, match=r"factor must be in \[1, inf\]; got 0"):
+        Binning(0)
+    with pytest.raises(TypeError, match=r"factor must be an integer; got 1.5"):
+        Binning(1.5)
+
+
+# variable_pixels, VariablePixelSensor and foveated_pixel_sizes
+
+
+def _np_variable_pixels(images, pixel_sizes):
+    """Each fine pixel takes the mean of its aligned f x f block (skimage block_reduce) where the map says f."""
+    out = np.zeros(images.shape)
+    for f in np.unique(pixel_sizes):
+        f = int(f)
+        blocks = skimage.measure.block_reduce(images, (1, 1, f, f), np.mean).repeat(f, -2).repeat(f, -1)
+        out = np.where(pixel_sizes == f, blocks, out)
+    return out
+
+
+def _np_foveated(height, width, sizes):
+    """The documented foveated map by hand: ring = floor(len(sizes) * normalised block radius), capped."""
+    big = max(sizes)
+    gy, gx = height // big, width // big
+    cy = (np.arange(gy) + 0.5 - gy / 2) / (gy / 2)
+    cx = (np.arange(gx) + 0.5 - gx / 2) / (gx / 2)
+    radius = np.hypot(cy[:, None], cx[None, :]) / np.sqrt(2)
+    ring = np.minimum(np.floor(radius * len(sizes)).astype(int), len(sizes) - 1)
+    return np.asarray(sizes)[ring].repeat(big, 0).repeat(big, 1)
+
+
+@pytest.mark.parametrize(
+    "height, width, sizes", [(24, 48, (1, 2, 4)), (36, 12, (1, 3)), (8, 8, (2,)), (40, 40, (1, 2, 4, 8))]
+)
+def test_foveated_pixel_sizes_are_rings_of_the_documented_radius(height, width, sizes):
+    """foveated_pixel_sizes: block ring floor(n * r / sqrt 2) with r the normalised block-centre radius (NumPy)."""
+    got = foveated_pixel_sizes(height, width, sizes)
+    assert got.shape == (height, width) and not got.is_floating_point()
+    np.testing.assert_array_equal(got.numpy(), _np_foveated(height, width, sizes))
+
+
+@pytest.mark.parametrize(
+    "args, error, message",
+    [
+        ((0, 8, (1, 2)), ValueError, r"height must be in \[1, 8192\]; got 0"),
+        ((8200, 8, (1, 2)), ValueError, r"height must be in \[1, 8192\]; got 8200"),
+        ((8, 8200, (1, 2)), ValueError, r"width must be in \[1, 8192\]; got 8200"),
+        ((8.0, 8, (1, 2)), TypeError, r"height must be an integer; got 8.0"),
+        ((8, 8, (0, 2)), ValueError, r"sizes must be in \[1, 8192\]; got 0"),
+        ((8, 8, (1, 8200)), ValueError, r"sizes must be in \[1, 8192\]; got 8200"),
+        (
+            (12, 12, (2, 3)),
+            ValueError,
+            r"every pixel size must divide the largest, 3, .* 12x12; got sizes \[2, 3\]",
+        ),
+        (
+            (6, 8, (1, 4)),
+            ValueError,
+            r"every pixel size must divide the largest, 4, which must divide the height and width 6x8",
+        ),
+        ((8, 6, (1, 4)), ValueError, r"the height and width 8x6; got sizes \[1, 4\]"),
+    ],
+)
+def test_foveated_pixel_sizes_names_each_bad_argument(args, error, message):
+    """foveated_pixel_sizes: sides and sizes bounded, every size dividing the largest, the largest dividing H and W."""
+    with pytest.raises(error, match=message):
+        foveated_pixel_sizes(*args)
+
+
+def test_variable_pixels_of_a_hand_made_map_are_skimages_block_means():
+    """variable_pixels: a 2x2 block, a 4x4 block and single pixels, each the block mean (skimage block_reduce)."""
+    pixel_sizes = torch.ones(4, 8)
+    pixel_sizes[:2, :2] = 2
+    pixel_sizes[:, 4:] = 4
+    images = torch.rand(2, 3, 4, 8, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+    got = variable_pixels(images, pixel_sizes)
+    assert got.dtype == torch.float64
+    np.testing.assert_allclose(
+        got.numpy(), _np_variable_pixels(images.numpy(), pixel_sizes.numpy()), atol=1e-12
+    )
+    sensor = VariablePixelSensor((3, 4, 8), pixel_sizes=pixel_sizes)
+    np.testing.assert_allclose(sensor(images).numpy(), got.numpy(), atol=1e-12)
+    np.testing.assert_array_equal(sensor.pixel_sizes.numpy(), pixel_sizes.numpy())
+
+
+def test_variable_pixel_sensor_defaults_to_the_foveated_map_of_its_sizes():
+    """VariablePixelSensor without a map: foveated_pixel_sizes(H, W, sizes), block means by skimage."""
+    sensor = VariablePixelSensor((1, 16, 24), sizes=(1, 2, 4))
+    np.testing.assert_array_equal(sensor.pixel_sizes.numpy(), _np_foveated(16, 24, (1, 2, 4)))
+    images = torch.rand(1, 1, 16, 24, generator=torch.Generator().manual_seed(13))
+    expected = _np_variable_pixels(images.double().numpy(), sensor.pixel_sizes.numpy())
+    np.testing.assert_allclose(sensor(images).numpy(), expected, atol=1e-6)
+    with pytest.raises(
+        ValueError, match=r"VariablePixelSensor was built for images of size 16x24 .*got images of size 24x16"
+    ):
+        sensor(torch.rand(1, 1, 24, 16))
+
+
+@pytest.mark.parametrize(
+    "pixel_sizes, message",
+    [
+        (np.ones((4, 6)), r"pixel_sizes must be a tensor of shape \(4, 6\); got ndarray"),
+        (torch.ones(6, 4), r"pixel_sizes must be a tensor of shape \(4, 6\); got \(6, 4\)"),
+        (torch.zeros(4, 6), r"pixel sizes must be integers >= 1 dividing the image size \(4, 6\); got 0"),
+        (
+            torch.full((4, 6), 1.5),
+            r"pixel sizes must be integers >= 1 dividing the image size \(4, 6\); got 1.5",
+        ),
+        (torch.full((4, 6), 4.0), r"dividing the image size \(4, 6\); got 4"),
+        (torch.full((4, 6), 3.0), r"dividing the image size \(4, 6\); got 3"),
+        (
+            torch.tensor([[1.0, 2, 2, 1, 1, 1]] * 2 + [[1.0] * 6] * 2),
+            r"the pixels of size 2 must cover whole, aligned 2x2 blocks",
+        ),
+    ],
+)
+def test_variable_pixels_and_its_layer_name_what_is_wrong_with_the_map(pixel_sizes, message):
+    """variable_pixels / VariablePixelSensor: the map's type and shape, each size >= 1, whole, dividing H and W, aligned."""
+    with pytest.raises(ValueError, match=message):
+        variable_pixels(torch.rand(1, 1, 4, 6), pixel_sizes)
+    with pytest.raises(ValueError, match=message):
+        VariablePixelSensor((1, 4, 6), pixel_sizes=pixel_sizes)
+
+
+# SparseMask
+
+
+def test_sparse_mask_starts_from_seeded_scores_and_keeps_round_fraction_of_the_pixels():
+    """SparseMask: scores 0.1 * randn of a generator seeded with seed; k = max(1, round(fraction H W)), half to even."""
+    layer = SparseMask(0.5, (2, 3, 3), seed=4)
+    expected = 0.1 * torch.randn(3, 3, generator=torch.Generator().manual_seed(4))
+    np.testing.assert_array_equal(layer.scores.detach().numpy(), expected.numpy())
+    assert layer.k == 4 and layer.image_shape == (2, 3, 3)  # round(4.5) = 4 (to even)
+    assert SparseMask(0.01, (1, 4, 4)).k == 1 and SparseMask(1.0, (1, 4, 4)).k == 16
+    assert (
+        repr(SparseMask(0.25, (1, 4, 4), method="bernoulli"))
+        == "SparseMask(fraction=0.25, k=4, method='bernoulli')"
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(fraction=0.0), ValueError, r"fraction must be greater than 0.0; got 0.0"),
+        (dict(fraction=1.5), ValueError, r"fraction must be in \[0.0, 1.0\]; got 1.5"),
+        (dict(fraction="half"), TypeError, r"fraction must be a number; got 'half'"),
+        (dict(method="random"), ValueError, r"method must be one of \['bernoulli', 'topk'\]; got 'random'"),
+        (dict(temperature=0.0), ValueError, r"temperature must be greater than 0.0; got 0.0"),
+        (dict(temperature=-1.0), ValueError, r"temperature must be greater than 0.0; got -1.0"),
+        (dict(seed=-1), ValueError, r"seed must be in \[0, inf\]; got -1"),
+        (dict(seed=1.0), TypeError, r"seed must be an integer; got 1.0"),
+        (dict(image_shape=(4, 4)), ValueError, r"image_shape must be \(C, H, W\).*; got \(4, 4\)"),
+    ],
+)
+def test_sparse_mask_names_each_bad_argument(kwargs, error, message):
+    """SparseMask: fraction in (0, 1], method, temperature > 0, seed >= 0, image_shape (C, H, W)."""
+    kwargs = {"fraction": 0.25, "image_shape": (1, 4, 4), **kwargs}
+    with pytest.raises(error, match=message):
+        SparseMask(**kwargs)
+
+
+def test_sparse_mask_keeps_the_k_best_scores_with_the_sigmoid_straight_through_gradient():
+    """SparseMask (topk, training or eval): y = x * top-k mask (NumPy argsort); d/ds = sum(g x) sigmoid'(s)."""
+    layer = SparseMask(0.3, (2, 4, 5), seed=1)
+    scores = layer.scores.detach().numpy()
+    mask = np.zeros(20)
+    mask[np.argsort(-scores.ravel())[:6]] = 1
+    mask = mask.reshape(4, 5)
+    np.testing.assert_array_equal(layer.mask().numpy(), mask)
+    images = torch.rand(3, 2, 4, 5, generator=torch.Generator().manual_seed(14))
+    weight = torch.rand(3, 2, 4, 5, generator=torch.Generator().manual_seed(15))
+    out = layer.train()(images)
+    np.testing.assert_allclose(out.detach().numpy(), images.numpy() * mask, atol=1e-7)
+    (out * weight).sum().backward()
+    s = 1 / (1 + np.exp(-scores))
+    expected = (weight.numpy() * images.numpy()).sum((0, 1)) * s * (1 - s)
+    np.testing.assert_allclose(layer.scores.grad.numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(layer.eval()(images).detach().numpy(), images.numpy() * mask, atol=1e-7)
+
+
+def test_sparse_bernoulli_mask_in_training_is_the_documented_relaxed_sample():
+    """SparseMask(bernoulli) training: sigmoid((s + c + log u - log(1-u)) / T), mean sigmoid(s + c) = fraction
+    (c by scipy.optimize.brentq), u from a generator seeded with seed; in eval the top-k mask."""
+    import scipy.optimize
+
+    layer = SparseMask(0.3, (1, 5, 6), method="bernoulli", temperature=0.7, seed=3)
+    scores = layer.scores.detach().double().numpy()
+    sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    shift = scipy.optimize.brentq(lambda c: sigmoid(scores + c).mean() - 0.3, -50, 50)
+    u = torch.rand(5, 6, generator=torch.Generator().manual_seed(3)).clamp(1e-6, 1 - 1e-6).double().numpy()
+    expected = sigmoid((scores + shift + np.log(u) - np.log1p(-u)) / 0.7)
+    images = torch.rand(2, 1, 5, 6, generator=torch.Generator().manual_seed(16))
+    got = layer.train()(images)
+    np.testing.assert_allclose(got.detach().numpy(), images.numpy() * expected, atol=2e-5)
+    hard = layer.eval()(images)
+    assert int((hard[0, 0] != 0).sum()) == layer.k == 9
