@@ -18,11 +18,13 @@ from deepimaging.physics import (
     BitAllocation,
     Blur,
     FourierMicroscope,
+    GaussianBlur,
     LearnedCFA,
     LearnedPSF,
     ShiftVariantBlur,
     SparseMask,
     VariablePixelSensor,
+    airy_psf,
     bin_pixels,
     blur,
     circular_pupil,
@@ -30,6 +32,7 @@ from deepimaging.physics import (
     defocus_psf,
     exposure_mosaic,
     filter_mosaic,
+    gaussian_psf,
     led_frequencies,
     quantize_per_pixel,
     saturate,
@@ -1112,3 +1115,216 @@ def test_sparse_bernoulli_mask_in_training_is_the_documented_relaxed_sample():
     np.testing.assert_allclose(got.detach().numpy(), images.numpy() * expected, atol=2e-5)
     hard = layer.eval()(images)
     assert int((hard[0, 0] != 0).sum()) == layer.k == 9
+
+
+# gaussian_psf, defocus_psf, airy_psf (and _radius_grid, _check_psf_size under them)
+
+
+def _np_subpixel_radius(size, supersample):
+    """(size, size, s*s) distances of the s x s sub-pixel centres of each pixel from the centre pixel's centre."""
+    offsets = (np.arange(supersample) + 0.5) / supersample - 0.5
+    pos = (np.arange(size)[:, None] - size // 2 + offsets[None, :]).ravel()
+    r = np.hypot(pos[:, None], pos[None, :])
+    return r.reshape(size, supersample, size, supersample).transpose(0, 2, 1, 3).reshape(size, size, -1)
+
+
+@pytest.mark.parametrize("size, sigma", [(1, 1.0), (5, 0.7), (9, 2.5)])
+def test_gaussian_psf_is_the_normalised_gaussian_at_the_pixel_centres(size, sigma):
+    """gaussian_psf: exp(-(u^2 + v^2) / 2 sigma^2) / sum, u and v pixel offsets from the centre (NumPy)."""
+    got = gaussian_psf(size, sigma)
+    assert got.dtype == torch.float32 and got.shape == (size, size)
+    np.testing.assert_allclose(got.numpy(), _np_gaussian(size, sigma), rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("size, radius", [(7, 0.0), (7, 0.05), (7, 1.3), (9, 2.0), (5, 2.5)])
+def test_defocus_psf_is_the_disk_coverage_on_an_8_by_8_subpixel_grid(size, radius):
+    """defocus_psf: share of each pixel's 8 x 8 sub-pixel centres within the radius, normalised; a delta below."""
+    coverage = (_np_subpixel_radius(size, 8) <= radius).mean(-1)
+    if coverage.sum() == 0:
+        coverage[size // 2, size // 2] = 1.0
+    np.testing.assert_allclose(
+        defocus_psf(size, radius).numpy(), coverage / coverage.sum(), rtol=1e-6, atol=1e-9
+    )
+
+
+@pytest.mark.parametrize("size, radius", [(7, 1.5), (9, 3.0), (3, 0.01)])
+def test_airy_psf_is_scipys_bessel_pattern_averaged_on_a_4_by_4_subpixel_grid(size, radius):
+    """airy_psf: (2 J1(v) / v)^2, v = 3.8317 r / radius, J1 by scipy.special.j1, 4 x 4 sub-pixels, normalised."""
+    import scipy.special
+
+    v = scipy.special.jn_zeros(1, 1)[0] * _np_subpixel_radius(size, 4) / radius
+    psf = ((2 * scipy.special.j1(v) / v) ** 2).mean(-1)
+    np.testing.assert_allclose(airy_psf(size, radius).numpy(), psf / psf.sum(), rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: gaussian_psf(5, 0.0005), ValueError, r"sigma must be in \[0.001, inf\]; got 0.0005"),
+        (lambda: gaussian_psf(5, "1"), TypeError, r"sigma must be a number; got '1'"),
+        (
+            lambda: gaussian_psf(4, 1.0),
+            ValueError,
+            r"psf size must be odd \(so the PSF has a centre pixel\) and >= 1; got 4",
+        ),
+        (lambda: gaussian_psf(0, 1.0), ValueError, r"psf size must be in \[1, 1025\]; got 0"),
+        (lambda: gaussian_psf(1027, 1.0), ValueError, r"psf size must be in \[1, 1025\]; got 1027"),
+        (lambda: gaussian_psf(5.0, 1.0), TypeError, r"psf size must be an integer; got 5.0"),
+        (lambda: airy_psf(5, 0.0005), ValueError, r"radius must be in \[0.001, inf\]; got 0.0005"),
+        (lambda: airy_psf(6, 1.0), ValueError, r"psf size must be odd .*; got 6"),
+        (lambda: defocus_psf(5, 2.6), ValueError, r"radius must be in \[0.0, 2.5\]; got 2.6"),
+        (lambda: defocus_psf(8, 1.0), ValueError, r"psf size must be odd .*; got 8"),
+    ],
+)
+def test_psf_functions_name_each_bad_argument(call, error, message):
+    """gaussian_psf, airy_psf, defocus_psf: width bounds (1e-3; a disk within the kernel) and odd sizes 1..1025."""
+    with pytest.raises(error, match=message):
+        call()
+    assert gaussian_psf(1025, 0.001).shape == (1025, 1025) and airy_psf(1, 0.001).item() == 1.0  # the bounds
+
+
+# blur, Blur, GaussianBlur, LearnedPSF
+
+
+def _np_blur(images, psf):
+    """scipy.ndimage.convolve of each channel with its PSF (or the one PSF), mirrored borders."""
+    psfs = psf if psf.ndim == 3 else [psf] * images.shape[1]
+    return np.stack(
+        [[scipy.ndimage.convolve(im, p, mode="mirror") for im, p in zip(image, psfs)] for image in images]
+    )
+
+
+@pytest.mark.parametrize("method", ["auto", "direct", "fft"])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_blur_of_a_wide_image_with_asymmetric_psfs_matches_scipy(method, per_channel):
+    """blur: convolution (not correlation) with mirrored borders on H != W, one PSF or one per channel (SciPy)."""
+    g = torch.Generator().manual_seed(17)
+    images = torch.rand(2, 3, 7, 12, generator=g, dtype=torch.float64)
+    psf = torch.rand(*((3,) if per_channel else ()), 5, 5, generator=g, dtype=torch.float64)
+    np.testing.assert_allclose(
+        blur(images, psf, method).numpy(), _np_blur(images.numpy(), psf.numpy()), atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("method", ["direct", "fft"])
+def test_blur_keeps_the_images_dtype_whatever_the_psfs_and_an_empty_batch(method):
+    """blur: float32 images stay float32 with a float64 PSF (and back), in both methods; N = 0 gives N = 0.
+
+    (A float64 PSF made the FFT method return float64 for float32 images: fixed.)"""
+    psf = torch.full((3, 3), 1 / 9, dtype=torch.float64)
+    assert blur(torch.rand(1, 2, 6, 6), psf, method).dtype == torch.float32
+    assert blur(torch.rand(1, 2, 6, 6).double(), psf.float(), method).dtype == torch.float64
+    assert blur(torch.zeros(0, 2, 6, 7), psf, method).shape == (0, 2, 6, 7)
+    one = blur(torch.rand(1, 1, 4, 4).double(), torch.full((1, 1), 0.5, dtype=torch.float64), method)
+    assert one.shape == (1, 1, 4, 4)  # a 1 x 1 PSF: no padding, a scaling
+
+
+@pytest.mark.parametrize(
+    "images, psf, method, message",
+    [
+        (
+            torch.rand(1, 1, 8, 8),
+            torch.rand(3, 3),
+            "conv",
+            r"method must be one of \['auto', 'direct', 'fft'\]; got 'conv'",
+        ),
+        (
+            torch.rand(1, 1, 8, 8),
+            torch.rand(3, 5),
+            "auto",
+            r"psf must be a square tensor of shape \(k, k\) or \(C, k, k\); got \(3, 5\)",
+        ),
+        (torch.rand(1, 1, 8, 8), torch.rand(9), "auto", r"psf must be a square tensor .*; got \(9,\)"),
+        (
+            torch.rand(1, 1, 8, 8),
+            torch.rand(1, 1, 3, 3),
+            "auto",
+            r"psf must be a square tensor .*; got \(1, 1, 3, 3\)",
+        ),
+        (torch.rand(1, 1, 8, 8), np.ones((3, 3)), "auto", r"psf must be a square tensor .*; got ndarray"),
+        (
+            torch.rand(1, 1, 4, 6),
+            torch.rand(5, 5),
+            "auto",
+            r"psf size must be at most the image size 4 \(images of shape \(1, 1, 4, 6\)\); got 5",
+        ),
+        (
+            torch.rand(1, 1, 6, 4),
+            torch.rand(5, 5),
+            "auto",
+            r"psf size must be at most the image size 4 .*; got 5",
+        ),
+        (torch.rand(1, 3, 8, 8), torch.rand(2, 3, 3), "auto", r"psf has 2 channels but the images have 3"),
+        (
+            torch.rand(1, 1, 8, 8),
+            torch.full((3, 3), float("inf")),
+            "auto",
+            r"psf must hold finite numbers; got NaN or infinity",
+        ),
+    ],
+)
+def test_blur_names_what_is_wrong_with_each_argument(images, psf, method, message):
+    """blur: method, the PSF's type and shape, its size against both sides, its channels, finite values."""
+    with pytest.raises(ValueError, match=message):
+        blur(images, psf, method)
+
+
+def test_blur_layers_blur_with_their_psf_and_method():
+    """Blur, GaussianBlur and LearnedPSF: forward = SciPy's convolution with their PSF; their reprs and buffers."""
+    images = torch.rand(1, 2, 9, 11, generator=torch.Generator().manual_seed(18))
+    psf = torch.rand(2, 3, 3, generator=torch.Generator().manual_seed(19), dtype=torch.float64)
+    lens = Blur(psf, method="direct")
+    assert lens.method == "direct" and lens.psf.dtype == torch.float32 and list(lens.parameters()) == []
+    psf.zero_()  # the layer keeps its own copy
+    assert lens.psf.abs().sum() > 0
+    expected = _np_blur(images.double().numpy(), lens.psf.double().numpy())
+    np.testing.assert_allclose(lens(images).numpy(), expected, atol=1e-6)
+
+    gauss = GaussianBlur(1.2, method="fft")
+    assert (
+        gauss.psf.shape == (9, 9)
+        and gauss.method == "fft"
+        and repr(gauss) == "GaussianBlur(sigma=1.2, size=9)"
+    )
+    np.testing.assert_allclose(gauss.psf.numpy(), _np_gaussian(9, 1.2), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(
+        gauss(images).numpy(), _np_blur(images.double().numpy(), _np_gaussian(9, 1.2)), atol=1e-6
+    )
+    assert GaussianBlur(0.3, size=3).psf.shape == (3, 3)
+
+    learned = LearnedPSF(7)  # init_sigma = 7 / 6
+    floored = np.maximum(_np_gaussian(7, 7 / 6), 1e-8)
+    np.testing.assert_allclose(learned.psf.detach().numpy(), floored / floored.sum(), rtol=1e-4, atol=1e-12)
+    assert repr(learned) == "LearnedPSF(size=7)" and learned.method == "auto"
+    assert isinstance(learned.logits, torch.nn.Parameter) and learned.logits.shape == (7, 7)
+    expected = _np_blur(images.double().numpy(), learned.psf.detach().double().numpy())
+    np.testing.assert_allclose(learned(images).detach().numpy(), expected, atol=1e-6)
+    narrow = LearnedPSF(5, init_sigma=0.4, method="direct")
+    floored = np.maximum(_np_gaussian(5, 0.4), 1e-8)
+    np.testing.assert_allclose(narrow.psf.detach().numpy(), floored / floored.sum(), rtol=1e-4, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: Blur(np.ones((3, 3))), ValueError, r"psf must be a tensor of shape \(k, k\) or \(C, k, k\)"),
+        (lambda: Blur(torch.ones(9)), ValueError, r"psf must be a tensor of shape \(k, k\) or \(C, k, k\)"),
+        (lambda: Blur(torch.ones(3, 3), method="conv"), ValueError, r"method must be one of .*; got 'conv'"),
+        (lambda: GaussianBlur(171.0), ValueError, r"sigma must be in \[0.001, 170.6+\]; got 171.0"),
+        (lambda: GaussianBlur(0.0), ValueError, r"sigma must be in \[0.001, .*\]; got 0.0"),
+        (lambda: GaussianBlur(1.0, method="conv"), ValueError, r"method must be one of .*; got 'conv'"),
+        (lambda: LearnedPSF(4), ValueError, r"psf size must be odd .*; got 4"),
+        (lambda: LearnedPSF(5, method="conv"), ValueError, r"method must be one of .*; got 'conv'"),
+        (lambda: LearnedPSF(5, init_sigma="1"), TypeError, r"init_sigma must be a number; got '1'"),
+    ],
+)
+def test_blur_layers_name_each_bad_argument(call, error, message):
+    """Blur, GaussianBlur, LearnedPSF: the PSF's kind, method, sigma (its default size at most 1025), size."""
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_gaussian_blur_accepts_the_widest_sigma_whose_default_size_fits():
+    """GaussianBlur: sigma = 1024 / 6 gives the largest default size, 2 ceil(3 sigma) + 1 = 1025; a given size lifts the bound."""
+    assert GaussianBlur(1024 / 6).psf.shape == (1025, 1025)
+    assert GaussianBlur(200.0, size=3).sigma == 200.0
