@@ -21,7 +21,10 @@ from deepimaging.physics import (
     GaussianBlur,
     LearnedCFA,
     LearnedPSF,
+    ReadNoise,
+    Sensor,
     ShiftVariantBlur,
+    ShotNoise,
     SparseMask,
     VariablePixelSensor,
     airy_psf,
@@ -34,9 +37,12 @@ from deepimaging.physics import (
     filter_mosaic,
     gaussian_psf,
     led_frequencies,
+    poisson_sample,
     quantize_per_pixel,
+    read_noise,
     saturate,
     shift_variant_blur,
+    shot_noise,
     thin_object,
 )
 from deepimaging.physics.microscope import MAX_LED_SPACING, MAX_PHASE_STRENGTH
@@ -1328,3 +1334,163 @@ def test_gaussian_blur_accepts_the_widest_sigma_whose_default_size_fits():
     """GaussianBlur: sigma = 1024 / 6 gives the largest default size, 2 ceil(3 sigma) + 1 = 1025; a given size lifts the bound."""
     assert GaussianBlur(1024 / 6).psf.shape == (1025, 1025)
     assert GaussianBlur(200.0, size=3).sigma == 200.0
+
+
+# Sensor, ShotNoise, ReadNoise, shot_noise, read_noise, saturate, poisson_sample
+
+
+def _np_quantize(values, bits):
+    """Rounding to the 2^b - 1 steps of [0, 1], ties to the even level (np.round)."""
+    levels = 2.0**bits - 1
+    return np.round(values * levels) / levels
+
+
+def test_seeded_sensor_is_poisson_counts_plus_read_noise_clipped_at_the_full_well_and_quantized():
+    """Sensor(seed): torch.poisson then randn of a generator seeded alike, / full well, clip, np.round to b bits."""
+    images = torch.rand(2, 1, 5, 6, generator=torch.Generator().manual_seed(20))
+    sensor = Sensor(photons=40.0, read_noise=3.0, full_well=30.0, bits=3, seed=5)
+    g = torch.Generator().manual_seed(5)
+    counts = torch.poisson(images * 40.0, generator=g)
+    electrons = (counts + 3.0 * torch.randn(images.shape, generator=g)).numpy()
+    analog = np.clip(electrons / 30.0, 0, 1)
+    got = sensor(images)
+    np.testing.assert_allclose(got.numpy(), _np_quantize(analog, 3), atol=1e-6)
+    assert analog.max() == 1.0 and analog.min() == 0.0  # both clips mattered
+    np.testing.assert_allclose(Sensor(40.0, 3.0, 30.0, 3, seed=5).analog(images).numpy(), analog, atol=1e-6)
+    assert repr(sensor) == "Sensor(photons=40, read_noise=3, full_well=30, bits=3)"
+
+
+def test_sensor_defaults_to_a_full_well_of_photons_and_keeps_its_settings_as_buffers():
+    """Sensor: full_well defaults to photons; photons, read_noise, full_well are buffers; the bounds are allowed."""
+    sensor = Sensor(photons=250.0)
+    assert dict(sensor.named_buffers()).keys() == {"photons", "read_noise", "full_well"}
+    assert float(sensor.full_well) == 250.0 and float(sensor.read_noise) == 2.0 and sensor.bits == 8
+    assert list(sensor.parameters()) == []
+    Sensor(photons=1e-6, read_noise=0.0, full_well=1e9, bits=16)
+    Sensor(photons=1e9, read_noise=1e9, full_well=1e-6, bits=1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(photons=1e-7), ValueError, r"photons must be in \[1e-06, 1000000000.0\]; got 1e-07"),
+        (dict(photons=2e9), ValueError, r"photons must be in \[1e-06, 1000000000.0\]; got 2000000000.0"),
+        (dict(photons="100"), TypeError, r"photons must be a number; got '100'"),
+        (dict(read_noise=-0.5), ValueError, r"read_noise must be in \[0.0, 1000000000.0\]; got -0.5"),
+        (dict(read_noise=2e9), ValueError, r"read_noise must be in \[0.0, 1000000000.0\]; got 2000000000.0"),
+        (dict(full_well=1e-7), ValueError, r"full_well must be in \[1e-06, 1000000000.0\]; got 1e-07"),
+        (dict(full_well=2e9), ValueError, r"full_well must be in \[1e-06, 1000000000.0\]; got 2000000000.0"),
+        (dict(bits=0), ValueError, r"bits must be in \[1, 16\]; got 0"),
+        (dict(bits=17), ValueError, r"bits must be in \[1, 16\]; got 17"),
+        (dict(bits=8.0), TypeError, r"bits must be an integer; got 8.0"),
+        (dict(seed=-1), ValueError, r"seed must be in \[0, inf\]; got -1"),
+    ],
+)
+def test_sensor_names_each_bad_argument(kwargs, error, message):
+    """Sensor: photons and full_well in [1e-6, 1e9], read_noise in [0, 1e9], bits 1..16, seed >= 0."""
+    kwargs = {"photons": 100.0, **kwargs}
+    with pytest.raises(error, match=message):
+        Sensor(**kwargs)
+
+
+def test_seeded_shot_and_read_noise_layers_are_their_generators_draws_clipped():
+    """ShotNoise(seed): torch.poisson(P x) / P clipped; ReadNoise(seed): x + sigma randn clipped (same seeds)."""
+    images = torch.rand(1, 2, 4, 5, generator=torch.Generator().manual_seed(21))
+    counts = torch.poisson(images * 3.0, generator=torch.Generator().manual_seed(6))
+    layer = ShotNoise(3.0, seed=6)
+    np.testing.assert_allclose(layer(images).numpy(), np.clip(counts.numpy() / 3.0, 0, 1), atol=1e-7)
+    assert repr(layer) == "ShotNoise(photons=3)" and float(layer.photons) == 3.0
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(7))
+    reader = ReadNoise(0.4, seed=7)
+    np.testing.assert_allclose(
+        reader(images).numpy(), np.clip(images.numpy() + 0.4 * noise.numpy(), 0, 1), atol=1e-7
+    )
+    assert reader.sigma == 0.4
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: ShotNoise(1e-7), ValueError, r"photons must be in \[1e-06, 1000000000.0\]; got 1e-07"),
+        (lambda: ShotNoise(2e9), ValueError, r"photons must be in \[1e-06, .*\]; got 2000000000.0"),
+        (lambda: ShotNoise(10.0, seed=-2), ValueError, r"seed must be in \[0, inf\]; got -2"),
+        (lambda: ReadNoise(-0.1), ValueError, r"sigma must be in \[0.0, 1000000000.0\]; got -0.1"),
+        (lambda: ReadNoise(2e9), ValueError, r"sigma must be in \[0.0, .*\]; got 2000000000.0"),
+        (lambda: ReadNoise(0.1, seed=1.5), TypeError, r"seed must be an integer; got 1.5"),
+        (
+            lambda: shot_noise(torch.rand(1, 1, 2, 2), 1e-7),
+            ValueError,
+            r"photons must be in \[1e-06, .*\]; got 1e-07",
+        ),
+        (
+            lambda: shot_noise(torch.rand(1, 1, 2, 2), 2e9),
+            ValueError,
+            r"photons must be in .*; got 2000000000.0",
+        ),
+        (
+            lambda: read_noise(np.ones(3), 0.1),
+            TypeError,
+            r"images must be a floating-point torch.Tensor; got ndarray",
+        ),
+        (
+            lambda: read_noise(torch.ones(3, dtype=torch.int64), 0.1),
+            TypeError,
+            r"images must be a floating-point torch.Tensor; got Tensor",
+        ),
+        (
+            lambda: read_noise(torch.ones(3), -0.1),
+            ValueError,
+            r"sigma must be in \[0.0, 1000000000.0\]; got -0.1",
+        ),
+        (lambda: read_noise(torch.ones(3), 2e9), ValueError, r"sigma must be in .*; got 2000000000.0"),
+        (lambda: saturate([1.0, 2.0]), TypeError, r"values must be a torch.Tensor; got list"),
+        (
+            lambda: saturate(torch.ones(3), 1e-7),
+            ValueError,
+            r"full_well must be in \[1e-06, 1000000000.0\]; got 1e-07",
+        ),
+        (lambda: saturate(torch.ones(3), 2e9), ValueError, r"full_well must be in .*; got 2000000000.0"),
+        (
+            lambda: poisson_sample(torch.ones(3, dtype=torch.int64)),
+            TypeError,
+            r"rates must be a floating-point torch.Tensor; got Tensor",
+        ),
+        (lambda: poisson_sample([1.0]), TypeError, r"rates must be a floating-point torch.Tensor; got list"),
+        (
+            lambda: poisson_sample(torch.tensor([-1.0, 2.0])),
+            ValueError,
+            r"rates must be in \[0, 1e\+09\]; got values in \[-1, 2\]",
+        ),
+        (
+            lambda: poisson_sample(torch.tensor([0.0, 2e9])),
+            ValueError,
+            r"rates must be in \[0, 1e\+09\]; got values in \[0, 2e\+09\]",
+        ),
+    ],
+)
+def test_noise_functions_and_layers_name_each_bad_argument(call, error, message):
+    """ShotNoise, ReadNoise, shot_noise, read_noise, saturate, poisson_sample: each bound both sides, each type."""
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_noise_functions_are_their_generators_draws_in_the_inputs_dtype():
+    """shot_noise, read_noise, poisson_sample: exactly torch.poisson / torch.randn of the same generator, dtype kept."""
+    images = torch.rand(2, 1, 3, 4, generator=torch.Generator().manual_seed(22), dtype=torch.float64)
+    counts = torch.poisson(images * 7.0, generator=torch.Generator().manual_seed(8))
+    got = shot_noise(images, 7.0, torch.Generator().manual_seed(8))
+    assert got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), counts.numpy() / 7.0, atol=1e-12)
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    got = read_noise(images, 0.3, torch.Generator().manual_seed(9))
+    assert got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), images.numpy() + 0.3 * noise.numpy(), atol=1e-12)
+    rates = torch.tensor([0.0, 1e9, 3.5], dtype=torch.float64)  # both ends of the range are allowed
+    np.testing.assert_array_equal(
+        poisson_sample(rates, torch.Generator().manual_seed(2)).numpy(),
+        torch.poisson(rates, generator=torch.Generator().manual_seed(2)).numpy(),
+    )
+    assert poisson_sample(torch.zeros(0)).shape == (0,)
+    np.testing.assert_array_equal(
+        saturate(torch.tensor([-1.0, 0.5, 3.0], dtype=torch.float64), 1e-6).numpy(), [0.0, 1e-6, 1e-6]
+    )
