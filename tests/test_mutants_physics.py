@@ -14,9 +14,11 @@ import torch
 
 from deepimaging.physics import (
     LAYERS,
+    BayerMosaic,
     Binning,
     BitAllocation,
     Blur,
+    ExposureMosaic,
     FourierMicroscope,
     GaussianBlur,
     LearnedCFA,
@@ -28,6 +30,8 @@ from deepimaging.physics import (
     SparseMask,
     VariablePixelSensor,
     airy_psf,
+    bayer_mosaic,
+    bayer_tile,
     bin_pixels,
     blur,
     circular_pupil,
@@ -1494,3 +1498,192 @@ def test_noise_functions_are_their_generators_draws_in_the_inputs_dtype():
     np.testing.assert_array_equal(
         saturate(torch.tensor([-1.0, 0.5, 3.0], dtype=torch.float64), 1e-6).numpy(), [0.0, 1e-6, 1e-6]
     )
+
+
+# filter_mosaic, bayer_tile, bayer_mosaic, BayerMosaic, LearnedCFA, exposure_mosaic, ExposureMosaic
+
+
+def _np_tiled(tile, h, w):
+    """A (..., K, K) tile repeated over H x W by NumPy's np.tile, the last partial tile cropped."""
+    k = tile.shape[-1]
+    reps = (1,) * (tile.ndim - 2) + (-(-h // k), -(-w // k))
+    return np.tile(tile, reps)[..., :h, :w]
+
+
+@pytest.mark.parametrize("output", ["masked", "raw"])
+def test_filter_mosaic_of_a_3x3_tile_over_a_field_it_does_not_divide(output):
+    """filter_mosaic: y_c = t_c(i mod K, j mod K) x_c on 7 x 8 with K = 3 (partial tiles); raw sums the channels."""
+    g = torch.Generator().manual_seed(23)
+    images = torch.rand(2, 2, 7, 8, generator=g, dtype=torch.float64)
+    tile = torch.rand(2, 3, 3, generator=g, dtype=torch.float64)
+    expected = images.numpy() * _np_tiled(tile.numpy(), 7, 8)
+    if output == "raw":
+        expected = expected.sum(1, keepdims=True)
+    np.testing.assert_allclose(filter_mosaic(images, tile, output).numpy(), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "images, tile, output, message",
+    [
+        (
+            torch.rand(1, 2, 4, 4),
+            torch.rand(2, 2, 2),
+            "mosaic",
+            r"output must be one of \['masked', 'raw'\]; got 'mosaic'",
+        ),
+        (
+            torch.rand(1, 2, 4, 4),
+            torch.rand(2, 2, 3),
+            "raw",
+            r"tile must have shape \(C, K, K\); got \(2, 2, 3\)",
+        ),
+        (torch.rand(1, 2, 4, 4), torch.rand(2, 2), "raw", r"tile must have shape \(C, K, K\); got \(2, 2\)"),
+        (
+            torch.rand(1, 2, 4, 4),
+            torch.rand(3, 2, 2),
+            "raw",
+            r"the mosaic tile has 3 filter channels but the images have 2 channels",
+        ),
+    ],
+)
+def test_filter_mosaic_names_what_is_wrong(images, tile, output, message):
+    """filter_mosaic: the output choice, the tile's shape and its channel count against the images'."""
+    with pytest.raises(ValueError, match=message):
+        filter_mosaic(images, tile, output)
+
+
+@pytest.mark.parametrize("pattern", ["RGGB", "BGGR", "GRBG", "GBRG"])
+def test_bayer_tile_and_mosaic_read_the_pattern_row_by_row(pattern):
+    """bayer_tile: a one-hot (3, 2, 2) tile, letter p at (p // 2, p % 2); bayer_mosaic and BayerMosaic use it."""
+    expected = np.zeros((3, 2, 2))
+    for p, letter in enumerate(pattern):
+        expected["RGB".index(letter), p // 2, p % 2] = 1
+    np.testing.assert_array_equal(bayer_tile(pattern).numpy(), expected)
+    images = torch.rand(1, 3, 4, 6, generator=torch.Generator().manual_seed(24))
+    raw = (images.numpy() * _np_tiled(expected, 4, 6)).sum(1, keepdims=True)
+    np.testing.assert_allclose(bayer_mosaic(images, pattern, "raw").numpy(), raw, atol=1e-6)
+    layer = BayerMosaic(pattern, output="raw")
+    np.testing.assert_allclose(layer(images).numpy(), raw, atol=1e-6)
+    assert repr(layer) == f"BayerMosaic(pattern='{pattern}', output='raw')"
+
+
+def test_bayer_functions_name_a_bad_pattern_or_output():
+    """bayer_tile / BayerMosaic: an unknown pattern or output is refused naming it."""
+    with pytest.raises(ValueError, match=r"pattern must be one of .*; got 'RGBG'"):
+        bayer_tile("RGBG")
+    with pytest.raises(ValueError, match=r"pattern must be one of .*; got 'rggb'"):
+        BayerMosaic("rggb")
+    with pytest.raises(ValueError, match=r"output must be one of \['masked', 'raw'\]; got 'rgb'"):
+        BayerMosaic(output="rgb")
+
+
+def test_learned_cfa_starts_from_seeded_logits_and_is_one_hot_argmax_in_eval():
+    """LearnedCFA: logits 0.1 randn(C, K, K) of a seeded generator; eval tile = one-hot of np.argmax over filters."""
+    layer = LearnedCFA(tile_size=3, channels=4, temperature=2.0, output="raw", seed=7)
+    expected = 0.1 * torch.randn(4, 3, 3, generator=torch.Generator().manual_seed(7))
+    np.testing.assert_array_equal(layer.logits.detach().numpy(), expected.numpy())
+    one_hot = np.eye(4)[np.argmax(expected.numpy(), 0)].transpose(2, 0, 1)
+    np.testing.assert_array_equal(layer.eval().tile().numpy(), one_hot)
+    np.testing.assert_array_equal(layer.train().tile(hard=True).numpy(), one_hot)
+    soft = np.exp(expected.numpy() / 2.0) / np.exp(expected.numpy() / 2.0).sum(0)
+    np.testing.assert_allclose(layer.eval().tile(hard=False).detach().numpy(), soft, rtol=1e-5)
+    images = torch.rand(1, 4, 5, 7, generator=torch.Generator().manual_seed(25))
+    raw = (images.numpy() * _np_tiled(one_hot, 5, 7)).sum(1, keepdims=True)
+    np.testing.assert_allclose(layer.eval()(images).detach().numpy(), raw, atol=1e-6)
+    assert repr(layer) == "LearnedCFA(tile_size=3, channels=4, temperature=2)"
+
+
+def test_learned_cfa_anneals_its_temperature_down_to_the_floor():
+    """LearnedCFA.anneal: temperature times factor, floored at 1e-3; factor in (0, 1] named when outside."""
+    layer = LearnedCFA(temperature=0.01)
+    assert layer.anneal(0.5) == pytest.approx(0.005) and layer.temperature == pytest.approx(0.005)
+    assert layer.anneal(0.1) == 1e-3 and layer.anneal() == 1e-3
+    assert layer.anneal(1.0) == 1e-3
+    for factor, message in [
+        (0.0, r"factor must be greater than 0.0; got 0.0"),
+        (1.5, r"factor must be in \[0.0, 1.0\]; got 1.5"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            layer.anneal(factor)
+    assert LearnedCFA().anneal() == pytest.approx(0.9)  # the default factor
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(tile_size=0), ValueError, r"tile_size must be in \[1, 8192\]; got 0"),
+        (dict(tile_size=8193), ValueError, r"tile_size must be in \[1, 8192\]; got 8193"),
+        (dict(channels=0), ValueError, r"channels must be in \[1, 1024\]; got 0"),
+        (dict(channels=1025), ValueError, r"channels must be in \[1, 1024\]; got 1025"),
+        (dict(channels=3.0), TypeError, r"channels must be an integer; got 3.0"),
+        (dict(output="rgb"), ValueError, r"output must be one of \['masked', 'raw'\]; got 'rgb'"),
+        (dict(temperature=0.0005), ValueError, r"temperature must be in \[0.001, 1000.0\]; got 0.0005"),
+        (dict(temperature=1001.0), ValueError, r"temperature must be in \[0.001, 1000.0\]; got 1001.0"),
+        (dict(seed=-1), ValueError, r"seed must be in \[0, inf\]; got -1"),
+    ],
+)
+def test_learned_cfa_names_each_bad_argument(kwargs, error, message):
+    """LearnedCFA: tile_size 1..8192, channels 1..1024, output, temperature in [1e-3, 1e3], seed >= 0."""
+    with pytest.raises(error, match=message):
+        LearnedCFA(**kwargs)
+    LearnedCFA(tile_size=1, channels=1, temperature=1e-3)
+    LearnedCFA(temperature=1e3)
+
+
+def test_exposure_mosaic_is_the_tiled_exposure_times_the_scene_saturated_at_one():
+    """exposure_mosaic: min(1, e(i mod K, j mod K) x) on a field the tile does not divide; the layer likewise."""
+    images = torch.rand(1, 2, 5, 7, generator=torch.Generator().manual_seed(26), dtype=torch.float64)
+    exposures = torch.tensor([[1.0, 2.0, 0.5], [4.0, 1.5, 3.0], [0.25, 8.0, 1.0]], dtype=torch.float64)
+    expected = np.minimum(1.0, images.numpy() * _np_tiled(exposures.numpy(), 5, 7))
+    np.testing.assert_allclose(exposure_mosaic(images, exposures).numpy(), expected, atol=1e-12)
+    layer = ExposureMosaic(exposures.flatten().tolist())
+    assert list(layer.parameters()) == [] and layer.log_exposures.shape == (3, 3)
+    np.testing.assert_allclose(layer.exposures.numpy(), exposures.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(layer(images).numpy(), expected, atol=1e-6)
+    learned = ExposureMosaic(torch.tensor([[1.0, 2.0], [4.0, 8.0]]), learnable=True)
+    assert isinstance(learned.log_exposures, torch.nn.Parameter)
+    np.testing.assert_allclose(learned.log_exposures.detach().numpy(), np.log([[1, 2], [4, 8]]), rtol=1e-6)
+    np.testing.assert_allclose(ExposureMosaic().exposures.numpy(), [[1, 2], [4, 8]], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "exposures, message",
+    [
+        (torch.ones(2, 3), r"exposures must be a square tile of shape \(K, K\); got \(2, 3\)"),
+        (torch.ones(4), r"exposures must be a square tile of shape \(K, K\); got \(4,\)"),
+        ([[1.0]], r"exposures must be a square tile of shape \(K, K\); got list"),
+        (torch.ones(0, 0), r"exposures must be in \(0, 1.04858e\+06\]; got \[\]"),
+        (
+            torch.tensor([[1.0, 0.0], [1.0, 1.0]]),
+            r"exposures must be in \(0, 1.04858e\+06\]; got \[1.0, 0.0, 1.0, 1.0\]",
+        ),
+        (torch.tensor([[1.0, 2.0**21], [1.0, 1.0]]), r"exposures must be in \(0, .*\]; got \[1.0, 2097152.0"),
+    ],
+)
+def test_exposure_mosaic_names_what_is_wrong_with_the_exposures(exposures, message):
+    """exposure_mosaic: a square (K, K) tensor of at least one exposure in (0, 2^20]."""
+    with pytest.raises(ValueError, match=message):
+        exposure_mosaic(torch.rand(1, 1, 4, 4), exposures)
+    exposure_mosaic(torch.rand(1, 1, 4, 4), torch.tensor([[2.0**20]]))  # the upper bound is allowed
+
+
+@pytest.mark.parametrize(
+    "exposures, error, message",
+    [
+        (2.0, TypeError, r"exposures must be a sequence of K\*K numbers; got float"),
+        (
+            (1.0, 2.0, 3.0),
+            ValueError,
+            r"exposures must fill a square K x K tile \(1, 4, 9, ... values\); got 3",
+        ),
+        ((), ValueError, r"exposures must fill a square K x K tile .*; got 0"),
+        ((1.0, 0.0, 1.0, 1.0), ValueError, r"exposures must be greater than 0.0; got 0.0"),
+        ((1.0, 2.0**21, 1.0, 1.0), ValueError, r"exposures must be in \[0.0, 1048576.0\]; got 2097152.0"),
+        ((1.0, "2", 1.0, 1.0), TypeError, r"exposures must be a number; got '2'"),
+    ],
+)
+def test_exposure_mosaic_layer_names_what_is_wrong_with_its_exposures(exposures, error, message):
+    """ExposureMosaic: a sequence (or tensor) of K*K exposures, each in (0, 2^20]."""
+    with pytest.raises(error, match=message):
+        ExposureMosaic(exposures)
+    assert ExposureMosaic((2.0**20,)).log_exposures.shape == (1, 1)
