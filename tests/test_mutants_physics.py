@@ -22,7 +22,9 @@ from deepimaging.physics import (
     FourierMicroscope,
     GaussianBlur,
     LearnedCFA,
+    LearnedDiscretization,
     LearnedPSF,
+    Quantize,
     ReadNoise,
     Sensor,
     ShiftVariantBlur,
@@ -40,8 +42,10 @@ from deepimaging.physics import (
     exposure_mosaic,
     filter_mosaic,
     gaussian_psf,
+    learned_discretization,
     led_frequencies,
     poisson_sample,
+    quantize,
     quantize_per_pixel,
     read_noise,
     saturate,
@@ -1687,3 +1691,105 @@ def test_exposure_mosaic_layer_names_what_is_wrong_with_its_exposures(exposures,
     with pytest.raises(error, match=message):
         ExposureMosaic(exposures)
     assert ExposureMosaic((2.0**20,)).log_exposures.shape == (1, 1)
+
+
+# quantize, Quantize, learned_discretization, LearnedDiscretization, quantize_per_pixel
+
+
+@pytest.mark.parametrize("bits", [1, 2, 5, 16])
+def test_quantize_and_its_layer_round_to_the_levels_with_a_unit_straight_through_gradient(bits):
+    """quantize / Quantize: np.round(x (2^b - 1)) / (2^b - 1) in the images' dtype; dy/dx = 1."""
+    images = torch.rand(2, 1, 4, 5, generator=torch.Generator().manual_seed(27), dtype=torch.float64)
+    images[0, 0, 0, :3] = torch.tensor([0.0, 1.0, 0.5])
+    images.requires_grad_()
+    got = quantize(images, bits)
+    assert got.dtype == torch.float64
+    np.testing.assert_allclose(got.detach().numpy(), _np_quantize(images.detach().numpy(), bits), atol=1e-12)
+    weight = torch.rand(images.shape, dtype=torch.float64)
+    (got * weight).sum().backward()
+    np.testing.assert_array_equal(images.grad.numpy(), weight.numpy())
+    layer = Quantize(bits)
+    assert layer.bits == bits and repr(layer) == f"Quantize(bits={bits})"
+    np.testing.assert_array_equal(layer(images.detach()).numpy(), got.detach().numpy())
+
+
+@pytest.mark.parametrize(
+    "bits, error, message",
+    [
+        (0, ValueError, r"bits must be in \[1, 16\]; got 0"),
+        (17, ValueError, r"bits must be in \[1, 16\]; got 17"),
+        (2.0, TypeError, r"bits must be an integer; got 2.0"),
+    ],
+)
+def test_quantizers_name_bits_outside_1_to_16(bits, error, message):
+    """Quantize, LearnedDiscretization, learned_discretization: bits 1..16, named with the value."""
+    with pytest.raises(error, match=message):
+        Quantize(bits)
+    with pytest.raises(error, match=message):
+        LearnedDiscretization(bits, (1, 2, 2))
+    with pytest.raises(error, match=message):
+        learned_discretization(torch.rand(1, 1, 2, 2), torch.ones(1), torch.zeros(1), torch.ones(1), bits)
+
+
+def test_learned_discretization_is_gain_clip_normalise_and_round_by_hand():
+    """learned_discretization: clip(g x, lo, hi), (v - lo) / max(hi - lo, 1e-3), np.round to b bits; per channel."""
+    g = torch.Generator().manual_seed(28)
+    images = torch.rand(2, 2, 3, 4, generator=g, dtype=torch.float64)
+    gain = 0.5 + 1.5 * torch.rand(2, 3, 4, generator=g, dtype=torch.float64)
+    low = torch.tensor([0.1, 0.3], dtype=torch.float64).view(2, 1, 1)
+    high = torch.tensor([0.8, 0.3005], dtype=torch.float64).view(2, 1, 1)  # channel 1: a span below 1e-3
+    v = np.clip(gain.numpy() * images.numpy(), low.numpy(), high.numpy())
+    normalised = np.clip((v - low.numpy()) / np.maximum(high.numpy() - low.numpy(), 1e-3), 0, 1)
+    got = learned_discretization(images, gain, low, high, 4)
+    np.testing.assert_allclose(got.numpy(), _np_quantize(normalised, 4), atol=1e-12)
+
+
+def test_learned_discretization_layer_starts_as_quantize_and_names_its_shape():
+    """LearnedDiscretization: gain 1 (C, H, W), thresholds 0 and 1 per channel; equals quantize; wrong size named."""
+    layer = LearnedDiscretization(3, (2, 4, 5))
+    assert layer.gain.shape == (2, 4, 5) and layer.low.shape == (2, 1, 1) and layer.high.shape == (2, 1, 1)
+    np.testing.assert_array_equal(layer.gain.detach().numpy(), np.ones((2, 4, 5)))
+    np.testing.assert_array_equal(layer.low.detach().numpy(), np.zeros((2, 1, 1)))
+    np.testing.assert_array_equal(layer.high.detach().numpy(), np.ones((2, 1, 1)))
+    assert layer.bits == 3 and layer.image_shape == (2, 4, 5)
+    assert repr(layer) == "LearnedDiscretization(bits=3, image_shape=(2, 4, 5))"
+    images = torch.rand(3, 2, 4, 5, generator=torch.Generator().manual_seed(29))
+    np.testing.assert_allclose(layer(images).detach().numpy(), _np_quantize(images.numpy(), 3), atol=1e-6)
+    with pytest.raises(
+        ValueError, match=r"LearnedDiscretization was built for images of size 4x5 .*got images of size 5x4"
+    ):
+        layer(torch.rand(1, 2, 5, 4))
+    with pytest.raises(ValueError, match=r"image_shape must be \(C, H, W\)"):
+        LearnedDiscretization(3, (4, 5))
+
+
+def test_quantize_per_pixel_accepts_bits_1_and_16_and_names_values_outside():
+    """quantize_per_pixel: bits_map values in [1, 16] (both ends allowed); outside, the range that arrived."""
+    images = torch.rand(1, 1, 2, 2, generator=torch.Generator().manual_seed(30), dtype=torch.float64)
+    bits = torch.tensor([[1.0, 16.0], [1.0, 16.0]], dtype=torch.float64)
+    np.testing.assert_allclose(
+        quantize_per_pixel(images, bits).numpy(), _np_quantize(images.numpy(), bits.numpy()), atol=1e-12
+    )
+    for bad, arrived in [
+        ([[0.5, 2.0], [2.0, 2.0]], r"\[0.5, 2\]"),
+        ([[2.0, 17.0], [2.0, 2.0]], r"\[2, 17\]"),
+    ]:
+        with pytest.raises(
+            ValueError, match=rf"bits_map must have values in \[1, 16\]; got values in {arrived}"
+        ):
+            quantize_per_pixel(images, torch.tensor(bad))
+
+
+def test_quantize_per_pixel_clips_fractional_bit_depths_to_0_1_with_a_unit_image_gradient():
+    """quantize_per_pixel: a fractional depth's top level can pass 1 and is clipped; dy/dx = 1 (straight-through)."""
+    images = torch.tensor([[[[0.97, 0.2], [0.6, 1.0]]]], dtype=torch.float64, requires_grad=True)
+    bits = torch.tensor([[1.5, 1.5], [2.2, 2.2]], dtype=torch.float64)
+    step = 1 / (2 ** bits.numpy() - 1)
+    expected = np.clip(step * np.round(images.detach().numpy() / step), 0, 1)
+    got = quantize_per_pixel(images, bits)
+    np.testing.assert_allclose(got.detach().numpy(), expected, atol=1e-12)
+    assert (
+        expected.max() == 1.0 and (step * np.round(images.detach().numpy() / step)).max() > 1
+    )  # the clip mattered
+    got.sum().backward()
+    np.testing.assert_array_equal(images.grad.numpy(), np.ones((1, 1, 2, 2)))
