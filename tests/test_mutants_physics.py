@@ -1793,3 +1793,94 @@ def test_quantize_per_pixel_clips_fractional_bit_depths_to_0_1_with_a_unit_image
     )  # the clip mattered
     got.sum().backward()
     np.testing.assert_array_equal(images.grad.numpy(), np.ones((1, 1, 2, 2)))
+
+
+# BitAllocation (and its _SensitivityQuantize)
+
+
+def _np_largest_remainder(bits, low, high):
+    """Whole bits by the largest-remainder method, by hand: floor, then +1 for the largest fractions, clipped."""
+    base = np.floor(bits)
+    extra = int(round(bits.sum() - base.sum()))
+    flat = base.ravel().copy()
+    flat[np.argsort(-(bits - base).ravel(), kind="stable")[:extra]] += 1
+    return np.clip(flat.reshape(bits.shape), low, high)
+
+
+def test_bit_allocation_bits_are_the_budgeted_sigmoid_and_its_largest_remainder_rounding():
+    """BitAllocation: b = min + span sigmoid(k s + c), mean(b) = budget (c by scipy brentq); whole bits by largest remainder."""
+    import scipy.optimize
+
+    layer = BitAllocation(mean_bits=2.6, image_shape=(1, 4, 5), max_bits=5, min_bits=1, logit_scale=3.0)
+    with torch.no_grad():
+        layer.scores.copy_(torch.randn(4, 5, generator=torch.Generator().manual_seed(31)) / 3.0)
+    logits = 3.0 * layer.scores.detach().double().numpy()
+    sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    shift = scipy.optimize.brentq(lambda c: sigmoid(logits + c).mean() - (2.6 - 1) / 4, -60, 60)
+    continuous = 1 + 4 * sigmoid(logits + shift)
+    got = layer.bits_map(integer=False)
+    np.testing.assert_allclose(got.numpy(), continuous, atol=1e-4)
+    whole = layer.bits_map()
+    np.testing.assert_array_equal(whole.numpy(), _np_largest_remainder(got.double().numpy(), 1, 5))
+    assert float(whole.sum()) == 2.6 * 20
+    images = torch.rand(2, 1, 4, 5, generator=torch.Generator().manual_seed(32))
+    step = 1 / (2 ** whole.numpy() - 1)
+    expected = np.clip(step * np.round(images.numpy() / step), 0, 1)
+    np.testing.assert_allclose(layer(images).detach().numpy(), expected, atol=1e-6)
+    assert repr(layer) == "BitAllocation(mean_bits=2.6, max_bits=5, image_shape=(1, 4, 5), logit_scale=3.0)"
+    with pytest.raises(
+        ValueError, match=r"BitAllocation was built for images of size 4x5 .*got images of size 5x4"
+    ):
+        layer(torch.rand(1, 1, 5, 4))
+
+
+def test_sensitivity_quantize_passes_the_image_gradient_and_gives_the_bits_the_fisher_gradient():
+    """_SensitivityQuantize: dx = grad; d soft_bits = -N sum_{n,c} grad^2 step^2 (1 + step) ln 2 / 12, by hand."""
+    from deepimaging.physics.bit_allocation import _SensitivityQuantize
+
+    g = torch.Generator().manual_seed(33)
+    images = torch.rand(3, 2, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    bits = torch.tensor([[1.0, 2.0, 3.0], [4.0, 1.0, 2.0]], dtype=torch.float64)
+    soft = (bits + 0.3).requires_grad_()
+    out = _SensitivityQuantize.apply(images, bits, soft)
+    step = 1 / (2 ** bits.numpy() - 1)
+    np.testing.assert_allclose(
+        out.detach().numpy(), np.clip(step * np.round(images.detach().numpy() / step), 0, 1)
+    )
+    weight = torch.rand(images.shape, generator=g, dtype=torch.float64)
+    (out * weight).sum().backward()
+    np.testing.assert_array_equal(images.grad.numpy(), weight.numpy())
+    fisher = (weight.numpy() ** 2).sum((0, 1))
+    expected = -3 * fisher * step**2 * (1 + step) * np.log(2) / 12
+    np.testing.assert_allclose(soft.grad.numpy(), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(max_bits=0), ValueError, r"max_bits must be in \[1, 16\]; got 0"),
+        (dict(max_bits=17), ValueError, r"max_bits must be in \[1, 16\]; got 17"),
+        (dict(max_bits=8.0), TypeError, r"max_bits must be an integer; got 8.0"),
+        (dict(min_bits=0), ValueError, r"min_bits must be in \[1, 8\]; got 0"),
+        (dict(min_bits=5, max_bits=4, mean_bits=4), ValueError, r"min_bits must be in \[1, 4\]; got 5"),
+        (dict(min_bits=2, mean_bits=1.5), ValueError, r"mean_bits must be in \[2, 8\]; got 1.5"),
+        (dict(max_bits=4, mean_bits=4.5), ValueError, r"mean_bits must be in \[1, 4\]; got 4.5"),
+        (dict(mean_bits="2"), TypeError, r"mean_bits must be a number; got '2'"),
+        (dict(logit_scale=1e-7), ValueError, r"logit_scale must be in \[1e-06, 1000000.0\]; got 1e-07"),
+        (dict(image_shape=(4, 4)), ValueError, r"image_shape must be \(C, H, W\)"),
+    ],
+)
+def test_bit_allocation_names_each_bad_argument(kwargs, error, message):
+    """BitAllocation: max_bits 1..16, min_bits 1..max_bits, mean_bits in [min, max], logit_scale >= 1e-6, shape."""
+    kwargs = {"mean_bits": 2.0, "image_shape": (1, 4, 4), **kwargs}
+    with pytest.raises(error, match=message):
+        BitAllocation(**kwargs)
+
+
+def test_bit_allocation_accepts_the_ends_of_its_ranges():
+    """BitAllocation: mean_bits = min_bits or max_bits, min = max = 16, logit_scale 1e-6 and 1e6 are allowed."""
+    assert float(BitAllocation(1, (1, 2, 2), max_bits=3).bits_map().sum()) == 4
+    assert float(BitAllocation(3, (1, 2, 2), max_bits=3).bits_map().sum()) == 12
+    assert float(BitAllocation(16, (1, 2, 2), max_bits=16, min_bits=16).bits_map().min()) == 16
+    BitAllocation(2, (1, 2, 2), logit_scale=1e-6)
+    BitAllocation(2, (1, 2, 2), logit_scale=1e6)
