@@ -1884,3 +1884,158 @@ def test_bit_allocation_accepts_the_ends_of_its_ranges():
     assert float(BitAllocation(16, (1, 2, 2), max_bits=16, min_bits=16).bits_map().min()) == 16
     BitAllocation(2, (1, 2, 2), logit_scale=1e-6)
     BitAllocation(2, (1, 2, 2), logit_scale=1e6)
+
+
+# LayerSpec (check, range_text, bounds, describe) and the registry (make_layer, describe_layer)
+
+
+def _spec_of(**kwargs):
+    """A LayerSpec of an int parameter in [1, 16] with the given changes (the build returns its value)."""
+    from deepimaging.physics.layer_spec import LayerSpec
+
+    base = dict(
+        name="toy",
+        parameter="k",
+        type=int,
+        low=1,
+        high=16,
+        description="a toy layer",
+        build=lambda v, s, **o: v,
+    )
+    return LayerSpec(**{**base, **kwargs})
+
+
+def test_layer_spec_check_converts_to_the_type_and_accepts_both_closed_ends():
+    """LayerSpec.check: whole floats become int, ints become float for float parameters; [low, high] inclusive."""
+    spec = _spec_of()
+    assert spec.check(1) == 1 and spec.check(16) == 16
+    assert spec.check(4.0) == 4 and type(spec.check(4.0)) is int
+    assert spec.check(np.int64(5)) == 5
+    as_float = _spec_of(type=float, low=0.5, high=None)
+    assert as_float.check(2) == 2.0 and type(as_float.check(2)) is float and as_float.check(0.5) == 0.5
+    assert as_float.check(1e300) == 1e300  # no upper bound
+    assert _spec_of(parameter=None, type=None, low=None, high=None).check("anything") is None
+
+
+@pytest.mark.parametrize(
+    "changes, value, message",
+    [
+        ({}, 0, r"k for layer 'toy' must be int in \[1, 16\]; got 0$"),
+        ({}, 17, r"k for layer 'toy' must be int in \[1, 16\]; got 17$"),
+        ({}, 2.5, r"k for layer 'toy' must be int in \[1, 16\]; got 2.5 \(not an integer\)"),
+        ({}, True, r"k for layer 'toy' must be int in \[1, 16\]; got True$"),
+        ({}, "3", r"k for layer 'toy' must be int in \[1, 16\]; got '3'$"),
+        ({}, float("inf"), r"must be int in \[1, 16\]; got inf$"),
+        ({}, float("nan"), r"must be int in \[1, 16\]; got nan$"),
+        (
+            dict(type=float, low=0, low_open=True, high=1),
+            0,
+            r"k for layer 'toy' must be float in \(0, 1\]; got 0.0$",
+        ),
+        (dict(type=float, low=0, low_open=True, high=1), 1.5, r"must be float in \(0, 1\]; got 1.5$"),
+        (dict(odd=True), 4, r"k for layer 'toy' must be int in \[1, 16\], odd; got 4 \(even\)"),
+        (dict(power_of_two=True), 6, r"must be int in \[1, 16\], a power of 2; got 6 \(not a power of 2\)"),
+        (
+            dict(divides_size=True),
+            3,
+            r"must be int in \[1, 16\], dividing the image height and width; got 3, which does not divide 6x8",
+        ),
+        (dict(divides_size=True), 4, r"got 4, which does not divide 6x8"),
+    ],
+)
+def test_layer_spec_check_names_parameter_layer_range_and_value(changes, value, message):
+    """LayerSpec.check: type, finiteness, each bound (open or closed), odd, power of 2, dividing H and W."""
+    with pytest.raises(ValueError, match=message):
+        _spec_of(**changes).check(value, (1, 6, 8))
+
+
+def test_layer_spec_check_lets_pad_waive_division_and_accepts_odd_and_powers_of_two():
+    """LayerSpec.check: pad=True waives divides_size; odd values and powers of two pass their conditions."""
+    assert _spec_of(divides_size=True).check(3, (1, 6, 8), {"pad": True}) == 3
+    assert _spec_of(divides_size=True).check(2, (1, 6, 8)) == 2
+    assert _spec_of(odd=True).check(5) == 5
+    assert [_spec_of(power_of_two=True).check(v) for v in (1, 2, 4, 16)] == [1, 2, 4, 16]
+
+
+def test_layer_spec_bounds_and_range_text_follow_the_image_shape_and_options():
+    """LayerSpec.bounds / range_text / describe: callable bounds get (image_shape, options); the words by hand."""
+    spec = _spec_of(
+        low=lambda s, o: o.get("min_k", 1), high=lambda s, o: min(s[1], s[2]), odd=True, divides_size=True
+    )
+    assert spec.bounds((3, 12, 9)) == (1, 9) and spec.bounds((3, 12, 9), {"min_k": 3}) == (3, 9)
+    assert (
+        spec.range_text((3, 12, 9), {"min_k": 3}) == "int in [3, 9], odd, dividing the image height and width"
+    )
+    assert _spec_of(type=float, low=0.001, high=None).range_text() == "float in [0.001, inf)"
+    assert (
+        _spec_of(type=float, low=0, low_open=True, high=1, power_of_two=True).range_text()
+        == "float in (0, 1], a power of 2"
+    )
+    assert _spec_of(parameter=None).range_text() == "value ignored"
+    assert (
+        spec.describe((3, 5, 7))
+        == "toy (k: int in [1, 5], odd, dividing the image height and width) - a toy layer; output: same shape as the input"
+    )
+    assert (
+        _spec_of(parameter=None, output="one channel").describe()
+        == "toy (no parameter) - a toy layer; output: one channel"
+    )
+    with pytest.raises(ValueError, match=r"k for layer 'toy' must be int in \[3, 9\], odd, .*; got 1$"):
+        spec.check(1, (3, 12, 9), {"min_k": 3})
+
+
+def test_make_layer_builds_each_registered_layer_from_its_value():
+    """make_layer: the registered constructions, checked against the layers built by hand (Gaussian, Airy, ...)."""
+    from deepimaging.physics import describe_layer, make_layer
+
+    blur_layer = make_layer("gaussian_blur", 1.5, (1, 16, 16))
+    assert blur_layer.sigma == 1.5 and blur_layer.psf.shape == (11, 11)
+    np.testing.assert_allclose(
+        make_layer("airy_blur", 1.2, (1, 16, 16)).psf.numpy(),
+        airy_psf(7, 1.2).numpy(),  # size 2 ceil(2.4) + 1
+    )
+    np.testing.assert_allclose(
+        make_layer("exposure_mosaic", 8.0).exposures.numpy().ravel(), [1, 2, 4, 8], rtol=1e-6
+    )
+    assert make_layer("variable_pixels", 4, (1, 16, 16)).pixel_sizes.unique().tolist() == [1, 2, 4]
+    assert make_layer("shift_variant_blur", 3, (1, 16, 16)).logits.shape[:2] == (3, 3)
+    assert make_layer("learned_cfa", 2, (4, 8, 8)).logits.shape == (4, 2, 2)
+    assert make_layer("quantize", 4.0).bits == 4 and make_layer("sensor", 50.0, bits=10).bits == 10
+    assert make_layer("binning", 3, (1, 7, 7), pad=True).pad is True
+    assert describe_layer("learned_psf", (1, 9, 12)) == LAYERS["learned_psf"].describe((1, 9, 12))
+    assert "psf_size: int in [1, 9], odd" in describe_layer("learned_psf", [1, 9, 12])
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda m: m("variable_pixels", 3, (1, 48, 48)),
+            r"largest_pixel for layer 'variable_pixels' must be .*a power of 2; got 3 \(not a power of 2\)",
+        ),
+        (lambda m: m("variable_pixels", 12, (1, 48, 48)), r"got 12 \(not a power of 2\)"),
+        (
+            lambda m: m("learned_psf", 11, (1, 9, 12)),
+            r"psf_size for layer 'learned_psf' must be int in \[1, 9\], odd; got 11",
+        ),
+        (
+            lambda m: m("binning", 5, (1, 12, 10)),
+            r"factor for layer 'binning' must be .*; got 5, which does not divide 12x10",
+        ),
+        (lambda m: m("quantize", 4, (3, 8)), r"image_shape must be \(C, H, W\)"),
+        (
+            lambda m: m("Quantize", 4),
+            r"unknown physical layer 'Quantize'; valid names: identity, quantize, .*, microscope$",
+        ),
+        (
+            lambda m: m("bayer", None, (1, 8, 8)),
+            r"layer 'bayer' needs images with 3 channels \(RGB\); got image_shape \(1, 8, 8\)",
+        ),
+    ],
+)
+def test_make_layer_refuses_what_its_table_refuses(call, message):
+    """make_layer: a largest pixel that is no power of 2 (was accepted and silently rounded down), sizes, names."""
+    from deepimaging.physics import make_layer
+
+    with pytest.raises(ValueError, match=message):
+        call(make_layer)
