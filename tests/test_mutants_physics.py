@@ -24,6 +24,7 @@ from deepimaging.physics import (
     LearnedCFA,
     LearnedDiscretization,
     LearnedPSF,
+    LEDWeighting,
     Quantize,
     ReadNoise,
     Sensor,
@@ -44,6 +45,7 @@ from deepimaging.physics import (
     gaussian_psf,
     learned_discretization,
     led_frequencies,
+    led_weighting,
     poisson_sample,
     quantize,
     quantize_per_pixel,
@@ -2039,3 +2041,105 @@ def test_make_layer_refuses_what_its_table_refuses(call, message):
 
     with pytest.raises(ValueError, match=message):
         call(make_layer)
+
+
+# led_weighting, LEDWeighting
+
+
+def test_led_weighting_is_numpys_sum_over_leds_per_output_pattern():
+    """led_weighting: y[n, o] = sum_k w[o, k] I[n, k] (np.einsum), in the stack's dtype whatever the weights'."""
+    g = torch.Generator().manual_seed(34)
+    stack = torch.rand(2, 4, 3, 5, generator=g, dtype=torch.float64)
+    weights = torch.rand(3, 4, generator=g)
+    got = led_weighting(stack, weights)
+    assert got.dtype == torch.float64 and got.shape == (2, 3, 3, 5)
+    expected = np.einsum("ok,nkhw->nohw", weights.double().numpy(), stack.numpy())
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        (torch.ones(1, 3), r"weights must have shape \(O, 4\) for 4 LEDs; got \(1, 3\)"),
+        (torch.ones(4), r"weights must have shape \(O, 4\) for 4 LEDs; got \(4,\)"),
+        (np.ones((1, 4)), r"weights must have shape \(O, 4\) for 4 LEDs; got ndarray"),
+    ],
+)
+def test_led_weighting_names_weights_of_the_wrong_shape(weights, message):
+    """led_weighting: weights (O, K) with K the stack's LEDs; the stack itself is checked as images."""
+    with pytest.raises(ValueError, match=message):
+        led_weighting(torch.rand(1, 4, 2, 2), weights)
+    with pytest.raises(ValueError, match=r"stack must have values in \[0, 1\]"):
+        led_weighting(torch.full((1, 4, 2, 2), 2.0), torch.ones(1, 4))
+
+
+def test_led_weighting_layer_is_a_softmax_of_small_seeded_logits():
+    """LEDWeighting: logits 0.01 randn(O, K) of a generator seeded 0; weights = softmax over LEDs; forward = einsum."""
+    layer = LEDWeighting(5, out_channels=2)
+    expected = 0.01 * torch.randn(2, 5, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(layer.logits.detach().numpy(), expected.numpy(), rtol=1e-6)
+    soft = np.exp(expected.numpy()) / np.exp(expected.numpy()).sum(1, keepdims=True)
+    np.testing.assert_allclose(layer.weights.detach().numpy(), soft, rtol=1e-5)
+    stack = torch.rand(3, 5, 2, 4, generator=torch.Generator().manual_seed(35))
+    got = layer(stack).detach().numpy()
+    np.testing.assert_allclose(got, np.einsum("ok,nkhw->nohw", soft, stack.numpy()), atol=1e-6)
+    assert layer.n_leds == 5 and repr(layer) == "LEDWeighting(n_leds=5, out_channels=2)"
+    with pytest.raises(ValueError, match=r"stack must have 5 channel\(s\) \(dimension -3\); got 4"):
+        layer(torch.rand(1, 4, 2, 2))
+
+
+@pytest.mark.parametrize(
+    "args, error, message",
+    [
+        ((0,), ValueError, r"n_leds must be in \[1, 1024\]; got 0"),
+        ((1025,), ValueError, r"n_leds must be in \[1, 1024\]; got 1025"),
+        ((2.0,), TypeError, r"n_leds must be an integer; got 2.0"),
+        ((3, 0), ValueError, r"out_channels must be in \[1, 1024\]; got 0"),
+        ((3, 1025), ValueError, r"out_channels must be in \[1, 1024\]; got 1025"),
+    ],
+)
+def test_led_weighting_layer_names_each_bad_argument(args, error, message):
+    """LEDWeighting: n_leds and out_channels in [1, 1024], whole numbers."""
+    with pytest.raises(error, match=message):
+        LEDWeighting(*args)
+    assert LEDWeighting(1024, 1024).logits.shape == (1024, 1024)
+
+
+# check_image_shape, check_size_matches, SeededNoise (the helpers every layer uses)
+
+
+def test_check_image_shape_accepts_tuples_lists_and_sizes_up_to_the_bounds():
+    """check_image_shape: (C, H, W) as tuple, list or torch.Size, each side named with its index when out of range."""
+    from deepimaging.physics._common import check_image_shape
+
+    assert check_image_shape([1024, 8192, 1]) == (1024, 8192, 1)
+    assert check_image_shape(torch.Size([3, 4, 5])) == (3, 4, 5)
+    for shape, message in [
+        ((0, 4, 4), r"image_shape\[0\] must be in \[1, 1024\]; got 0"),
+        ((1025, 4, 4), r"image_shape\[0\] must be in \[1, 1024\]; got 1025"),
+        ((1, 8193, 4), r"image_shape\[1\] must be in \[1, 8192\]; got 8193"),
+        ((1, 4, 8193), r"image_shape\[2\] must be in \[1, 8192\]; got 8193"),
+        ((1, 4, 0), r"image_shape\[2\] must be in \[1, 8192\]; got 0"),
+        ((1, 4, 4, 4), r"image_shape must be \(C, H, W\), e.g. \(3, 64, 64\); got \(1, 4, 4, 4\)"),
+        ("3x4x4", r"image_shape must be \(C, H, W\), e.g. \(3, 64, 64\); got '3x4x4'"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            check_image_shape(shape)
+    with pytest.raises(ValueError, match=r"pixel_shape\[1\] must be in"):
+        check_image_shape((1, 0, 2), "pixel_shape")
+
+
+def test_seeded_noise_keeps_one_generator_per_device_and_none_without_a_seed():
+    """SeededNoise: the same generator object per device, seeded once (draws continue); None without a seed."""
+    from deepimaging.physics._common import SeededNoise
+
+    noise = SeededNoise(11)
+    first = noise("cpu")
+    assert noise(torch.device("cpu")) is first and noise.seed == 11
+    np.testing.assert_array_equal(
+        torch.rand(3, generator=first).numpy(),
+        torch.rand(3, generator=torch.Generator().manual_seed(11)).numpy(),
+    )
+    assert SeededNoise(None)("cpu") is None and SeededNoise(None).seed is None
+    with pytest.raises(ValueError, match=r"seed must be in \[0, inf\]; got -1"):
+        SeededNoise(-1)
