@@ -2174,3 +2174,23 @@ def test_bin_pixels_accepts_a_factor_of_the_smaller_side():
     """bin_pixels: factor = min(H, W) is allowed (padded when it does not divide the other side)."""
     assert bin_pixels(torch.rand(1, 1, 4, 6), 4, pad=True).shape == (1, 1, 4, 6)
     assert bin_pixels(torch.rand(1, 1, 6, 4), 4, pad=True, resize=False).shape == (1, 1, 2, 1)
+
+
+def test_bit_allocation_continuous_bits_gradient_is_projected_on_the_budget():
+    """BitAllocation continuous bits: d(sum w b)/ds_i = k span sigma'_i (w_i - sum_j w_j sigma'_j / sum_j sigma'_j), by hand."""
+    layer = BitAllocation(
+        mean_bits=3.0, image_shape=(1, 3, 4), max_bits=6, min_bits=2, logit_scale=2.0
+    ).double()
+    with torch.no_grad():
+        layer.scores.copy_(
+            torch.randn(3, 4, generator=torch.Generator().manual_seed(36), dtype=torch.float64)
+        )
+    bits = layer._continuous_bits()
+    assert float(bits.detach().mean()) == pytest.approx(3.0, abs=1e-4)
+    weight = torch.rand(3, 4, generator=torch.Generator().manual_seed(37), dtype=torch.float64)
+    (bits * weight).sum().backward()
+    p = ((bits.detach().numpy() - 2) / 4).ravel()  # sigmoid(k s + c)
+    slope = p * (1 - p)
+    w = weight.numpy().ravel()
+    expected = 2.0 * 4 * slope * (w - (w * slope).sum() / slope.sum())
+    np.testing.assert_allclose(layer.scores.grad.numpy().ravel(), expected, rtol=1e-6, atol=1e-12)
