@@ -88,6 +88,9 @@ class LayerSpec:
             raise ValueError(f"{where}; got {value!r}")
         if self.odd and value % 2 == 0:
             raise ValueError(f"{where}; got {value!r} (even)")
+        # A power of two has one bit set: v & (v - 1) clears it (power_of_two is only used with int, v >= 1).
+        if self.power_of_two and value & (value - 1):
+            raise ValueError(f"{where}; got {value!r} (not a power of 2)")
         if (
             self.divides_size
             and not options.get("pad")

@@ -162,7 +162,9 @@ def blur(images: torch.Tensor, psf: torch.Tensor, method: str = "auto") -> torch
     padded = F.pad(images, (pad, pad, pad, pad), mode="reflect") if pad else images
     if not _use_fft(method, k, images.device):
         return F.conv2d(padded, kernels.flip(-2, -1)[:, None].to(images.dtype), groups=c)
-    return _fft_convolve(padded, kernels, pad)[..., :h, :w]
+    # The kernels in the images' precision, as conv2d has them: a float64 PSF must not turn float32 images
+    # into float64 ones through the FFT alone.
+    return _fft_convolve(padded, kernels.to(images.dtype), pad)[..., :h, :w]
 
 
 def _use_fft(method: str, k: int, device) -> bool:
