@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from deepimaging.cli import main
@@ -44,6 +44,21 @@ def comparable(results) -> dict:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def kill_job_with_its_task(pid: int) -> None:
+    """SIGKILL a submitit-local job: its controller ``pid`` and the task it runs, once that has started.
+
+    Killing the controller alone is a race: if it has started the point's process by then, that
+    process runs on as an orphan and finishes the point.
+    """
+    controller = psutil.Process(pid)
+    deadline = time.monotonic() + 120
+    while not (tasks := controller.children(recursive=True)):
+        assert time.monotonic() < deadline, "the job's task never started"
+        time.sleep(0.05)
+    for process in [controller, *tasks]:
+        process.kill()
+
+
 def test_a_killed_job_shows_as_failed_and_resubmitting_completes_it_with_the_local_numbers(tmp_path):
     config = small_config()
     local = run_study(config, tmp_path / "local", progress=False)
@@ -53,7 +68,7 @@ def test_a_killed_job_shows_as_failed_and_resubmitting_completes_it_with_the_loc
     assert isinstance(submission, Submission) and submission.points == [0, 1, 2, 3]
     entries = json.loads((out / LOG_DIR / JOBS_FILE).read_text())
     victim = next(e for e in entries if e["point"] == 2)
-    os.kill(int(victim["job_id"].split("_")[0]), signal.SIGKILL)  # as a node that dies, or scancel
+    kill_job_with_its_task(int(victim["job_id"].split("_")[0]))  # as a node that dies, or scancel
 
     deadline = time.monotonic() + 240
     while (status := study_status(out))["running"] and time.monotonic() < deadline:
