@@ -348,3 +348,94 @@ def test_a_write_probe_left_behind_is_hidden_and_says_what_it_is(tmp_path, monke
         folder._check_writable(tmp_path)
     (left,) = tmp_path.iterdir()
     assert left.name.startswith(".write-test-")
+
+
+# --- a third sample (SEED=2): its four survivors ----------------------------------------------------
+
+
+def test_a_point_without_a_weights_entry_says_it_was_run_without_saving(tmp_path):
+    """point.load_point_model 27 (the reason wrapped in XX): the message gives why there is no network."""
+    cfg = _config([Sweep("quantize", [2])])
+    record = _record("quantize", 2, 1, 0.5)  # no "weights" entry: run with save_weights off
+    with pytest.raises(FileNotFoundError) as err:
+        point.load_point_model(tmp_path, cfg, record)
+    message = str(err.value)
+    assert message.startswith(
+        f"point quantize=2 seed 1 has no saved network in {tmp_path / 'points'} "
+        "(it was run with save_weights off or by an older version). Rerun that point only, with saving on: "
+        f"`deepimaging study --config {tmp_path / 'study.json'} --out {tmp_path} --point 1 --save-weights`"
+    )
+
+
+def test_a_point_whose_weights_file_is_gone_names_the_missing_file(tmp_path):
+    """point.load_point_model: a record naming weights whose file was deleted says which file is missing."""
+    cfg = _config([Sweep("quantize", [2, 4])])
+    record = _record("quantize", 4, 2, 0.5) | {"weights": {"file": "x.pt", "sha256": "0", "bytes": 1}}
+    name = folder.point_paths(tmp_path, cfg)["quantize", 4, 2].with_suffix(".pt").name
+    with pytest.raises(FileNotFoundError) as err:
+        point.load_point_model(tmp_path, cfg, record)
+    # quantize=4 seed 2 is the 6th point (values, then seeds): number 5.
+    assert f"({name} is missing)" in str(err.value) and "--point 5 --save-weights" in str(err.value)
+
+
+def test_points_csv_has_one_row_per_point_with_the_documented_columns():
+    """results.StudyResults.points_csv 21 (train_loss named TRAIN_LOSS): read back with the csv module."""
+    import csv
+    import io
+
+    cfg = _config([Sweep("quantize", [2, 4])])
+    records = [
+        _record("quantize", v, s, 0.5 + 0.1 * s)
+        | {"layer": "quantize", "train_loss": 0.25 * s, "seconds": 1.5, "weights": {"bytes": 10 + s}}
+        for v in (2, 4)
+        for s in range(2)
+    ]
+    rows = list(csv.DictReader(io.StringIO(StudyResults(cfg, records).points_csv())))
+    assert list(rows[0]) == [
+        *("sweep", "layer", "value", "seed", "device", "accuracy", "balanced_accuracy", "macro_f1"),
+        *("macro_auc", "train_loss", "train_accuracy", "train_eval_accuracy", "seconds", "weights_bytes"),
+    ]
+    assert [(r["value"], r["seed"], r["train_loss"], r["weights_bytes"]) for r in rows] == [
+        (str(v), str(s), str(0.25 * s), str(10 + s)) for v in (2, 4) for s in range(2)
+    ]
+    assert rows[0]["device"] == "" and float(rows[3]["accuracy"]) == pytest.approx(0.6)
+
+
+def test_a_loader_size_option_given_by_the_user_is_kept(monkeypatch):
+    """splits._load_dataset 22 (the user's size overridden by the study's): dataset_options win."""
+    import torch
+
+    from deepimaging import data
+    from deepimaging.data import ImageDataset
+
+    asked = []
+
+    def loader(size=64):
+        asked.append(size)
+        return ImageDataset(torch.zeros(4, 3, size, size), torch.tensor([0, 0, 1, 1]), ["a", "b"])
+
+    monkeypatch.setattr(data, "dataset_loader", lambda name: loader)
+    assert splits._load_dataset("mine", {"size": 12}, 32, None, 0).storage.shape[-1] == 12
+    assert splits._load_dataset("mine", {}, 16, None, 0).storage.shape[-1] == 16
+    assert asked == [12, 16]
+
+
+def test_slurm_states_are_read_from_one_cached_sacct_table(tmp_path, monkeypatch):
+    """status._job_states 58 (mode="cache" dropped): each state is read from the watcher's cache."""
+    submitit = pytest.importorskip("submitit")
+    from deepimaging.study.status import _job_states
+
+    class Watcher:
+        def register_job(self, job_id):
+            pass
+
+        def update(self):
+            pass
+
+        def get_state(self, job_id, mode="standard"):
+            # submitit's default mode "standard" calls sacct again for a job it last read long ago.
+            assert mode == "cache", f"state of {job_id} asked with mode={mode!r}"
+            return "RUNNING"
+
+    monkeypatch.setattr(submitit.SlurmJob, "watcher", Watcher())
+    assert _job_states([{"executor": "slurm", "job_id": "7_0"}], tmp_path) == ["waiting"]
