@@ -439,3 +439,675 @@ def test_slurm_states_are_read_from_one_cached_sacct_table(tmp_path, monkeypatch
 
     monkeypatch.setattr(submitit.SlurmJob, "watcher", Watcher())
     assert _job_states([{"executor": "slurm", "job_id": "7_0"}], tmp_path) == ["waiting"]
+
+
+# --- per function: every check of config.Sweep and config.StudyConfig ------------------------------
+# Each refusal is compared with the whole message: it names the parameter and what arrived.
+
+MAX_SEED = 2**63 - 1  # the largest seed NumPy, PyTorch and Python's random all accept
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"layer": ""}, TypeError, "layer must be a non-empty string naming a physical layer; got ''"),
+        ({"layer": 3}, TypeError, "layer must be a non-empty string naming a physical layer; got 3"),
+        ({"values": "12"}, TypeError, "values must be a list of numbers; got '12'"),
+        ({"values": b"12"}, TypeError, "values must be a list of numbers; got b'12'"),
+        ({"values": 2}, TypeError, "values must be a list of numbers; got 2"),
+        ({"values": []}, ValueError, "values of sweep 'quantize' must hold at least one value; got []"),
+        ({"values": [2, "4"]}, TypeError, "values of sweep 'quantize' must be a number; got '4' (str)"),
+        ({"values": [2, float("nan")]}, ValueError, "values of sweep 'quantize' must be a number; got NaN"),
+        (
+            {"values": [2, float("-inf")]},
+            ValueError,
+            "values of sweep 'quantize' must be finite numbers; got [2, -inf]",
+        ),
+        ({"values": [2, 2.0]}, ValueError, "values of sweep 'quantize' must not repeat; got [2, 2.0]"),
+        (
+            {"options": [("gain", 2)]},
+            TypeError,
+            "options must be a dict of layer keyword arguments; got [('gain', 2)]",
+        ),
+        ({"label": ""}, TypeError, "label must be a non-empty string; got ''"),
+        ({"label": 7}, TypeError, "label must be a non-empty string; got 7"),
+    ],
+)
+def test_a_sweep_refuses_each_bad_field_naming_it_and_what_arrived(kwargs, error, message):
+    """config.Sweep.__post_init__: each check's exception type and whole message."""
+    with pytest.raises(error) as err:
+        Sweep(**({"layer": "quantize", "values": [2, 4]} | kwargs))
+    assert str(err.value) == message
+
+
+def test_a_sweep_keeps_integers_as_ints_copies_its_options_and_defaults_its_label_to_the_layer():
+    """config.Sweep.__post_init__: NumPy integers become ints, the rest floats; options are a copy."""
+    options = {"gain": 2.0}
+    sweep = Sweep("quantize", (np.int64(3), np.float32(0.5), 7), options)
+    assert sweep.values == [3, 0.5, 7] and [type(v) for v in sweep.values] == [int, float, int]
+    options["gain"] = 9.0
+    assert sweep.options == {"gain": 2.0}
+    assert sweep.label == sweep.name == "quantize"
+    assert Sweep("quantize", [1], label="fixed").name == "fixed"
+
+
+def _study(**kwargs):
+    return StudyConfig(**({"sweeps": [Sweep("quantize", [2])]} | kwargs))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"sweeps": []}, ValueError, "sweeps must hold at least one Sweep(layer, values)"),
+        (
+            {"sweeps": [Sweep("quantize", [2]), Sweep("quantize", [4])]},
+            ValueError,
+            "sweep labels must be unique; got ['quantize', 'quantize'] (set label= to tell them apart)",
+        ),
+        ({"seeds": "012"}, TypeError, "seeds must be a list of integers; got '012'"),
+        ({"seeds": b"0"}, TypeError, "seeds must be a list of integers; got b'0'"),
+        ({"seeds": {0: 1}}, TypeError, "seeds must be a list of integers; got {0: 1}"),
+        ({"seeds": 1.0}, TypeError, "seeds must be a list of integers; got 1.0"),
+        ({"seeds": [0, 1.5]}, TypeError, "seeds must be an integer; got 1.5 (float)"),
+        ({"seeds": [-1]}, ValueError, f"seeds must be in [0, {MAX_SEED}]; got -1"),
+        ({"seeds": [MAX_SEED + 1]}, ValueError, f"seeds must be in [0, {MAX_SEED}]; got {MAX_SEED + 1}"),
+        ({"seeds": []}, ValueError, "seeds must be a non-empty list of distinct integers; got []"),
+        ({"seeds": [1, 1]}, ValueError, "seeds must be a non-empty list of distinct integers; got [1, 1]"),
+        ({"dataset": 3}, TypeError, "dataset must be a string; got 3"),
+        (
+            {"dataset_options": [("size", 8)]},
+            TypeError,
+            "dataset_options must be a dict of loader keyword arguments; got [('size', 8)]",
+        ),
+        ({"size": 7}, ValueError, "size must be in [8, inf]; got 7"),
+        ({"size": 8.0}, TypeError, "size must be an integer; got 8.0 (float)"),
+        (
+            {"size": 1025},
+            ValueError,
+            "size must be at most 1024 pixels (images are size x size x 3 floats each, and a study "
+            "holds thousands of them); got 1025",
+        ),
+        ({"n_per_class": 0}, ValueError, "n_per_class must be in [1, inf]; got 0"),
+        ({"n_per_class": 2.0}, TypeError, "n_per_class must be an integer; got 2.0 (float)"),
+        ({"data_seed": -1}, ValueError, f"data_seed must be in [0, {MAX_SEED}]; got -1"),
+        (
+            {"data_seed": MAX_SEED + 1},
+            ValueError,
+            f"data_seed must be in [0, {MAX_SEED}]; got {MAX_SEED + 1}",
+        ),
+        ({"data_seed": "0"}, TypeError, "data_seed must be an integer; got '0' (str)"),
+        ({"val": "0.1"}, TypeError, "val must be a number; got '0.1' (str)"),
+        ({"val": -0.1}, ValueError, "val must be a fraction of the data in [0, 1); got -0.1"),
+        ({"val": 1.0}, ValueError, "val must be a fraction of the data in [0, 1); got 1.0"),
+        ({"test": "x"}, TypeError, "test must be a number; got 'x' (str)"),
+        ({"test": 0}, ValueError, "test must be a fraction of the data in (0, 1); got 0.0"),
+        ({"test": -0.1}, ValueError, "test must be a fraction of the data in (0, 1); got -0.1"),
+        ({"test": 1}, ValueError, "test must be a fraction of the data in (0, 1); got 1.0"),
+        (
+            {"val": 0.5, "test": 0.5},
+            ValueError,
+            "val + test must be below 1 so that training keeps images; got 1.0",
+        ),
+        ({"epochs": 1.0}, TypeError, "epochs must be an integer; got 1.0 (float)"),
+        ({"lr": 0}, ValueError, "lr must be greater than 0.0; got 0.0"),
+        ({"lr": -1e-3}, ValueError, "lr must be greater than 0.0; got -0.001"),
+        ({"lr": "fast"}, TypeError, "lr must be a number; got 'fast' (str)"),
+        ({"lr": float("inf")}, ValueError, "lr must be a finite number; got inf"),
+        ({"weight_decay": -0.1}, ValueError, "weight_decay must be in [0.0, inf]; got -0.1"),
+        ({"weight_decay": float("inf")}, ValueError, "weight_decay must be a finite number; got inf"),
+        ({"weight_decay": None}, TypeError, "weight_decay must be a number; got None (NoneType)"),
+        ({"batch_size": 0}, ValueError, "batch_size must be in [1, inf]; got 0"),
+        ({"batch_size": 8.0}, TypeError, "batch_size must be an integer; got 8.0 (float)"),
+        ({"patience": 0}, ValueError, "patience must be in [1, inf]; got 0"),
+        ({"patience": 2.0}, TypeError, "patience must be an integer; got 2.0 (float)"),
+        (
+            {"patience": 1, "val": 0},
+            ValueError,
+            "patience (early stopping) needs a validation split: set val > 0",
+        ),
+        ({"widths": "16"}, TypeError, "widths must be a list of channel counts, one per CNN block; got '16'"),
+        (
+            {"widths": b"16"},
+            TypeError,
+            "widths must be a list of channel counts, one per CNN block; got b'16'",
+        ),
+        (
+            {"widths": {16: 1}},
+            TypeError,
+            "widths must be a list of channel counts, one per CNN block; got {16: 1}",
+        ),
+        ({"widths": 16}, TypeError, "widths must be a list of channel counts, one per CNN block; got 16"),
+        ({"widths": [16, 0]}, ValueError, "widths must be in [1, 1024]; got 0"),
+        ({"widths": [1025]}, ValueError, "widths must be in [1, 1024]; got 1025"),
+        ({"widths": [16.0]}, TypeError, "widths must be an integer; got 16.0 (float)"),
+        (
+            {"widths": []},
+            ValueError,
+            "widths must name 1 to 10 CNN blocks (each halves the image, and images are at most 1024 "
+            "pixels); got 0: []",
+        ),
+        (
+            {"widths": [1] * 11},
+            ValueError,
+            "widths must name 1 to 10 CNN blocks (each halves the image, and images are at most 1024 "
+            f"pixels); got 11: {[1] * 11}",
+        ),
+        ({"device": "gpu"}, ValueError, "device must be 'cpu', 'auto', 'cuda' or 'mps'; got 'gpu'"),
+        ({"device": None}, ValueError, "device must be 'cpu', 'auto', 'cuda' or 'mps'; got None"),
+        ({"parameter": 3}, TypeError, "parameter must be a string (axis label); got 3"),
+        (
+            {"metric": "f1"},
+            ValueError,
+            "metric must be one of ['accuracy', 'auto', 'balanced_accuracy', 'macro_auc', 'macro_f1']; got 'f1'",
+        ),
+        ({"save_weights": "yes"}, TypeError, "save_weights must be True or False; got 'yes'"),
+        ({"save_weights": 1}, TypeError, "save_weights must be True or False; got 1"),
+    ],
+)
+def test_a_study_configuration_refuses_each_bad_field_naming_it_and_what_arrived(kwargs, error, message):
+    """config.StudyConfig.__post_init__: each check's exception type and whole message."""
+    with pytest.raises(error) as err:
+        _study(**kwargs)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"seeds": [0, MAX_SEED]},
+        {"data_seed": MAX_SEED},
+        {"size": 8},
+        {"size": 1024},
+        {"n_per_class": 1},
+        {"n_per_class": None},
+        {"val": 0, "test": 0.99},
+        {"val": 0.49, "test": 0.5},
+        {"epochs": 1},
+        {"lr": 1e-9, "weight_decay": 0},
+        {"batch_size": 1},
+        {"patience": 1, "val": 0.1},
+        {"widths": [1024]},
+        {"widths": [1] * 10},
+        {"device": "cpu"},
+        {"device": "cuda"},
+        {"device": "cuda:1"},
+        {"device": "mps"},
+        {"device": "auto"},
+        {"parameter": ""},
+        {"metric": "accuracy"},
+        {"metric": "balanced_accuracy"},
+        {"metric": "macro_f1"},
+        {"metric": "macro_auc"},
+        {"save_weights": False},
+    ],
+)
+def test_a_study_configuration_accepts_each_bound_itself(kwargs):
+    """config.StudyConfig.__post_init__: every bound is inclusive where documented; the value is kept."""
+    cfg = _study(**kwargs)
+    assert {k: getattr(cfg, k) for k in kwargs} == kwargs
+
+
+def test_a_study_configuration_normalises_its_sweeps_seeds_options_and_widths():
+    """config.StudyConfig.__post_init__: one Sweep or dict becomes a list, one seed a list, copies kept."""
+    options = {"split": "all"}
+    widths = (np.int64(8), 16)
+    cfg = StudyConfig(
+        sweeps={"layer": "quantize", "values": [2]}, seeds=4, dataset_options=options, widths=widths
+    )
+    assert cfg.sweeps == [Sweep("quantize", [2])] and cfg.seeds == [4]
+    assert cfg.widths == [8, 16] and [type(w) for w in cfg.widths] == [int, int]
+    options["split"] = "train"
+    assert cfg.dataset_options == {"split": "all"}
+    assert StudyConfig(sweeps=Sweep("binning", [2]), seeds=(np.int64(5),)).seeds == [5]
+    two = StudyConfig(sweeps=[{"layer": "quantize", "values": [2]}, Sweep("quantize", [2], label="b")])
+    assert [s.name for s in two.sweeps] == ["quantize", "b"]
+    assert isinstance(two.sweeps[0], Sweep)
+
+
+# --- per function: results.StudyResults and its helpers ----------------------------------------------
+
+
+def _results(values_a=(2, 4), values_b=(2, 4), seeds=(0, 1, 2), metric_values=None, folder_=None):
+    """Results of two sweeps ``quantize`` and ``other``; accuracy and macro_f1 drawn from a seeded RNG."""
+    cfg = StudyConfig(
+        sweeps=[Sweep("quantize", list(values_a)), Sweep("binning", list(values_b), label="other")],
+        seeds=list(seeds),
+        size=16,
+        n_per_class=12,
+        epochs=1,
+        device="cpu",
+    )
+    rng = np.random.default_rng(1)
+    points = []
+    for name, values in (("quantize", values_a), ("other", values_b)):
+        for v in values:
+            for s in seeds:
+                points.append(
+                    _record(name, v, s, float(rng.random()))
+                    | {"macro_f1": float(rng.random()), "recall": {"a": float(rng.random()), "b": 0.5}}
+                )
+    return StudyResults(cfg, points, folder_)
+
+
+def test_compare_gives_the_paired_t_statistics_of_each_shared_value_as_scipy_does():
+    """results.StudyResults.compare: only shared values; mean, sd, t-interval and p-value of a - b."""
+    res = _results(values_a=(2, 4, 6), values_b=(4, 6, 8))
+    rows = res.compare("quantize", "other", metric="macro_f1")
+    assert [r["value"] for r in rows] == [4, 6]
+    for row in rows:
+        a = np.array([p["macro_f1"] for p in res.select("quantize", row["value"])])
+        b = np.array([p["macro_f1"] for p in res.select("other", row["value"])])
+        d = a - b
+        low, high = stats.t.interval(0.95, df=2, loc=d.mean(), scale=stats.sem(d))
+        assert {k: row[k] for k in ("metric", "a", "b", "n_seeds")} == {
+            "metric": "macro_f1",
+            "a": "quantize",
+            "b": "other",
+            "n_seeds": 3,
+        }
+        assert row["difference_mean"] == pytest.approx(d.mean())
+        assert row["difference_std"] == pytest.approx(d.std(ddof=1))
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+        assert row["p_value"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+        assert row["within_spread"] is bool(low <= 0 <= high)
+        assert type(row["p_value"]) is float and type(row["difference_mean"]) is float
+
+
+def test_compare_uses_only_the_seeds_both_sweeps_recorded_a_number_for():
+    """results.StudyResults.compare: a seed missing or None on one side is left out of the pairs."""
+    res = _results(values_a=(2,), values_b=(2,), seeds=(0, 1, 2, 3))
+    res.points = [p for p in res.points if not (p["sweep"] == "other" and p["seed"] == 3)]
+    res.points[1] = res.points[1] | {"accuracy": None}  # quantize, seed 1
+    (row,) = res.compare("quantize", "other", metric="accuracy")
+    a = {p["seed"]: p["accuracy"] for p in res.select("quantize")}
+    b = {p["seed"]: p["accuracy"] for p in res.select("other")}
+    d = np.array([a[s] - b[s] for s in (0, 2)])
+    assert row["n_seeds"] == 2 and row["difference_mean"] == pytest.approx(d.mean())
+    assert row["p_value"] == pytest.approx(stats.ttest_rel([a[0], a[2]], [b[0], b[2]]).pvalue)
+
+
+def test_compare_with_one_seed_or_no_spread_has_no_interval_or_p_value():
+    """results.StudyResults.compare: one seed: sd 0, interval and p None, within spread; equal differences: p None."""
+    (row,) = _results(values_a=(2,), values_b=(2,), seeds=(5,)).compare("quantize", "other", "accuracy")
+    assert (row["n_seeds"], row["difference_std"], row["ci_low"], row["ci_high"], row["p_value"]) == (
+        1,
+        0.0,
+        None,
+        None,
+        None,
+    )
+    assert row["within_spread"] is True
+    res = _results(values_a=(2,), values_b=(2,), seeds=(0, 1))
+    for p in res.points:
+        p["accuracy"] = {("quantize", 0): 0.75, ("quantize", 1): 0.5, ("other", 0): 0.5, ("other", 1): 0.25}[
+            p["sweep"], p["seed"]
+        ]
+    (row,) = res.compare("quantize", "other", "accuracy")
+    assert row["p_value"] is None and row["difference_mean"] == 0.25 and row["difference_std"] == 0.0
+    assert row["within_spread"] is False  # a zero-width interval at 0.25
+    no_seed = _results(values_a=(2,), values_b=(2,))
+    for p in no_seed.select("other"):
+        p["macro_f1"] = None
+    assert no_seed.compare("quantize", "other", "macro_f1") == []
+
+
+def test_compare_refuses_an_unknown_metric_or_sweep_naming_it():
+    """results.StudyResults.compare: the metric and the sweep are checked, the message lists the choices."""
+    res = _results()
+    with pytest.raises(ValueError) as err:
+        res.compare("quantize", "other", metric="f1")
+    assert (
+        str(err.value)
+        == "metric must be one of ['accuracy', 'balanced_accuracy', 'macro_f1', 'macro_auc']; got 'f1'"
+    )
+    with pytest.raises(ValueError) as err:
+        res.compare("quantize", "nope")
+    assert str(err.value) == "no sweep called 'nope'; sweeps: ['quantize', 'other']"
+
+
+def test_compare_defaults_to_the_shown_metric_and_comparisons_cover_every_pair_in_order():
+    """results.StudyResults.comparisons: compare(a, b) for each pair a before b, with the shown metric."""
+    res = _results()
+    assert res.metric == "accuracy"
+    assert res.compare("quantize", "other") == res.compare("quantize", "other", metric="accuracy")
+    cfg = StudyConfig(sweeps=[Sweep("quantize", [2], label=n) for n in "abc"], seeds=[0, 1])
+    points = [_record(n, 2, s, 0.1 * s + ord(n) / 200) for n in "abc" for s in (0, 1)]
+    rows = StudyResults(cfg, points).comparisons()
+    assert [(r["a"], r["b"]) for r in rows] == [("a", "b"), ("a", "c"), ("b", "c")]
+
+
+def test_summary_rows_give_each_metric_over_seeds_the_shown_metric_and_the_mean_recalls():
+    """results.StudyResults.summary: one row per (sweep, value) with points, numbers by NumPy and SciPy."""
+    res = _results(values_a=(2, 4), values_b=(2,))
+    res.points = [p for p in res.points if not (p["sweep"] == "quantize" and p["value"] == 4)]
+    res.points[0]["warnings"] = ["at chance"]
+    rows = res.summary()
+    assert [(r["sweep"], r["layer"], r["value"], r["n_seeds"]) for r in rows] == [
+        ("quantize", "quantize", 2, 3),
+        ("other", "binning", 2, 3),
+    ]
+    row = rows[0]
+    points = res.select("quantize", 2)
+    f1 = np.array([p["macro_f1"] for p in points])
+    low, high = stats.t.interval(0.95, df=2, loc=f1.mean(), scale=stats.sem(f1))
+    assert row["macro_f1_mean"] == pytest.approx(f1.mean()) and row["macro_f1_std"] == pytest.approx(
+        f1.std(ddof=1)
+    )
+    assert (row["macro_f1_ci_low"], row["macro_f1_ci_high"]) == pytest.approx((low, high))
+    acc = [p["accuracy"] for p in points]
+    assert row["metric"] == "accuracy"
+    assert (row["mean"], row["std"], row["ci_low"], row["ci_high"]) == (
+        row["accuracy_mean"],
+        row["accuracy_std"],
+        row["accuracy_ci_low"],
+        row["accuracy_ci_high"],
+    )
+    assert row["accuracy_mean"] == pytest.approx(np.mean(acc))
+    assert row["recall_mean"] == pytest.approx({"a": np.mean([p["recall"]["a"] for p in points]), "b": 0.5})
+    assert (row["warnings"], rows[1]["warnings"]) == (1, 0)
+
+
+def test_summary_of_one_seed_has_zero_spread_and_no_interval():
+    """results._spread: a single seed gives std 0.0 and ci None (t_interval is undefined there)."""
+    (row, *_) = _results(seeds=(3,)).summary()
+    assert (row["accuracy_std"], row["accuracy_ci_low"], row["accuracy_ci_high"]) == (0.0, None, None)
+    assert row["accuracy_mean"] == row["accuracy_min"] == row["accuracy_max"]
+
+
+def test_t_interval_matches_scipy_at_any_confidence():
+    """results.t_interval: mean +- t_{(1+c)/2, n-1} s / sqrt(n), as scipy.stats.t.interval gives it."""
+    from deepimaging.study.results import t_interval
+
+    values = [0.2, 0.5, 0.4, 0.9]
+    for confidence in (0.5, 0.9, 0.95):
+        expected = stats.t.interval(confidence, df=3, loc=np.mean(values), scale=stats.sem(values))
+        assert t_interval(values, confidence) == pytest.approx(expected)
+    assert t_interval([0.3, 0.5]) == pytest.approx(
+        stats.t.interval(0.95, df=1, loc=0.4, scale=stats.sem([0.3, 0.5]))
+    )
+    assert all(np.isnan(t_interval([0.3]))) and all(np.isnan(t_interval([])))
+
+
+def test_select_confusion_matrix_and_bits_map_pick_the_points_of_one_value():
+    """results.StudyResults.select, confusion_matrix, bits_map: a value matches as a number (2 == 2.0)."""
+    res = _results()
+    assert len(res.select()) == 12 and len(res.select("other")) == 6 and len(res.select(value=4)) == 6
+    assert [p["seed"] for p in res.select("quantize", 2.0)] == [0, 1, 2]
+    for k, p in enumerate(res.select("quantize", 2)):
+        p["confusion_matrix"] = [[k, 1], [2, 3]]
+        p["bits_map"] = [[k, 2 * k]]
+    assert res.confusion_matrix("quantize", 2).tolist() == [[0 + 1 + 2, 3], [6, 9]]
+    assert res.bits_map("quantize", 2).tolist() == [[1.0, 2.0]] and res.bits_map("quantize", 4) is None
+    with pytest.raises(ValueError) as err:
+        res.confusion_matrix("quantize", 8)
+    assert str(err.value) == "no finished points for sweep 'quantize' at value 8"
+
+
+def test_load_model_refuses_results_without_a_folder_or_an_unfinished_point():
+    """results.StudyResults.load_model: both refusals say why; the default seed is the first."""
+    with pytest.raises(ValueError) as err:
+        _results().load_model("quantize", 2)
+    assert str(err.value) == (
+        "these results are not tied to a study folder; open them with "
+        "deepimaging.study.load_results(folder) to reach the saved networks"
+    )
+    res = _results(values_a=(2,), values_b=(2,), seeds=(0,), folder_="somewhere")
+    with pytest.raises(ValueError) as err:
+        res.load_model("quantize", 2, seed=1)
+    assert str(err.value) == (
+        "no finished point sweep='quantize', value=2, seed=1; points: [('quantize', 2, 0), ('other', 2, 0)]"
+    )
+    with pytest.raises(FileNotFoundError, match="point quantize=2 seed 0 has no saved network"):
+        res.load_model("quantize", 2)
+
+
+def test_results_repr_counts_and_metric_properties_follow_the_records():
+    """results.StudyResults: None records dropped, folder a Path, test counts the confusion row sums."""
+    from pathlib import Path
+
+    res = _results(folder_="out")
+    res2 = StudyResults(res.config, [None, *res.points[:5]], "out")
+    assert res2.folder == Path("out") and len(res2.points) == 5 and res2.complete is False
+    assert repr(res2) == "StudyResults(5 of 12 points, sweeps ['quantize', 'other'])"
+    assert res.test_counts == {"a": 5, "b": 5} and res.imbalance == 1.0 and res.metric_name == "accuracy"
+    assert res.metric_note() == "The metric shown is accuracy (test images per class: a 5, b 5)."
+    empty = StudyResults(res.config, [])
+    assert (empty.classes, empty.test_counts, empty.imbalance) == ([], {}, 1.0)
+    res.points[0]["confusion_matrix"] = [[3, 0], [0, 0]]
+    assert res.imbalance == float("inf") and res.metric == "balanced_accuracy"
+    chosen = StudyResults(_study(metric="macro_f1"), res.points)
+    assert chosen.metric == "macro_f1" and chosen.metric_note().startswith("The metric shown is macro-F1 (")
+
+
+def test_to_dict_and_save_write_every_documented_part(tmp_path):
+    """results.StudyResults.to_dict and save: the JSON's keys, the CSVs read back by the csv module."""
+    import csv
+
+    res = _results()
+    res.points[0]["class_counts"] = {"train": {"a": 1}}
+    data = res.to_dict()
+    assert set(data) == {
+        *("format", "config_hash", "config", "complete", "metric", "metric_note", "class_counts"),
+        *("summary", "comparisons", "points"),
+    }
+    assert data["config_hash"] == res.config.hash() and data["config"] == res.config.to_dict()
+    assert (data["metric"], data["metric_note"], data["class_counts"]) == (
+        "accuracy",
+        res.metric_note(),
+        {"train": {"a": 1}},
+    )
+    assert data["summary"] == res.summary() and data["comparisons"] == res.comparisons()
+    empty = StudyResults(res.config, []).to_dict()
+    assert (empty["metric"], empty["metric_note"], empty["class_counts"], empty["summary"]) == (
+        None,
+        None,
+        None,
+        [],
+    )
+    res.save(tmp_path)
+    assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(data))
+    summary = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert [(r["sweep"], r["value"]) for r in summary] == [
+        (r["sweep"], str(r["value"])) for r in res.summary()
+    ]
+    assert "recall_mean" not in summary[0] and "accuracy_ci_high" in summary[0]
+    assert len(list(csv.DictReader((tmp_path / "points.csv").open()))) == 12
+    assert StudyResults(res.config, []).points_csv() == ""
+
+
+# --- per function: the study folder (folder.py) -------------------------------------------------------
+
+
+def test_point_files_are_named_by_sweep_value_and_seed_with_unsafe_characters_replaced(tmp_path):
+    """folder._point_filename and point_paths: one file per point under points/, only [A-Za-z0-9._-]."""
+    assert folder._point_filename("quantize", 2, 0) == "quantize__v2__s0.json"
+    assert folder._point_filename("my label/x", 0.5, 12) == "my-label-x__v0.5__s12.json"
+    cfg = _config([Sweep("quantize", [2, 4])])
+    paths = folder.point_paths(tmp_path, cfg)
+    assert list(paths) == cfg.points()
+    assert paths["quantize", 4, 1] == tmp_path / "points" / "quantize__v4__s1.json"
+
+
+def test_a_new_study_folder_gets_its_study_file_and_the_same_configuration_resumes(tmp_path):
+    """folder._prepare_folder: study.json holds the format, hash, configuration and package version."""
+    from deepimaging._util import package_version
+
+    cfg = _config([Sweep("quantize", [2])])
+    out = tmp_path / "new" / "study"
+    assert folder._prepare_folder(out, cfg) == out
+    assert json.loads((out / "study.json").read_text()) == {
+        "format": 1,
+        "config_hash": cfg.hash(),
+        "config": json.loads(json.dumps(cfg.to_dict())),
+        "deepimaging_version": package_version(),
+    }
+    assert (out / "points").is_dir() and sorted(p.name for p in out.iterdir()) == ["points", "study.json"]
+    assert folder._prepare_folder(out, _config([Sweep("quantize", [2])])) == out  # resumes
+    dry = tmp_path / "dry"
+    assert folder._prepare_folder(dry, cfg, write=False) == dry
+    assert (dry / "points").is_dir() and not (dry / "study.json").exists()
+
+
+def test_an_output_folder_that_is_a_file_or_not_writable_is_refused_naming_it(tmp_path, monkeypatch):
+    """folder._prepare_folder: a file in the way, and a folder refusing writes (with or without strerror)."""
+    cfg = _config([Sweep("quantize", [2])])
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(FileExistsError) as err:
+        folder._prepare_folder(tmp_path / "f", cfg)
+    assert str(err.value) == f"output folder {tmp_path / 'f'} exists and is a file, not a folder"
+    for error, why in (
+        (PermissionError(13, "Permission denied"), "Permission denied"),
+        (PermissionError("no"), "no"),
+    ):
+
+        def refuse(path, error=error):
+            raise error
+
+        monkeypatch.setattr(folder, "_check_writable", refuse)
+        with pytest.raises(PermissionError) as err:
+            folder._prepare_folder(tmp_path / "ro", cfg)
+        assert str(err.value) == (
+            f"cannot write to output folder {tmp_path / 'ro'} ({why}); "
+            "choose a writable folder or fix its permissions — nothing was changed"
+        )
+
+
+@pytest.mark.parametrize("text", ["not json", "[]", "{}", '"text"'])
+def test_an_unreadable_study_file_is_refused_and_kept(tmp_path, text):
+    """folder._prepare_folder: study.json that is no JSON object with a config_hash is named, not overwritten."""
+    (tmp_path / "study.json").write_text(text)
+    with pytest.raises(folder.StudyConfigMismatch) as err:
+        folder._prepare_folder(tmp_path, _config([Sweep("quantize", [2])]))
+    assert str(err.value) == (
+        f"{tmp_path / 'study.json'} is unreadable or not a deepimaging study file; "
+        "move it away or choose another output folder"
+    )
+    assert (tmp_path / "study.json").read_text() == text
+
+
+def test_a_folder_of_another_configuration_is_refused_with_both_hashes_and_the_difference(tmp_path):
+    """folder._prepare_folder and _describe_differences: the message names each changed key, old and new."""
+    old, new = _config([Sweep("quantize", [2])]), _config([Sweep("quantize", [2])])
+    new.epochs = 3
+    folder._prepare_folder(tmp_path, old)
+    with pytest.raises(folder.StudyConfigMismatch) as err:
+        folder._prepare_folder(tmp_path, new)
+    assert str(err.value) == (
+        f"output folder {tmp_path} holds results of a different study configuration "
+        f"(hash {old.hash()}, now {new.hash()}; differences: epochs: 1 in the folder, 3 now). "
+        "A study resumes only in a folder made with the same configuration; "
+        "choose a new output folder, or delete this one to start over."
+    )
+
+
+def test_differences_are_listed_by_key_and_cut_at_600_characters():
+    """folder._describe_differences: sorted keys, '; '-joined, a text of 600 or more cut with ' ...'."""
+    assert folder._describe_differences({"b": 1, "a": 2, "same": 0}, {"a": 3, "c": "x", "same": 0}) == (
+        "a: 2 in the folder, 3 now; b: 1 in the folder, None now; c: None in the folder, 'x' now"
+    )
+
+    def text(n):  # 'k: ' + repr of n letters + ' in the folder, None now'
+        return f"k: {'a' * n!r} in the folder, None now"
+
+    n = 599 - len(text(0))
+    assert len(text(n)) == 599 and folder._describe_differences({"k": "a" * n}, {}) == text(n)
+    assert folder._describe_differences({"k": "a" * (n + 1)}, {}) == text(n + 1)[:600] + " ..."
+
+
+def test_point_files_without_a_study_file_are_refused_but_other_files_are_not(tmp_path):
+    """folder._prepare_folder: a leftover points/*.json without study.json is refused; a .pt is not."""
+    cfg = _config([Sweep("quantize", [2])])
+    (tmp_path / "points").mkdir()
+    (tmp_path / "points" / "w.pt").write_text("")
+    folder._prepare_folder(tmp_path / ".", cfg, write=False)
+    (tmp_path / "points" / "quantize__v2__s0.json").write_text("{}")
+    with pytest.raises(folder.StudyConfigMismatch) as err:
+        folder._prepare_folder(tmp_path, cfg)
+    assert str(err.value) == (
+        f"output folder {tmp_path} holds point files but no study.json, so their configuration "
+        "is unknown; choose a new output folder"
+    )
+
+
+def test_a_study_file_created_first_by_another_process_is_checked(tmp_path, monkeypatch):
+    """folder._prepare_folder: when the exclusive create loses a race, the winner's file is compared."""
+    mine, theirs = _config([Sweep("quantize", [2])]), _config([Sweep("quantize", [4])])
+
+    def lose(path, data):
+        path.write_text(json.dumps({"config_hash": theirs.hash(), "config": theirs.to_dict()}))
+        return False
+
+    monkeypatch.setattr(folder, "_create_json_exclusive", lose)
+    with pytest.raises(folder.StudyConfigMismatch, match=rf"\(hash {theirs.hash()}, now {mine.hash()};"):
+        folder._prepare_folder(tmp_path, mine)
+
+
+def test_an_exclusive_create_writes_once_leaves_no_temporary_file_and_refuses_nan(tmp_path):
+    """folder._create_json_exclusive and _write_json_atomic: one winner, a readable file, no NaN written."""
+    path = tmp_path / "study.json"
+    assert folder._create_json_exclusive(path, {"a": [1, 2]}) is True
+    assert folder._create_json_exclusive(path, {"a": "second"}) is False
+    assert json.loads(path.read_text(encoding="utf-8")) == {"a": [1, 2]} and path.read_text().endswith("\n")
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+    assert [p.name for p in tmp_path.iterdir()] == ["study.json"]
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        folder._create_json_exclusive(tmp_path / "nan.json", {"a": float("nan")})
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        folder._write_json_atomic(tmp_path / "nan.json", {"a": float("inf")})
+    assert [p.name for p in tmp_path.iterdir()] == ["study.json"]
+    folder._write_json_atomic(tmp_path / "r.json", {"b": None})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"b": None}
+
+
+def _valid_point(cfg, key):
+    return {"config_hash": cfg.hash(), "sweep": key[0], "value": key[1], "seed": key[2]} | {
+        "accuracy": 0.5,
+        "confusion_matrix": [[1]],
+    }
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"config_hash": "0" * 16},
+        {"sweep": "other"},
+        {"value": 4},
+        {"seed": 1},
+        {"accuracy": 1},
+        {"confusion_matrix": "[[1]]"},
+    ],
+)
+def test_a_point_file_that_is_not_this_points_finished_record_is_read_as_missing_with_a_warning(
+    tmp_path, change
+):
+    """folder._read_point: each condition of a valid record; a failing one warns naming the file and the action."""
+    cfg = _config([Sweep("quantize", [2])])
+    path, key = tmp_path / "p.json", ("quantize", 2, 0)
+    path.write_text(json.dumps(_valid_point(cfg, key) | change))
+    with pytest.warns(UserWarning) as caught:
+        assert folder._read_point(path, cfg.hash(), key, "skipping it") is None
+    assert str(caught[0].message) == (
+        f"point file {path} is corrupt, truncated or from another configuration; skipping it"
+    )
+
+
+@pytest.mark.parametrize("content", [b"[1]", b"{", b"\xff\xfe", b'{"config_hash": "x"}'])
+def test_a_point_file_that_is_no_record_is_read_as_missing(tmp_path, content):
+    """folder._read_point: not a dict, truncated, not UTF-8, keys missing: recomputed, with a warning."""
+    cfg = _config([Sweep("quantize", [2])])
+    path = tmp_path / "p.json"
+    path.write_bytes(
+        content if content != b'{"config_hash": "x"}' else json.dumps({"config_hash": cfg.hash()}).encode()
+    )
+    with pytest.warns(UserWarning, match="; recomputing it$"):
+        assert folder._read_point(path, cfg.hash(), ("quantize", 2, 0)) is None
+
+
+def test_a_valid_point_file_is_read_back_and_a_missing_one_is_none_without_warning(tmp_path, recwarn):
+    """folder._read_point: the value matches as a number (2 and 2.0); no file, no warning."""
+    cfg = _config([Sweep("quantize", [2])])
+    record = _valid_point(cfg, ("quantize", 2.0, 0))
+    (tmp_path / "p.json").write_text(json.dumps(record))
+    assert folder._read_point(tmp_path / "p.json", cfg.hash(), ("quantize", 2, 0)) == record
+    assert folder._read_point(tmp_path / "none.json", cfg.hash(), ("quantize", 2, 0)) is None
+    assert len(recwarn) == 0
