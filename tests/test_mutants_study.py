@@ -1111,3 +1111,208 @@ def test_a_valid_point_file_is_read_back_and_a_missing_one_is_none_without_warni
     assert folder._read_point(tmp_path / "p.json", cfg.hash(), ("quantize", 2, 0)) == record
     assert folder._read_point(tmp_path / "none.json", cfg.hash(), ("quantize", 2, 0)) is None
     assert len(recwarn) == 0
+
+
+# --- per function: a study's state (status.py) and a configuration file (jobs.load_config) --------
+
+
+def test_the_jobs_file_is_read_and_a_missing_or_broken_one_is_no_jobs(tmp_path):
+    """status._read_jobs: OUT/slurm_logs/jobs.json's list; no file or invalid JSON gives []."""
+    from deepimaging.study.status import _read_jobs
+
+    assert _read_jobs(tmp_path) == []
+    (tmp_path / "slurm_logs").mkdir()
+    (tmp_path / "slurm_logs" / "jobs.json").write_text("[{")
+    assert _read_jobs(tmp_path) == []
+    (tmp_path / "slurm_logs" / "jobs.json").write_text(json.dumps([{"point": 0, "job_id": "7_0"}]))
+    assert _read_jobs(tmp_path) == [{"point": 0, "job_id": "7_0"}]
+
+
+def test_a_child_that_exited_but_was_not_reaped_is_not_alive():
+    """status._process_alive: a zombie (state Z in /proc/PID/stat) counts as dead."""
+    import time
+
+    child = subprocess.Popen(["true"])
+    stat = f"/proc/{child.pid}/stat"
+    deadline = time.monotonic() + 5
+    while open(stat).read().rsplit(")", 1)[-1].split()[0] != "Z" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        assert not _process_alive(child.pid)
+    finally:
+        child.wait()
+
+
+def _submitit_paths(logs, job_id):
+    submitit = pytest.importorskip("submitit")
+    return submitit.core.utils.JobPaths(logs, job_id)
+
+
+def test_a_failed_tasks_log_tail_is_its_last_non_empty_lines_from_stderr_then_stdout(tmp_path):
+    """status._log_tail: the last 5 non-blank lines of stderr, else of stdout, else says there is no log."""
+    from deepimaging.study.status import _log_tail
+
+    paths = _submitit_paths(tmp_path, "7_0")
+    entry = {"job_id": "7_0"}
+    assert _log_tail(entry, tmp_path) == (
+        f"(no log in {paths.stderr.parent}: the job was killed before it started, or never ran)"
+    )
+    paths.stdout.parent.mkdir(parents=True, exist_ok=True)
+    paths.stdout.write_text("out 1\nout 2\n")
+    paths.stderr.write_text("\n  \n")
+    assert _log_tail(entry, tmp_path) == "out 1\nout 2"
+    paths.stderr.write_bytes(b"".join(b"line %d\n\n" % k for k in range(8)) + b"bad \xff\n")
+    assert _log_tail(entry, tmp_path) == "line 4\nline 5\nline 6\nline 7\nbad \ufffd"
+    assert _log_tail(entry, tmp_path, lines=1) == "bad \ufffd"
+
+
+def test_job_states_read_submitits_result_files_local_processes_and_slurm_states(tmp_path, monkeypatch):
+    """status._job_states: result pickle first; a local task by its process; SLURM's state word, UNKNOWN waits."""
+    submitit = pytest.importorskip("submitit")
+    from deepimaging.study.status import _job_states
+
+    for job_id, outcome in (("1_0", "success"), ("1_1", "error")):
+        paths = _submitit_paths(tmp_path, job_id)
+        paths.result_pickle.parent.mkdir(parents=True, exist_ok=True)
+        submitit.core.utils.cloudpickle_dump((outcome, None), paths.result_pickle)
+    states = {"9_0": "PENDING", "9_1": "CANCELLED by 1234", "9_2": None, "9_3": "COMPLETED", "9_4": "UNKNOWN"}
+
+    class Watcher:
+        def register_job(self, job_id):
+            pass
+
+        def update(self):
+            raise RuntimeError("no sacct here")  # the states then stay what the watcher knew
+
+        def get_state(self, job_id, mode="standard"):
+            return states[job_id]
+
+    monkeypatch.setattr(submitit.SlurmJob, "watcher", Watcher())
+    entries = [
+        {"executor": "slurm", "job_id": "1_0"},
+        {"executor": "slurm", "job_id": "1_1"},
+        {"executor": "submitit-local", "job_id": f"{os.getpid()}_0"},
+        *({"executor": "slurm", "job_id": job_id} for job_id in states),
+    ]
+    assert _job_states(entries, tmp_path) == [
+        *("finished", "failed", "waiting"),
+        *("waiting", "failed", "waiting", "failed", "waiting"),
+    ]
+
+
+def test_study_status_sorts_each_point_into_done_running_failed_or_missing(tmp_path, monkeypatch):
+    """status.study_status: done from valid point files, the rest from the last submission of each point."""
+    from deepimaging.study import status
+
+    cfg = _config([Sweep("quantize", [2, 4])])  # 6 points
+    with pytest.raises(FileNotFoundError) as err:
+        status.study_status(tmp_path)
+    assert str(err.value) == f"{tmp_path} is not a study folder (no study.json); run or submit the study"
+    folder._prepare_folder(tmp_path, cfg)
+    paths = folder.point_paths(tmp_path, cfg)
+    for key in cfg.points()[:2]:
+        paths[key].write_text(json.dumps(_valid_point(cfg, key)))
+    (tmp_path / "slurm_logs").mkdir()
+    jobs = [{"point": 4, "job_id": "1_4"}, {"point": 2, "job_id": "1_2"}, {"point": 3, "job_id": "1_3"}]
+    jobs.append({"point": 4, "job_id": "2_4"})  # resubmitted: the last entry counts
+    (tmp_path / "slurm_logs" / "jobs.json").write_text(json.dumps(jobs))
+    asked = []
+
+    def states(entries, logs):
+        asked.append(([e["job_id"] for e in entries], logs))
+        return ["failed", "waiting", "waiting"]
+
+    monkeypatch.setattr(status, "_job_states", states)
+    monkeypatch.setattr(status, "_log_tail", lambda entry, logs: f"log of {entry['job_id']}")
+    found = status.study_status(tmp_path)
+    assert asked == [(["1_2", "1_3", "2_4"], tmp_path / "slurm_logs")]
+    assert found == {
+        "done": [0, 1],
+        "running": [3, 4],
+        "failed": [2],
+        "missing": [5],
+        "points": cfg.points(),
+        "logs": {2: "log of 1_2"},
+    }
+    assert status.study_status(tmp_path / "elsewhere", config=cfg)["missing"] == list(range(6))
+
+
+@pytest.mark.parametrize(
+    "text, error, message",
+    [
+        ("{", ValueError, "is not valid JSON: Expecting property name enclosed in double quotes"),
+        ('{"sweeps": NaN}', ValueError, "is not valid JSON: NaN is not a number a study can use"),
+        ("[1, 2]", ValueError, "must hold a JSON object (keys such as sweeps, seeds); got a JSON list"),
+        ('{"sweeps": [], "bogus": 1}', ValueError, ": unknown study configuration key(s) ['bogus']; allowed"),
+        (
+            '{"sweeps": {"layer": "quantize", "values": [2]}, "seeds": "0"}',
+            TypeError,
+            ": seeds must be a list",
+        ),
+    ],
+)
+def test_a_bad_configuration_file_is_refused_naming_the_file(tmp_path, text, error, message):
+    """jobs.load_config: JSON errors, a non-object and a bad key each name the file and what is wrong."""
+    from deepimaging.study.jobs import load_config
+
+    path = tmp_path / "c.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(error) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"the study configuration {path}") and message in str(err.value)
+
+
+def test_a_configuration_is_read_from_a_bare_file_or_a_study_folders_study_json(tmp_path):
+    """jobs.load_config: both forms give the same configuration; a folder or a missing file is named."""
+    from deepimaging.study.jobs import load_config
+
+    cfg = _config([Sweep("quantize", [2, 4])])
+    (tmp_path / "bare.json").write_text(json.dumps(cfg.to_dict()))
+    folder._prepare_folder(tmp_path / "study", cfg)
+    assert load_config(tmp_path / "bare.json") == cfg == load_config(str(tmp_path / "study" / "study.json"))
+    with pytest.raises(IsADirectoryError) as err:
+        load_config(tmp_path / "study")
+    assert str(err.value) == (
+        f"the study configuration {tmp_path / 'study'} is a folder; give a JSON file such as study.json"
+    )
+    with pytest.raises(FileNotFoundError) as err:
+        load_config(tmp_path / "none.json")
+    assert str(err.value) == f"the study configuration {tmp_path / 'none.json'} does not exist"
+
+
+@pytest.mark.parametrize("number", [-1, 6, True, 2.0, "1"])
+def test_run_point_number_refuses_anything_but_a_point_number(number):
+    """jobs.run_point_number: bool, float, str and both ends of [0, 5] refused before loading data."""
+    with pytest.raises(ValueError) as err:
+        run_point_number(_config([Sweep("quantize", [2, 4])]), number, "unused")
+    assert str(err.value) == f"number must be a point number in [0, 5] for this study; got {number!r}"
+
+
+def test_a_configuration_round_trips_through_a_dict_and_refuses_unknown_keys():
+    """config.StudyConfig.from_dict: to_dict's inverse, a deep copy; non-dicts and unknown keys named."""
+    cfg = _config([Sweep("quantize", [2, 4], {"gain": [1]})])
+    data = cfg.to_dict()
+    again = StudyConfig.from_dict(data)
+    assert again == cfg
+    data["sweeps"][0]["options"]["gain"].append(2)
+    assert again.sweeps[0].options == {"gain": [1]}
+    with pytest.raises(TypeError) as err:
+        StudyConfig.from_dict([("sweeps", [])])
+    assert str(err.value) == "a study configuration must be a dict; got list"
+    with pytest.raises(ValueError) as err:
+        StudyConfig.from_dict({"sweeps": [], "zz": 1, "bogus": 2})
+    allowed = sorted(f.name for f in __import__("dataclasses").fields(StudyConfig))
+    assert str(err.value) == f"unknown study configuration key(s) ['bogus', 'zz']; allowed keys: {allowed}"
+
+
+def test_the_hash_ignores_the_axis_label_shown_metric_and_saving_but_not_a_training_setting():
+    """config.StudyConfig.hash: parameter, metric, save_weights left out; 2 and 2.0 hash alike; epochs count."""
+    base = _config([Sweep("quantize", [2, 4])])
+    same = StudyConfig(
+        **(base.to_dict() | {"parameter": "bits", "metric": "macro_f1", "save_weights": False})
+    )
+    assert same.hash() == base.hash()
+    assert _config([Sweep("quantize", [2.0, 4.0])]).hash() == base.hash()
+    assert StudyConfig(**(base.to_dict() | {"epochs": 2})).hash() != base.hash()
+    assert len(base.hash()) == 16 and int(base.hash(), 16) >= 0
+    assert base.to_dict()["parameter"] == "value"  # hash() must not change the configuration
