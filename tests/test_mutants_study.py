@@ -1316,3 +1316,259 @@ def test_the_hash_ignores_the_axis_label_shown_metric_and_saving_but_not_a_train
     assert StudyConfig(**(base.to_dict() | {"epochs": 2})).hash() != base.hash()
     assert len(base.hash()) == 16 and int(base.hash(), 16) >= 0
     assert base.to_dict()["parameter"] == "value"  # hash() must not change the configuration
+
+
+# --- per function: executors.run_study (its checks, and a submission through a stand-in submitit) ------
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"executor": "cluster"}, "executor must be one of local, slurm, submitit-local; got 'cluster'"),
+        ({"wait": True}, "wait apply to executor='slurm' or 'submitit-local', not 'local'"),
+        ({"partition": "gpu"}, "partition apply to executor='slurm' or 'submitit-local', not 'local'"),
+        ({"time_min": 61}, "time_min apply to executor='slurm' or 'submitit-local', not 'local'"),
+        ({"cpus": 2}, "cpus apply to executor='slurm' or 'submitit-local', not 'local'"),
+        ({"gpus": 1}, "gpus apply to executor='slurm' or 'submitit-local', not 'local'"),
+        ({"mem_gb": 8}, "mem_gb apply to executor='slurm' or 'submitit-local', not 'local'"),
+        ({"max_parallel": 2}, "max_parallel apply to executor='slurm' or 'submitit-local', not 'local'"),
+        (
+            {"cpus": 2, "max_parallel": 2},
+            "cpus, max_parallel apply to executor='slurm' or 'submitit-local', not 'local'",
+        ),
+        ({"executor": "slurm", "time_min": 0}, "time_min must be in [1, inf]; got 0"),
+        ({"executor": "slurm", "cpus": 0}, "cpus must be in [1, inf]; got 0"),
+        ({"executor": "submitit-local", "gpus": -1}, "gpus must be in [0, inf]; got -1"),
+        ({"executor": "slurm", "max_parallel": 0}, "max_parallel must be in [1, inf]; got 0"),
+        (
+            {"executor": "slurm", "mem_gb": 0},
+            "mem_gb (memory per point in GB) must be a positive number; got 0",
+        ),
+        (
+            {"executor": "slurm", "mem_gb": -2.5},
+            "mem_gb (memory per point in GB) must be a positive number; got -2.5",
+        ),
+        (
+            {"executor": "slurm", "mem_gb": True},
+            "mem_gb (memory per point in GB) must be a positive number; got True",
+        ),
+        (
+            {"executor": "slurm", "mem_gb": "4"},
+            "mem_gb (memory per point in GB) must be a positive number; got '4'",
+        ),
+    ],
+)
+def test_run_study_refuses_each_bad_option_before_writing_anything(tmp_path, monkeypatch, kwargs, message):
+    """executors.run_study: each refusal's whole message; nothing is run, submitted or written."""
+    monkeypatch.setattr(executors, "run_study_here", lambda *a, **k: pytest.fail("ran the study"))
+    monkeypatch.setattr(executors, "_import_submitit", lambda: pytest.fail("imported submitit"))
+    with pytest.raises(ValueError) as err:
+        executors.run_study(_config([Sweep("quantize", [2])]), tmp_path / "out", **kwargs)
+    assert str(err.value) == message
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_local_run_with_the_default_cluster_options_runs_here(tmp_path, monkeypatch):
+    """executors.run_study: executor="local" with every cluster option at its default trains here."""
+    calls = []
+    monkeypatch.setattr(executors, "run_study_here", lambda *a, **k: calls.append((a, k)) or "results")
+    cfg = _config([Sweep("quantize", [2])])
+    defaults = {"wait": False, "partition": None, "time_min": 60, "cpus": 1, "gpus": 0, "mem_gb": 4.0}
+    assert executors.run_study(cfg, "out", jobs=3, progress=False, max_parallel=None, **defaults) == "results"
+    assert executors.run_study(cfg, "out") == "results"
+    assert calls == [
+        ((cfg, "out"), {"jobs": 3, "progress": False}),
+        ((cfg, "out"), {"jobs": 1, "progress": True}),
+    ]
+
+
+def test_a_cluster_run_needs_a_study_configuration_and_slurm_installed(tmp_path, monkeypatch):
+    """executors.run_study: a dict is no configuration; slurm without sbatch or srun says what to do."""
+    with pytest.raises(TypeError) as err:
+        executors.run_study({"sweeps": []}, tmp_path, executor="slurm")
+    assert str(err.value) == "config must be a StudyConfig; got dict"
+    for missing in ("sbatch", "srun"):
+        monkeypatch.setattr(
+            executors.shutil, "which", lambda name, missing=missing: None if name == missing else "/bin/x"
+        )
+        with pytest.raises(ValueError) as err:
+            executors.run_study(_config([Sweep("quantize", [2])]), tmp_path / "out", executor="slurm")
+        assert str(err.value) == (
+            "--executor slurm needs SLURM's sbatch and srun, which are not installed on this machine; "
+            "run on the cluster's login node, or here with --executor local (add --jobs N for N cores)"
+        )
+    assert not (tmp_path / "out").exists()
+
+
+class _Pool:
+    """A stand-in for submitit's executors: records its parameters and the array it is given."""
+
+    def __init__(self, folder, kind, dead_pid):
+        self.folder, self.kind, self.dead_pid, self.params, self.mapped = folder, kind, dead_pid, None, None
+
+    def update_parameters(self, **params):
+        self.params = params
+
+    def map_array(self, fn, *args):
+        self.mapped = (fn, args)
+        # local job ids are "<pid>_<task>": a pid that names no process, so the task counts as failed.
+        return [
+            SimpleNamespace(job_id=f"{self.dead_pid}_{k}", exception=lambda: None)
+            for k in range(len(args[1]))
+        ]
+
+
+def _fake_submitit(monkeypatch, pools, polls):
+    child = subprocess.Popen(["true"])
+    child.wait()
+    fake = SimpleNamespace(
+        SlurmExecutor=lambda folder: pools.append(_Pool(folder, "slurm", child.pid)) or pools[-1],
+        LocalExecutor=lambda folder: pools.append(_Pool(folder, "local", child.pid)) or pools[-1],
+        helpers=SimpleNamespace(
+            as_completed=lambda jobs, poll_frequency: polls.append(poll_frequency) or jobs
+        ),
+    )
+    monkeypatch.setattr(executors, "_import_submitit", lambda: fake)
+    train = SimpleNamespace(image_shape=(3, 16, 16))
+    monkeypatch.setattr(executors, "load_data", lambda config: (train, None, None))
+    monkeypatch.setattr(executors, "_validate_layers", lambda config, shape: None)
+    monkeypatch.setattr(executors.shutil, "which", lambda name: f"/usr/bin/{name}")
+    return fake
+
+
+def test_a_slurm_submission_asks_for_the_given_resources_and_records_each_task(tmp_path, monkeypatch, capsys):
+    """executors.run_study: SLURM parameters, one array over the missing points, jobs.json, the Submission."""
+    pools, polls = [], []
+    _fake_submitit(monkeypatch, pools, polls)
+    cfg = _config([Sweep("quantize", [2, 4])])
+    out = tmp_path / ("s" * 70)
+    folder._prepare_folder(out, cfg)
+    done = cfg.points()[1]
+    folder.point_paths(out, cfg)[done].write_text(json.dumps(_valid_point(cfg, done)))
+    sub = executors.run_study(
+        cfg, out, executor="slurm", partition="gpu", time_min=30, cpus=2, gpus=1, mem_gb=2.5, max_parallel=3
+    )
+    (pool,) = pools
+    assert pool.kind == "slurm" and pool.folder == out / "slurm_logs"
+    assert pool.params == {
+        "time": 30,
+        "cpus_per_task": 2,
+        "mem": "2560MB",
+        "array_parallelism": 3,
+        "job_name": ("deepimaging-" + "s" * 70)[:64],
+        "partition": "gpu",
+        "gpus_per_node": 1,
+    }
+    todo = [0, 2, 3, 4, 5]
+    fn, (configs, numbers, outs) = pool.mapped
+    assert fn is executors._run_task and numbers == todo
+    assert configs == [cfg.to_dict()] * 5 and outs == [str(out)] * 5
+    dead = pool.dead_pid
+    assert sub == executors.Submission("slurm", str(dead), todo, out / "slurm_logs")
+    jobs = json.loads((out / "slurm_logs" / "jobs.json").read_text())
+    assert [(j["executor"], j["job_id"], j["point"]) for j in jobs] == [
+        ("slurm", f"{dead}_{k}", p) for k, p in enumerate(todo)
+    ]
+    assert all(isinstance(j["submitted"], float) for j in jobs)
+    assert (
+        capsys.readouterr().out
+        == f"submitted 5 point(s) as job {dead} (slurm); logs in {out / 'slurm_logs'}\n"
+    )
+    assert polls == []
+
+
+def test_a_slurm_submission_without_partition_or_gpus_leaves_them_to_the_cluster(tmp_path, monkeypatch):
+    """executors.run_study: no partition or gpus keys by default; memory at least 1 MB; parallelism = tasks."""
+    pools = []
+    _fake_submitit(monkeypatch, pools, [])
+    cfg = _config([Sweep("quantize", [2])])
+    executors.run_study(cfg, tmp_path / "out", executor="slurm", mem_gb=1e-4)
+    assert pools[0].params == {
+        "time": 60,
+        "cpus_per_task": 1,
+        "mem": "1MB",
+        "array_parallelism": 3,
+        "job_name": "deepimaging-out",
+    }
+
+
+def test_a_submitit_local_run_that_waits_reports_unfinished_points_and_then_finishes(
+    tmp_path, monkeypatch, capsys
+):
+    """executors.run_study: LocalExecutor parameters, polled every second; results only when every point is there."""
+    pools, polls = [], []
+    _fake_submitit(monkeypatch, pools, polls)
+    ran = []
+    monkeypatch.setattr(executors, "run_study_here", lambda *a, **k: ran.append((a, k)) or "results")
+    cfg = _config([Sweep("quantize", [2])])
+    out = tmp_path / "out"
+    sub = executors.run_study(
+        cfg, out, executor="submitit-local", time_min=5, gpus=0, wait=True, progress=False
+    )
+    assert pools[0].kind == "local" and pools[0].params == {"timeout_min": 5, "gpus_per_node": 0}
+    assert polls == [1] and ran == []
+    assert isinstance(sub, executors.Submission) and sub.points == [0, 1, 2]
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"3 point(s) did not finish: see `deepimaging status {out}`, then rerun to resubmit"
+    )
+    # Every point written: nothing to submit, the results are written here.
+    for key, path in folder.point_paths(out, cfg).items():
+        path.write_text(json.dumps(_valid_point(cfg, key)))
+    assert executors.run_study(cfg, out, executor="slurm", wait=True) == "results"
+    assert ran == [((cfg, out), {"progress": False})] and len(pools) == 1
+
+
+def test_a_slurm_run_that_waits_polls_every_30_seconds_and_writes_the_results(tmp_path, monkeypatch):
+    """executors.run_study: once every job is through and every point file there, the results are written."""
+    polls = []
+    fake = _fake_submitit(monkeypatch, [], polls)
+    cfg = _config([Sweep("quantize", [2])])
+    paths = folder.point_paths(tmp_path, cfg)
+
+    def finish(jobs, poll_frequency):  # the jobs write their points
+        polls.append(poll_frequency)
+        for key, path in paths.items():
+            path.write_text(json.dumps(_valid_point(cfg, key)))
+        return jobs
+
+    fake.helpers.as_completed = finish
+    monkeypatch.setattr(executors, "run_study_here", lambda *a, **k: ("results", a, k))
+    assert executors.run_study(cfg, tmp_path, executor="slurm", wait=True) == (
+        "results",
+        (cfg, tmp_path),
+        {"progress": False},
+    )
+    assert polls == [30]
+
+
+def test_a_submission_with_every_point_still_queued_is_refused(tmp_path, monkeypatch):
+    """executors.run_study: nothing missing or failed but points running: say so rather than submit again."""
+    from deepimaging.study import status
+
+    _fake_submitit(monkeypatch, [], [])
+    cfg = _config([Sweep("quantize", [2])])
+    folder._prepare_folder(tmp_path, cfg)
+    (tmp_path / "slurm_logs").mkdir()
+    (tmp_path / "slurm_logs" / "jobs.json").write_text(
+        json.dumps([{"point": k, "job_id": f"1_{k}"} for k in range(3)])
+    )
+    monkeypatch.setattr(status, "_job_states", lambda entries, logs: ["waiting"] * len(entries))
+    with pytest.raises(ValueError) as err:
+        executors.run_study(cfg, tmp_path, executor="slurm")
+    assert str(err.value) == (
+        f"every unfinished point of {tmp_path} is still queued or running (3); see `deepimaging status {tmp_path}`"
+    )
+
+
+def test_an_array_task_runs_its_point_from_plain_data_and_returns_number_accuracy_and_device(monkeypatch):
+    """executors._run_task: the configuration rebuilt from its dict; (number, accuracy, device) returned."""
+    cfg = _config([Sweep("quantize", [2])])
+    calls = []
+
+    def run(config, number, out_dir, progress):
+        calls.append((config, number, out_dir, progress))
+        return ("key", {"accuracy": 0.75, "device": "cpu"})
+
+    monkeypatch.setattr(executors, "run_point_number", run)
+    assert executors._run_task(cfg.to_dict(), 2, "out") == (2, 0.75, "cpu")
+    assert calls == [(cfg, 2, "out", False)]
