@@ -1063,6 +1063,7 @@ def _valid_point(cfg, key):
     return {"config_hash": cfg.hash(), "sweep": key[0], "value": key[1], "seed": key[2]} | {
         "accuracy": 0.5,
         "confusion_matrix": [[1]],
+        "classes": ["a"],
     }
 
 
@@ -1572,3 +1573,153 @@ def test_an_array_task_runs_its_point_from_plain_data_and_returns_number_accurac
     monkeypatch.setattr(executors, "run_point_number", run)
     assert executors._run_task(cfg.to_dict(), 2, "out") == (2, 0.75, "cpu")
     assert calls == [(cfg, 2, "out", False)]
+
+
+# --- per function: engine.run_study and engine.load_results (training replaced by a recorder) --------
+
+
+def _fake_engine(monkeypatch, cfg):
+    """run_point writes a valid point file and returns its record; data loading and devices are recorded."""
+    from deepimaging import train
+
+    calls = {"run_point": [], "device": [], "shape": []}
+    monkeypatch.setattr(train, "get_device", lambda device: calls["device"].append(device))
+    monkeypatch.setattr(
+        engine, "load_data", lambda config: (SimpleNamespace(image_shape=(3, 16, 16)), None, None)
+    )
+    monkeypatch.setattr(engine, "_validate_layers", lambda config, shape: calls["shape"].append(shape))
+
+    def run_point(config, sweep, value, seed, out_dir):
+        calls["run_point"].append((sweep, value, seed))
+        record = _valid_point(config, (sweep, value, seed))
+        folder.point_paths(out_dir, config)[sweep, value, seed].write_text(json.dumps(record))
+        return record
+
+    monkeypatch.setattr(engine, "run_point", run_point)
+    return calls
+
+
+def test_run_study_checks_its_arguments_naming_them(tmp_path):
+    """engine.run_study: a dict is no configuration; jobs must be an integer of at least 1."""
+    with pytest.raises(TypeError) as err:
+        engine.run_study({"sweeps": []}, tmp_path)
+    assert str(err.value) == "config must be a StudyConfig; got dict"
+    with pytest.raises(TypeError) as err:
+        engine.run_study(_config([Sweep("quantize", [2])]), tmp_path, jobs=1.5)
+    assert str(err.value) == "jobs must be an integer; got 1.5 (float)"
+
+
+def test_run_study_runs_only_the_missing_points_in_order_and_writes_the_results(
+    tmp_path, monkeypatch, capsys
+):
+    """engine.run_study: the device and layers checked first, finished points kept, results saved in point order."""
+    cfg = _config([Sweep("quantize", [2, 4])])
+    calls = _fake_engine(monkeypatch, cfg)
+    folder._prepare_folder(tmp_path, cfg)
+    done = cfg.points()[2]
+    folder.point_paths(tmp_path, cfg)[done].write_text(
+        json.dumps(_valid_point(cfg, done) | {"accuracy": 0.25})
+    )
+    results = engine.run_study(cfg, tmp_path)
+    assert calls["device"] == ["cpu"] and calls["shape"] == [(3, 16, 16)]
+    assert calls["run_point"] == [p for p in cfg.points() if p != done]
+    assert [(p["sweep"], p["value"], p["seed"]) for p in results.points] == cfg.points()
+    assert results.points[2]["accuracy"] == 0.25 and results.folder == tmp_path and results.complete
+    assert json.loads((tmp_path / "results.json").read_text())["points"] == results.points
+    assert (tmp_path / "points.csv").read_text() == results.points_csv()
+    assert (tmp_path / "results.csv").read_text() == results.summary_csv()
+    # The progress bar counts the point found on disk as done and names the point it trains.
+    bar = capsys.readouterr().err
+    assert "study points:" in bar and "1/6" in bar and "6/6" in bar and "point" in bar
+    assert "quantize=4 seed 2" in bar
+    calls["run_point"].clear()
+    engine.run_study(cfg, tmp_path, progress=False)
+    assert calls["run_point"] == [] and capsys.readouterr().err == ""
+
+
+def test_run_study_with_jobs_runs_the_missing_points_through_joblib_workers(tmp_path, monkeypatch):
+    """engine.run_study: jobs > 1 and several points: min(jobs, points) workers, each given plain data."""
+    import joblib
+    import torch
+
+    from deepimaging import train
+
+    cfg = _config([Sweep("quantize", [2])])
+    calls = _fake_engine(monkeypatch, cfg)
+    folder._prepare_folder(tmp_path, cfg)  # run_point writes study.json with the first point
+    monkeypatch.setattr(train, "keep_freed_memory", lambda: None)
+    made = []
+
+    class Parallel:  # joblib's interface, run in this process
+        def __init__(self, n_jobs, return_as):
+            made.append((n_jobs, return_as))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def __call__(self, tasks):
+            tasks = list(tasks)
+            assert all(isinstance(args[0], dict) and isinstance(args[2], str) for _, args, _ in tasks)
+            return reversed([fn(*args, **kwargs) for fn, args, kwargs in tasks])  # any order
+
+    monkeypatch.setattr(joblib, "Parallel", Parallel)
+    threads = torch.get_num_threads()
+    try:
+        results = engine.run_study(cfg, tmp_path, jobs=8, progress=False)
+        assert made == [(3, "generator_unordered")] and sorted(calls["run_point"]) == cfg.points()
+        assert [(p["sweep"], p["value"], p["seed"]) for p in results.points] == cfg.points()
+        # One point left to do: it runs here, with no workers.
+        folder.point_paths(tmp_path, cfg)[cfg.points()[1]].unlink()
+        engine.run_study(cfg, tmp_path, jobs=2, progress=False)
+        assert len(made) == 1 and calls["run_point"][-1] == cfg.points()[1]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_load_results_reads_a_finished_study_and_says_how_to_finish_an_unfinished_one(tmp_path):
+    """engine.load_results: point records in point order; missing points counted and the first named."""
+    cfg = _config([Sweep("quantize", [2])])
+    folder._prepare_folder(tmp_path, cfg)
+    paths = folder.point_paths(tmp_path, cfg)
+    for key in cfg.points()[::2]:
+        paths[key].write_text(json.dumps(_valid_point(cfg, key)))
+    with pytest.raises(FileNotFoundError) as err:
+        engine.load_results(tmp_path)
+    assert str(err.value) == (
+        f"1 of 3 points of the study in {tmp_path} are not finished "
+        "(first: ('quantize', 2, 1)); rerun the study into the same folder to finish them"
+    )
+    partial = engine.load_results(str(tmp_path), allow_incomplete=True)
+    assert [p["seed"] for p in partial.points] == [0, 2] and not partial.complete
+    assert partial.folder == tmp_path and partial.config == cfg
+    paths["quantize", 2, 1].write_text("{")
+    with pytest.warns(UserWarning, match="; treating the point as missing$"):
+        engine.load_results(tmp_path, allow_incomplete=True)
+    paths["quantize", 2, 1].write_text(json.dumps(_valid_point(cfg, ("quantize", 2, 1))))
+    assert [p["seed"] for p in engine.load_results(tmp_path).points] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("x", "Expecting value: line 1 column 1 (char 0)"),
+        ("{}", "'config'"),
+        ('{"config": []}', "a study configuration must be a dict; got list"),
+        ('{"config": {"sweeps": []}}', "sweeps must hold at least one Sweep(layer, values)"),
+    ],
+)
+def test_load_results_names_a_study_file_it_cannot_read_and_why(tmp_path, text, why):
+    """engine.load_results: no study.json, or one that holds no configuration, is a clear error."""
+    with pytest.raises(FileNotFoundError) as err:
+        engine.load_results(tmp_path)
+    assert str(err.value) == (
+        f"{tmp_path} is not a study folder (no study.json); run the study first "
+        "(deepimaging study / deepimaging demo / run_study)"
+    )
+    (tmp_path / "study.json").write_text(text)
+    with pytest.raises(ValueError) as err:
+        engine.load_results(tmp_path)
+    assert str(err.value) == f"{tmp_path / 'study.json'} is not a readable study file: {why}"
