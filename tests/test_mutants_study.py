@@ -1723,3 +1723,170 @@ def test_load_results_names_a_study_file_it_cannot_read_and_why(tmp_path, text, 
     with pytest.raises(ValueError) as err:
         engine.load_results(tmp_path)
     assert str(err.value) == f"{tmp_path / 'study.json'} is not a readable study file: {why}"
+
+
+# --- per function: point.py (training replaced by stand-ins; the metrics against scikit-learn) -------
+
+
+def _tiny_data(n=8, size=16):
+    """An ImageDataset of n random images, two classes alternating (a, b)."""
+    import torch
+
+    from deepimaging.data import ImageDataset
+
+    g = torch.Generator().manual_seed(0)
+    return ImageDataset(torch.rand(n, 3, size, size, generator=g), torch.arange(n) % 2, ["a", "b"])
+
+
+def test_run_point_refuses_a_point_that_is_not_in_the_study_before_training(tmp_path, monkeypatch):
+    """point.run_point: the configuration, sweep, value and seed checked, each message naming what arrived."""
+    monkeypatch.setattr(point, "_train_point", lambda *a, **k: pytest.fail("trained"))
+    cfg = _config([Sweep("quantize", [2, 4])])
+    cases = [
+        (({"sweeps": []}, "quantize", 2, 0), TypeError, "config must be a StudyConfig; got dict"),
+        ((cfg, "binning", 2, 0), ValueError, "no sweep called 'binning'; sweeps: ['quantize']"),
+        ((cfg, "quantize", 3, 0), ValueError, "value 3 is not among the values [2, 4] of sweep 'quantize'"),
+        ((cfg, "quantize", 2, 5), ValueError, "seed 5 is not among the study's seeds [0, 1, 2]"),
+    ]
+    for args, error, message in cases:
+        with pytest.raises(error) as err:
+            point.run_point(*args, out_dir=tmp_path / "out")
+        assert str(err.value) == message
+    assert not (tmp_path / "out").exists()
+    folder._prepare_folder(tmp_path / "other", _config([Sweep("quantize", [8])]))
+    with pytest.raises(folder.StudyConfigMismatch):
+        point.run_point(cfg, "quantize", 2, 0, out_dir=tmp_path / "other")
+
+
+def test_run_point_writes_the_record_under_the_values_own_spelling_and_weights_only_when_asked(
+    tmp_path, monkeypatch
+):
+    """point.run_point: value 4.0 is the sweep's 4; study.json and the record written; no .pt without saving."""
+    import torch
+
+    calls = []
+    model = torch.nn.Linear(2, 2)
+
+    def train(config, sweep, value, seed, progress):
+        calls.append((sweep.name, value, type(value), seed, progress))
+        return {"value": value, "seed": seed}, model
+
+    monkeypatch.setattr(point, "_train_point", train)
+    cfg = _config([Sweep("quantize", [2, 4])])
+    cfg.save_weights = False
+    assert point.run_point(cfg, "quantize", 4.0, 1, tmp_path, progress=True) == {"value": 4, "seed": 1}
+    assert calls == [("quantize", 4, int, 1, True)]
+    assert json.loads((tmp_path / "points" / "quantize__v4__s1.json").read_text()) == {"value": 4, "seed": 1}
+    assert json.loads((tmp_path / "study.json").read_text())["config_hash"] == cfg.hash()
+    assert not list((tmp_path / "points").glob("*.pt"))
+    assert point.run_point(cfg, "quantize", 2, 0) == {"value": 2, "seed": 0}  # no folder: nothing written
+    assert calls[-1] == ("quantize", 2, int, 0, False)
+    assert sorted(p.name for p in (tmp_path / "points").iterdir()) == ["quantize__v4__s1.json"]
+
+
+def test_the_symptoms_flag_an_eval_gap_above_0_15_chance_within_0_05_and_unrecognised_classes():
+    """point._symptoms: each warning's bound (strict gap, inclusive chance) and the classes never recognised."""
+    per_class = {
+        "a": {"support": 5, "recall": 0.9},
+        "b": {"support": 5, "recall": 0.0},
+        "c": {"support": 0, "recall": 0.0},
+    }
+
+    def history(last, evaluated):
+        return SimpleNamespace(train_accuracy=[0.1, last], final={"train_eval_accuracy": evaluated})
+
+    fine = {"balanced_accuracy": 0.9, "per_class": {"a": per_class["a"]}}
+    assert point._symptoms(history(0.75, 0.625), fine, 4) == []  # gap 0.125
+    assert point._symptoms(history(0.75, 0.5), fine, 4) == [
+        "eval-mode training accuracy 0.500 is far below the accuracy during training 0.750: the model "
+        "behaves differently in eval mode (BatchNorm statistics, dropout or a physical layer's eval mode)"
+    ]
+    at_chance = {"balanced_accuracy": 0.3, "per_class": {"a": per_class["a"]}}  # 1/4 + 0.05
+    (warning,) = point._symptoms(history(0.5, 0.5), at_chance, 4)
+    assert warning.startswith("test balanced accuracy 0.300 is at chance (0.250): ")
+    assert point._symptoms(history(0.5, 0.5), {**at_chance, "balanced_accuracy": 0.3125}, 4) == []
+    assert point._symptoms(history(0.5, 0.5), {"balanced_accuracy": 0.45, "per_class": per_class}, 3) == [
+        "no test image of class(es) ['b'] was recognised (recall 0)"
+    ]
+
+
+def test_classification_metrics_match_scikit_learn_on_three_imbalanced_classes():
+    """point._classification_metrics: every recorded number against scikit-learn's."""
+    import torch
+    from sklearn import metrics as skm
+
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2, 2, 0])
+    probabilities = torch.softmax(torch.randn(10, 3, generator=torch.Generator().manual_seed(3)), dim=1)
+    predicted = torch.tensor([0, 1, 0, 2, 1, 0, 2, 2, 1, 0])
+    y, p = labels.numpy(), predicted.numpy()
+    found = point._classification_metrics(labels, predicted, probabilities, ["a", "b", "c"])
+    assert found["accuracy"] == pytest.approx(skm.accuracy_score(y, p))
+    assert found["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, p))
+    assert found["macro_f1"] == pytest.approx(skm.f1_score(y, p, average="macro"))
+    assert found["macro_auc"] == pytest.approx(skm.roc_auc_score(y, probabilities.numpy(), multi_class="ovr"))
+    recall = skm.recall_score(y, p, average=None)
+    assert found["recall"] == pytest.approx(dict(zip("abc", recall)))
+    assert found["confusion_matrix"] == skm.confusion_matrix(y, p).tolist()
+    precision, _, f1, support = skm.precision_recall_fscore_support(y, p)
+    cm = skm.confusion_matrix(y, p)
+    for k, c in enumerate("abc"):
+        tn = cm.sum() - cm[k].sum() - cm[:, k].sum() + cm[k, k]
+        expected = {
+            "precision": precision[k],
+            "recall": recall[k],
+            "f1-score": f1[k],
+            "specificity": tn / (cm.sum() - cm[k].sum()),
+            "support": support[k],
+        }
+        assert found["per_class"][c] == pytest.approx(expected)
+    assert type(found["accuracy"]) is float and type(found["confusion_matrix"][0][0]) is int
+
+
+def test_balanced_accuracy_averages_only_the_classes_the_test_split_holds():
+    """point._classification_metrics: a class with no test image is left out of balanced accuracy (as sklearn)."""
+    import torch
+    from sklearn import metrics as skm
+
+    labels, predicted = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 1, 2])
+    probabilities = torch.full((4, 3), 1 / 3)
+    found = point._classification_metrics(labels, predicted, probabilities, ["a", "b", "c"])
+    with pytest.warns(UserWarning):
+        expected = skm.balanced_accuracy_score(labels.numpy(), predicted.numpy())
+    assert found["balanced_accuracy"] == pytest.approx(expected) == pytest.approx(0.5)
+    assert found["macro_f1"] == pytest.approx(
+        skm.f1_score([0, 0, 1, 1], [0, 1, 1, 2], average="macro", labels=[0, 1, 2])
+    )
+
+
+def test_a_layer_that_cannot_be_built_is_named_with_its_sweep_and_value():
+    """point._validate_layers: the layer's own error, its type kept, prefixed with the sweep and value."""
+    from deepimaging import physics
+
+    for layer, value, options, error in (
+        ("quantize", 0, {}, ValueError),
+        ("quantize", 2, {"bogus": 1}, TypeError),
+    ):
+        cfg = _config([Sweep("quantize", [2]), Sweep(layer, [value], options, label="bad")])
+        with pytest.raises(error) as err:
+            point._validate_layers(cfg, (3, 16, 16))
+        with pytest.raises(error) as direct:
+            physics.make_layer(layer, value, image_shape=(3, 16, 16), **options)
+        assert str(err.value) == f"sweep 'bad', value {value!r}: {direct.value}"
+    point._validate_layers(_config([Sweep("quantize", [1, 8])]), (3, 16, 16))
+
+
+def test_a_points_network_is_the_layer_in_front_of_a_cnn_of_the_configured_widths():
+    """point._build_model and _make_layer: the layer built with the sweep's options; the CNN's blocks."""
+    from deepimaging.models import BasicCNN, PhysicalModel
+
+    cfg = _config([Sweep("quantize", [3])])
+    cfg.widths = [4, 6]
+    model = point._build_model(cfg, cfg.sweeps[0], 3, _tiny_data())
+    assert isinstance(model, PhysicalModel) and isinstance(model.cnn, BasicCNN)
+    expected = BasicCNN(3, 2, widths=(4, 6))
+    assert [p.shape for p in model.cnn.parameters()] == [p.shape for p in expected.parameters()]
+    # led_weighting turns 3 colour channels into 1 image: the CNN is built for what the layer gives.
+    led = Sweep("led_weighting", [2])
+    model = point._build_model(cfg, led, 2, _tiny_data())
+    assert model.cnn.features[0].in_channels == 1
+    assert model.physics(_tiny_data().images_at(slice(0, 2))).shape == (2, 1, 16, 16)
