@@ -1890,3 +1890,118 @@ def test_a_points_network_is_the_layer_in_front_of_a_cnn_of_the_configured_width
     model = point._build_model(cfg, led, 2, _tiny_data())
     assert model.cnn.features[0].in_channels == 1
     assert model.physics(_tiny_data().images_at(slice(0, 2))).shape == (2, 1, 16, 16)
+
+
+def test_a_trained_points_record_holds_every_documented_number_from_fit_and_predict(monkeypatch):
+    """point._train_point: fit given the configuration's settings on one thread; the record's fields."""
+    import torch
+
+    from deepimaging import train as train_module
+    from deepimaging.train import History
+
+    cfg = _config([Sweep("bit_allocation", [2])])
+    cfg.lr, cfg.batch_size, cfg.weight_decay, cfg.epochs, cfg.patience = 0.01, 4, 0.001, 2, 1
+    data = _tiny_data()
+    monkeypatch.setattr(point, "load_data", lambda config: (data, data, None))
+    monkeypatch.setattr(point, "class_counts", lambda config: {"train": {"a": 4, "b": 4}})
+    monkeypatch.setattr(train_module, "get_device", lambda device: torch.device("cpu"))
+    fitted = {}
+    history = History(
+        train_loss=[0.9, 0.4],
+        train_accuracy=[0.5, 0.75],
+        val_accuracy=[0.5, 0.625],
+        final={"train_eval_accuracy": 0.7},
+    )
+
+    def fit(model, train, val, **kwargs):
+        fitted.update(kwargs, threads=torch.get_num_threads(), train=train, val=val)
+        return history
+
+    labels = data.labels
+    predicted = torch.tensor([0, 1, 0, 1, 1, 1, 0, 0])
+    probabilities = torch.tensor([[0.75, 0.25], [0.25, 0.75]])[predicted]
+    monkeypatch.setattr(train_module, "fit", fit)
+    monkeypatch.setattr(
+        train_module,
+        "predict",
+        lambda model, test, device: SimpleNamespace(
+            labels=labels, predicted=predicted, probabilities=probabilities
+        ),
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        record, model = point._train_point(cfg, cfg.sweeps[0], 2, 1, progress=True)
+        assert torch.get_num_threads() == 2  # restored after training on one thread
+    finally:
+        torch.set_num_threads(threads)
+    assert fitted == {
+        "epochs": 2,
+        "lr": 0.01,
+        "batch_size": 4,
+        "weight_decay": 0.001,
+        "seed": 1,
+        "device": torch.device("cpu"),
+        "progress": True,
+        "patience": 1,
+        "threads": 1,
+        "train": data,
+        "val": None,
+    }
+    metrics = point._classification_metrics(labels, predicted, probabilities, ["a", "b"])
+    assert {k: record[k] for k in metrics} == metrics
+    assert {
+        k: record[k]
+        for k in ("format", "config_hash", "sweep", "layer", "value", "seed", "device", "classes")
+    } == {
+        "format": 1,
+        "config_hash": cfg.hash(),
+        "sweep": "bit_allocation",
+        "layer": "bit_allocation",
+        "value": 2,
+        "seed": 1,
+        "device": "cpu",
+        "classes": ["a", "b"],
+    }
+    assert (record["train_loss"], record["train_accuracy"], record["train_eval_accuracy"]) == (0.4, 0.75, 0.7)
+    assert record["val_accuracy"] == [0.5, 0.625] and record["history"] == history.as_dict()
+    assert record["class_counts"] == {"train": {"a": 4, "b": 4}}
+    assert record["warnings"] == point._symptoms(history, metrics, 2) and record["seconds"] >= 0
+    expected_map = np.round(model.physics.bits_map(integer=False).detach().numpy().astype(float), 4)
+    assert record["bits_map"] == expected_map.tolist() and np.asarray(record["bits_map"]).shape == (16, 16)
+    assert next(model.parameters()).device.type == "cpu"
+
+
+def test_a_saved_network_reopens_in_eval_mode_without_touching_the_callers_random_state(
+    tmp_path, monkeypatch
+):
+    """point.load_point_model: the weights loaded exactly; Python, NumPy and torch generators untouched."""
+    import random
+
+    import torch
+
+    data = _tiny_data()
+    monkeypatch.setattr(point, "load_data", lambda config: (data, data, None))
+    cfg = _config([Sweep("quantize", [2])])
+    cfg.widths = [4]
+    trained = point._build_model(cfg, cfg.sweeps[0], 2, data)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(1.0)
+    path = folder.point_paths(tmp_path, cfg)["quantize", 2, 0].with_suffix(".pt")
+    path.parent.mkdir(parents=True)
+    record = _record("quantize", 2, 0, 0.5) | {"weights": weights.save_weights(trained, path)}
+    random.seed(5), np.random.seed(5), torch.manual_seed(5)
+    model = point.load_point_model(tmp_path, cfg, record, device="cpu")
+    after = (random.random(), np.random.random(), torch.rand(1).item())
+    random.seed(5), np.random.seed(5), torch.manual_seed(5)
+    assert after == (random.random(), np.random.random(), torch.rand(1).item())
+    assert model.training is False
+    for (name, a), (_, b) in zip(model.state_dict().items(), trained.state_dict().items()):
+        assert torch.equal(a, b), name
+    cfg.widths = [8]
+    with pytest.raises(ValueError) as err:
+        point.load_point_model(tmp_path, cfg, record)
+    assert str(err.value).startswith(
+        f"weights file {path} does not fit the network this configuration builds: "
+    )
