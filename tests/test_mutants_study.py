@@ -2005,3 +2005,157 @@ def test_a_saved_network_reopens_in_eval_mode_without_touching_the_callers_rando
     assert str(err.value).startswith(
         f"weights file {path} does not fit the network this configuration builds: "
     )
+
+
+# --- per function: splits.py (a stand-in loader; the simulator recorded) ------------------------------
+
+
+def _loader_returning(monkeypatch, make):
+    """Make every dataset name resolve to ``make`` (a loader); return the list of the calls' options."""
+    from deepimaging import data
+
+    calls = []
+
+    def loader(**options):
+        calls.append(options)
+        return make(**options)
+
+    loader.__signature__ = __import__("inspect").signature(make)
+    monkeypatch.setattr(data, "dataset_loader", lambda name: loader)
+    return calls
+
+
+def _counted(counts, fill=0.0):
+    """An ImageDataset with counts[k] images of class k; image i's first pixel holds i / 1000."""
+    import torch
+
+    from deepimaging.data import ImageDataset
+
+    labels = torch.tensor([k for k, n in enumerate(counts) for _ in range(n)])
+    images = torch.full((len(labels), 3, 8, 8), fill)
+    images[:, 0, 0, 0] = torch.arange(len(labels)) / 1000
+    return ImageDataset(images, labels, [f"c{k}" for k in range(len(counts))])
+
+
+def test_the_simulated_set_gets_the_studys_size_seed_and_300_images_per_class_by_default(monkeypatch):
+    """splits._load_dataset: blood_smear is simulated with n_per_class (300 when None), size, seed, options."""
+    calls = []
+    monkeypatch.setattr(splits, "simulate_blood_smear", lambda **kw: calls.append(kw) or "simulated")
+    assert splits._load_dataset("blood_smear", {"noise": 0.1}, 24, None, 7) == "simulated"
+    splits._load_dataset("blood_smear", {}, 16, 5, 0)
+    assert calls == [
+        {"n_per_class": 300, "size": 24, "seed": 7, "noise": 0.1},
+        {"n_per_class": 5, "size": 16, "seed": 0},
+    ]
+
+
+def test_a_loader_with_official_splits_is_loaded_whole_unless_the_options_name_a_split(monkeypatch):
+    """splits._load_dataset: medmnist's train, val and test joined in that order; a named split kept; size passed."""
+
+    def make(split="train", size=28):
+        return _counted(
+            {"train": [2, 1], "val": [1, 1], "test": [1, 2]}[split],
+            fill={"train": 0.1, "val": 0.2, "test": 0.3}[split],
+        )
+
+    calls = _loader_returning(monkeypatch, make)
+    whole = splits._load_dataset("medmnist", {"flag": 1} if False else {}, 16, None, 0)
+    assert calls == [
+        {"size": 16, "split": "train"},
+        {"size": 16, "split": "val"},
+        {"size": 16, "split": "test"},
+    ]
+    assert whole.labels.tolist() == [0, 0, 1, 0, 1, 0, 1, 1] and whole.classes == ["c0", "c1"]
+    assert [round(float(x), 3) for x in whole.storage[:, 1, 0, 0]] == [0.1] * 3 + [0.2] * 2 + [0.3] * 3
+    calls.clear()
+    assert len(splits._load_dataset("medmnist", {"split": "val"}, 16, None, 0)) == 2
+    assert calls == [{"split": "val", "size": 16}]
+    calls.clear()
+    splits._load_dataset("someone_elses", {}, 16, None, 0)  # not a known whole-set name: its own default
+    assert calls == [{"size": 16}]
+
+
+def test_a_loader_without_a_size_option_is_called_with_the_options_only(monkeypatch):
+    """splits._load_dataset: size is passed only to a loader that takes it; a (train, test) tuple gives train."""
+    calls = _loader_returning(monkeypatch, lambda color=True: (_counted([2, 2]), "test part"))
+    dataset = splits._load_dataset("mine", {"color": False}, 16, None, 0)
+    assert calls == [{"color": False}] and len(dataset) == 4
+
+
+def test_a_subsample_keeps_n_per_class_images_of_each_class_in_order_and_depends_only_on_the_seed(
+    monkeypatch,
+):
+    """splits._load_dataset: a seeded per-class subsample (all of a smaller class), original order kept."""
+    _loader_returning(monkeypatch, lambda: _counted([10, 3, 6]))
+    full = _counted([10, 3, 6])
+    sub = splits._load_dataset("mine", {}, 8, 4, 1)
+    ids = (sub.storage[:, 0, 0, 0] * 1000).round().long().tolist()
+    assert Counter(sub.labels.tolist()) == {0: 4, 1: 3, 2: 4}
+    assert ids == sorted(ids) and all(full.labels[i] == label for i, label in zip(ids, sub.labels.tolist()))
+    again = splits._load_dataset("mine", {}, 8, 4, 1)
+    assert (again.storage[:, 0, 0, 0] * 1000).round().long().tolist() == ids
+    other = [
+        (splits._load_dataset("mine", {}, 8, 4, s).storage[:, 0, 0, 0] * 1000).round().long().tolist()
+        for s in range(2, 6)
+    ]
+    assert any(o != ids for o in other)
+    assert len(splits._load_dataset("mine", {}, 8, None, 1)) == 19
+
+
+def _split_config(n_per_class=None, val=0.15, test=0.3, dataset="mine"):
+    return StudyConfig(
+        sweeps=[Sweep("quantize", [2])], dataset=dataset, size=8, n_per_class=n_per_class, val=val, test=test
+    )
+
+
+def test_load_data_splits_by_class_and_returns_no_validation_set_when_val_is_zero(monkeypatch):
+    """splits.load_data and class_counts: (train, test, val); val=0 gives None and zero counts; cached."""
+    _loader_returning(monkeypatch, lambda: _counted([10, 10]))
+    splits._load_split.cache_clear()
+    cfg = _split_config(val=0.2, test=0.3)
+    train, test, val = splits.load_data(cfg)
+    assert len(train) + len(test) + len(val) == 20 and min(len(test), len(val)) > 0
+    assert splits.load_data(cfg)[0] is train  # cached per process
+    parts = {"train": train, "val": val, "test": test}
+    assert splits.class_counts(cfg) == {
+        part: {c: Counter(data.labels.tolist())[k] for k, c in enumerate(["c0", "c1"])}
+        for part, data in parts.items()
+    }
+    no_val = _split_config(val=0, test=0.3)
+    train, test, val = splits.load_data(no_val)
+    assert val is None and len(train) + len(test) == 20
+    assert splits.class_counts(no_val)["val"] == {"c0": 0, "c1": 0}
+    splits._load_split.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "counts, val, test, message",
+    [
+        (
+            [5, 1, 0],
+            0.15,
+            0.3,
+            "dataset 'mine' has classes with fewer than 2 images {'c1': 1, 'c2': 0}: a class needs images "
+            "for training and for testing; add images, drop the class, or raise n_per_class",
+        ),
+        (
+            [2, 10],
+            0.3,
+            0.3,
+            "val=0.3, test=0.3 (each a fraction in [0, 1)) cannot split this dataset "
+            "(images per class: {'c0': 2, 'c1': 10}): cannot make a stratified split of 8 images",
+        ),
+    ],
+)
+def test_a_dataset_the_fractions_cannot_split_is_refused_naming_the_classes(
+    monkeypatch, counts, val, test, message
+):
+    """splits._load_split: too few images, or an empty part of a class, refused before training."""
+    _loader_returning(monkeypatch, lambda: _counted(counts))
+    splits._load_split.cache_clear()
+    try:
+        with pytest.raises(ValueError) as err:
+            splits.load_data(_split_config(val=val, test=test))
+        assert str(err.value).startswith(message)
+    finally:
+        splits._load_split.cache_clear()
