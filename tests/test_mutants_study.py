@@ -2159,3 +2159,60 @@ def test_a_dataset_the_fractions_cannot_split_is_refused_naming_the_classes(
         assert str(err.value).startswith(message)
     finally:
         splits._load_split.cache_clear()
+
+
+# --- per function: weights.save_weights and read_weights ----------------------------------------------
+
+
+def test_saved_weights_read_back_exactly_with_the_files_name_hash_and_size(tmp_path):
+    """weights.save_weights: the record's sha256 and bytes are hashlib's and the file system's; folders made."""
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    path = tmp_path / "new" / "points" / "p.pt"
+    record = weights.save_weights(model, path)
+    data = path.read_bytes()
+    assert record == {"file": "p.pt", "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    state = weights.read_weights(str(path), record)
+    assert list(state) == list(model.state_dict())
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert [p.name for p in path.parent.iterdir()] == ["p.pt"]  # no temporary file left
+
+
+def test_a_weights_file_of_another_size_or_hash_is_refused_saying_which(tmp_path, monkeypatch):
+    """weights.read_weights: size checked first, then SHA-256; each message gives both numbers."""
+    import torch
+
+    path, record = _weights_file(tmp_path, {"w": torch.zeros(2)}, monkeypatch)
+    with pytest.raises(weights.WeightsFileError) as err:
+        weights.read_weights(path, record | {"bytes": record["bytes"] + 1, "sha256": "0" * 64})
+    assert str(err.value) == (
+        f"weights file {path} has {record['bytes']} bytes, its record says {record['bytes'] + 1}: "
+        "the file is truncated or was replaced; refused"
+    )
+    with pytest.raises(weights.WeightsFileError) as err:
+        weights.read_weights(path, record | {"sha256": "ab" * 32})
+    assert str(err.value) == (
+        f"weights file {path} has SHA-256 {record['sha256'][:16]}..., its record says abababababababab...: "
+        "the file was altered after the study wrote it; refused"
+    )
+    assert isinstance(err.value, ValueError)
+
+
+@pytest.mark.parametrize("kind", ["int value", "int key", "garbage"])
+def test_a_weights_file_that_is_not_named_tensors_is_refused(tmp_path, monkeypatch, kind):
+    """weights.read_weights: a dict with a non-tensor value or a non-string key, or no torch file at all."""
+    import torch
+
+    if kind == "garbage":
+        path = tmp_path / "w.pt"
+        path.write_bytes(b"not a torch file")
+        record = {"sha256": hashlib.sha256(b"not a torch file").hexdigest(), "bytes": 16}
+        message = f"weights file {path} does not hold plain tensors (refused without running it): "
+    else:
+        obj = {"w": 3} if kind == "int value" else {0: torch.zeros(1)}
+        path, record = _weights_file(tmp_path, obj, monkeypatch)
+        message = f"weights file {path} holds dict, not a state dict of named tensors; refused"
+    with pytest.raises(weights.WeightsFileError) as err:
+        weights.read_weights(path, record)
+    assert str(err.value).startswith(message)
