@@ -2216,3 +2216,53 @@ def test_a_weights_file_that_is_not_named_tensors_is_refused(tmp_path, monkeypat
     with pytest.raises(weights.WeightsFileError) as err:
         weights.read_weights(path, record)
     assert str(err.value).startswith(message)
+
+
+# --- per function: config.bit_depth_config -------------------------------------------------------------
+
+
+def test_the_bit_depth_study_sweeps_sensor_bits_1_to_8_in_three_ways():
+    """config.bit_depth_config: the documented sweeps (quantize 1..8, learned 1..3, allocation 2), 3 seeds."""
+    full = config.bit_depth_config(smoke=False)
+    assert [(s.layer, s.values, s.label, s.options) for s in full.sweeps] == [
+        ("quantize", [1, 2, 3, 4, 5, 6, 7, 8], "quantize", {}),
+        ("learned_discretization", [1, 2, 3], "learned_discretization", {}),
+        ("bit_allocation", [2], "bit_allocation", {}),
+    ]
+    assert full.seeds == [0, 1, 2] and full.parameter == "bits per pixel"
+    defaults = StudyConfig(sweeps=full.sweeps)
+    assert (full.n_per_class, full.epochs, full.size) == (
+        defaults.n_per_class,
+        defaults.epochs,
+        defaults.size,
+    )
+    smoke = config.bit_depth_config(smoke=True)
+    assert [(s.layer, s.values) for s in smoke.sweeps] == [
+        ("quantize", [1, 8]),
+        ("learned_discretization", [1]),
+        ("bit_allocation", [2]),
+    ]
+    assert (smoke.seeds, smoke.n_per_class, smoke.epochs, smoke.parameter) == (
+        [0, 1, 2],
+        24,
+        1,
+        "bits per pixel",
+    )
+
+
+def test_the_bit_depth_study_follows_smoke_mode_and_takes_any_field_as_an_override(monkeypatch):
+    """config.bit_depth_config: smoke=None reads DEEPIMAGING_SMOKE; overrides replace fields, checked as usual."""
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("DEEPIMAGING_SMOKE", "1")
+    assert config.bit_depth_config() == config.bit_depth_config(smoke=True)
+    monkeypatch.setenv("DEEPIMAGING_SMOKE", "0")
+    assert config.bit_depth_config() == config.bit_depth_config(smoke=False)
+    custom = config.bit_depth_config(smoke=True, epochs=3, seeds=[4], sweeps=[Sweep("quantize", [2])])
+    assert (custom.epochs, custom.seeds, [s.name for s in custom.sweeps], custom.n_per_class) == (
+        3,
+        [4],
+        ["quantize"],
+        24,
+    )
+    with pytest.raises(ValueError, match=r"^epochs must be in \[1, inf\]; got 0$"):
+        config.bit_depth_config(smoke=False, epochs=0)
