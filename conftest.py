@@ -8,9 +8,7 @@ notebooks --nbval-lax``). Two things are added to nbval here:
 - a notebook whose every cell ran without an error is stored, with its outputs, in the course
   site's notebook cache (``docs/notebook_cache.py``), so the site built later in the same run
   (``tests/browser/test_docs_site.py``) shows these outputs instead of executing each notebook a
-  second time. ``run.sh`` runs ``notebooks`` before ``tests`` for that reason. The notebooks run
-  on every core (pytest-xdist, one notebook per worker at a time); the cache's database is created
-  once, before the workers start, so that two of them never both create it.
+  second time. ``run.sh`` runs ``notebooks`` before ``tests`` for that reason.
 
 Nothing here changes what passes or fails; without nbval or jupyter-cache it does nothing.
 """
@@ -35,28 +33,6 @@ COURSE = REPO / "notebooks"
 
 _ran: dict[str, set[int]] = {}  # notebook node id -> numbers of the code cells that passed
 _started: dict[str, float] = {}  # notebook node id -> when its kernel was started
-
-
-def _notebook_cache():
-    """``docs/notebook_cache.py`` as a module (the docs folder is not a package)."""
-    spec = importlib.util.spec_from_file_location("notebook_cache", REPO / "docs" / "notebook_cache.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def pytest_sessionstart(session):
-    """Create the site's notebook cache before any pytest-xdist worker stores a notebook in it."""
-    if not IPyNbCell or hasattr(session.config, "workerinput"):
-        return  # no nbval, or a worker: the main process has created it
-    try:
-        from jupyter_cache import get_cache
-
-        from deepimaging.train import smoke_mode
-
-        get_cache(str(_notebook_cache().cache_folder(smoke_mode()))).list_cache_records()
-    except ImportError:
-        return  # no jupyter-cache (the docs extra): nothing is stored
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -95,10 +71,12 @@ def pytest_runtest_teardown(item, nextitem):
     code_cells = sum(cell.cell_type == "code" for cell in notebook.nb.cells)
     if source.parent != COURSE or len(_ran.get(notebook.nodeid, ())) != code_cells:
         return  # not a course notebook, or a cell failed, was skipped or was not selected
+    spec = importlib.util.spec_from_file_location("notebook_cache", REPO / "docs" / "notebook_cache.py")
     try:
         from deepimaging.train import smoke_mode
 
-        notebook_cache = _notebook_cache()
+        notebook_cache = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(notebook_cache)
         seconds = time.perf_counter() - _started.get(notebook.nodeid, time.perf_counter())
         notebook_cache.store_executed(notebook.nb, source, smoke_mode(), seconds)
     except ImportError:

@@ -133,10 +133,9 @@ if [ $# -gt 1 ]; then
   # A selection (`bash run.sh test -k ssim`): one pytest run over everything, as given.
   python -m pytest notebooks tests --nbval-lax -p no:cacheprovider "${@:2}"
 else
-  # The notebooks first, each in its own kernel, cell by cell, one per core at a time; what they
-  # show fills the course site's notebook cache (conftest.py), so the site built by the browser
-  # test runs none again.
-  python -m pytest notebooks --nbval-lax -n auto --dist loadfile -p no:cacheprovider --durations=5
+  # The notebooks first, each in its own kernel, cell by cell; what they show fills the course
+  # site's notebook cache (conftest.py), so the site built by the browser test runs none again.
+  python -m pytest notebooks --nbval-lax -p no:cacheprovider --durations=5
   # Then the tests, one worker per core, each test file on one worker: most of the slow tests wait
   # on subprocesses (a fresh venv, the CLI, otter's kernels, JupyterLab, Chromium), so a single
   # pytest process would leave the other cores idle.
