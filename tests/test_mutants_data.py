@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import shutil
 import stat
 import sys
 import tarfile
@@ -28,6 +29,8 @@ from deepimaging.data import (
     dataset_loader,
     decode_image,
     fetch_file,
+    find_kaggle_blood_cells,
+    load_bccd_crops,
     load_bccd_images,
     load_digits,
     load_image_folder,
@@ -1943,3 +1946,83 @@ def test_smear_field_boxes_are_centred_on_the_white_cell_drawn(monkeypatch):
     assert torch.allclose((boxes[:, 0] + boxes[:, 2]) / 2, left + x, atol=0.05)
     assert torch.allclose((boxes[:, 1] + boxes[:, 3]) / 2, top + y, atol=0.05)
     assert torch.allclose(boxes[:, 2] - boxes[:, 0], 2 * radii.double(), atol=1e-4)
+
+
+# ---- Survivors of the seed-4 sample (killed after that sample was measured)
+
+
+def _bccd_copy(bccd_root, tmp_path, test_ids):
+    """A BCCD folder with two real photos and a test split listing ``test_ids``."""
+    root, bccd_root = tmp_path / "BCCD", Path(bccd_root)
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (root / sub).mkdir(parents=True)
+    ids = sorted(p.stem for p in (bccd_root / "Annotations").glob("*.xml"))[:2]
+    for image_id in ids:
+        shutil.copy(bccd_root / "Annotations" / f"{image_id}.xml", root / "Annotations")
+        shutil.copy(bccd_root / "JPEGImages" / f"{image_id}.jpg", root / "JPEGImages")
+    (root / "ImageSets/Main/test.txt").write_text("".join(f"{i}\n" for i in test_ids))
+    return root, ids
+
+
+def test_bccd_crops_of_an_empty_split_are_an_empty_dataset_of_the_asked_size(bccd_root, tmp_path):
+    """load_bccd_crops 65 (the empty array lost its shape): a split listing no photo gives (0, 3, size, size)."""
+    root, _ = _bccd_copy(bccd_root, tmp_path, [])
+    data = load_bccd_crops(root, split="test", size=24, cache_dir=tmp_path / "cache")
+    assert tuple(data.images.shape) == (0, 3, 24, 24) and len(data.labels) == 0
+
+
+def test_bccd_crops_are_cached_in_the_decoded_folder(bccd_root, tmp_path):
+    """load_bccd_crops 86: the decoded crops are cached in <cache_dir>/decoded, beside the image folders'."""
+    root, ids = _bccd_copy(bccd_root, tmp_path, [])
+    (root / "ImageSets/Main/test.txt").write_text(f"{ids[0]}\n")
+    load_bccd_crops(root, split="test", size=24, cache_dir=tmp_path / "cache")
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["decoded"]
+    assert any(p.name.startswith("bccd-") for p in (tmp_path / "cache" / "decoded").iterdir())
+
+
+def test_dataset_names_labels_that_track_gradients_as_not_integers():
+    """ImageDataset.__init__ 19: float labels that require grad are refused by the dtype check, naming labels."""
+    labels = torch.tensor([0.0, 1.0], requires_grad=True)
+    with pytest.raises(TypeError, match=r"^labels must be integers; got dtype torch\.float32$"):
+        ImageDataset(torch.rand(2, 3, 8, 8), labels, ["a", "b"])
+
+
+def test_find_kaggle_blood_cells_prefers_dataset2_master_over_a_shallower_images_folder(tmp_path):
+    """find_kaggle_blood_cells 31: dataset2-master's images folder wins over a shallower candidate."""
+    shallow = tmp_path / "images"
+    preferred = tmp_path / "download" / "dataset2-master" / "images"
+    for folder in (shallow, preferred):
+        (folder / "TRAIN").mkdir(parents=True)
+    assert find_kaggle_blood_cells(tmp_path) == preferred
+
+
+def test_monocyte_indents_point_in_every_direction(monkeypatch):
+    """_nucleus_mask 165 (indent's y divided by r): the kidney's indent lies at a uniform angle, not on the centre's row."""
+    import deepimaging.data.smear as smear_module
+
+    recorded = []
+    nucleus_mask = smear_module._nucleus_mask
+
+    def recording(shape, yy, xx, cy, cx, radius, size, g):
+        mask = nucleus_mask(shape, yy, xx, cy, cx, radius, size, g)
+        recorded.append((shape, yy, xx, cy, cx, radius, mask))
+        return mask
+
+    monkeypatch.setattr(smear_module, "_nucleus_mask", recording)
+    n = 400
+    smear_module._render_cells(
+        torch.full((n,), CLASSES.index("monocyte")), 64, torch.Generator().manual_seed(0)
+    )
+    ((shape, yy, xx, cy, cx, radius, mask),) = recorded
+    kidney = shape == CLASSES.index("monocyte")  # look-alikes (round nuclei) have no indent
+    w = mask[kidney].double()
+    total = w.sum(dim=(1, 2))
+    # The nucleus's centroid moves away from its indent: opposite the indent's direction.
+    dy = (w * yy).sum(dim=(1, 2)) / total - cy[kidney, 0, 0]
+    dx = (w * xx).sum(dim=(1, 2)) / total - cx[kidney, 0, 0]
+    shifted = torch.hypot(dy, dx) / radius[kidney] > 0.01  # a shallow indent barely moves it
+    assert shifted.sum() > 150, int(shifted.sum())
+    vertical = (
+        (dy[shifted].abs() > dx[shifted].abs()).double().mean()
+    )  # uniform angles: a half nearer the vertical
+    assert 0.38 < vertical < 0.62, float(vertical)
