@@ -933,6 +933,37 @@ def test_point_files_are_named_by_sweep_value_and_seed_with_unsafe_characters_re
     assert paths["quantize", 4, 1] == tmp_path / "points" / "quantize__v4__s1.json"
 
 
+def test_a_value_written_as_an_integral_float_names_the_same_point_file_as_the_integer():
+    """folder._point_filename: 1.0 and 1 are one point (the hash reads both as 1.0), so one file name."""
+    assert (
+        folder._point_filename("blur", 1.0, 0) == folder._point_filename("blur", 1, 0) == "blur__v1__s0.json"
+    )
+    assert folder._point_filename("blur", 1.5, 0) == "blur__v1.5__s0.json"
+    assert folder._point_filename("blur", -2.0, 3) == "blur__v-2__s3.json"
+
+
+def test_a_submission_resumed_with_values_written_differently_submits_nothing_already_done(
+    tmp_path, monkeypatch
+):
+    """executors.run_study: the same study (same hash) with 1 instead of 1.0 finds every point done.
+
+    Before point files were named canonically, the resume looked for blur__v1__s0.json, found only
+    blur__v1.0__s0.json, and submitted (retrained) the point again.
+    """
+    pools = []
+    _fake_submitit(monkeypatch, pools, [])
+    ran = []
+    monkeypatch.setattr(executors, "run_study_here", lambda *a, **k: ran.append(a) or "results")
+    written = _config([Sweep("blur", [0.5, 1.0])])
+    resumed = _config([Sweep("blur", [0.5, 1])])
+    assert written.hash() == resumed.hash()
+    folder._prepare_folder(tmp_path, written)
+    for key, path in folder.point_paths(tmp_path, written).items():
+        path.write_text(json.dumps(_valid_point(written, key)))
+    assert executors.run_study(resumed, tmp_path, executor="slurm") == "results"
+    assert pools == [] and ran == [(resumed, tmp_path)]
+
+
 def test_a_new_study_folder_gets_its_study_file_and_the_same_configuration_resumes(tmp_path):
     """folder._prepare_folder: study.json holds the format, hash, configuration and package version."""
     from deepimaging._util import package_version
@@ -2040,6 +2071,29 @@ def _counted(counts, fill=0.0):
     images = torch.full((len(labels), 3, 8, 8), fill)
     images[:, 0, 0, 0] = torch.arange(len(labels)) / 1000
     return ImageDataset(images, labels, [f"c{k}" for k in range(len(counts))])
+
+
+def test_the_same_dataset_options_in_another_order_reuse_the_cached_split(monkeypatch):
+    # splits.x_load_data__mutmut_6 (study seed 5): the cache key written without sort_keys, so the
+    # same options in another order loaded (and split) the whole dataset again.
+    def make(color=True, split="train", size=16):
+        return _counted([6, 6])
+
+    calls = _loader_returning(monkeypatch, make)
+    splits._load_split.cache_clear()
+    try:
+        first = dataclasses.replace(
+            _config([Sweep("quantize", [2])]),
+            dataset="mine",
+            dataset_options={"color": False, "split": "val"},
+        )
+        second = dataclasses.replace(first, dataset_options={"split": "val", "color": False})
+        train, test, val = splits.load_data(first)
+        again = splits.load_data(second)
+        assert len(calls) == 1
+        assert again[0] is train and again[1] is test and again[2] is val
+    finally:
+        splits._load_split.cache_clear()
 
 
 def test_the_simulated_set_gets_the_studys_size_seed_and_300_images_per_class_by_default(monkeypatch):

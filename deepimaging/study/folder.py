@@ -66,6 +66,10 @@ def point_paths(out_dir, config: StudyConfig) -> dict:
 
 
 def _point_filename(name, value, seed) -> str:
+    # A value written 1.0 in one run and 1 in another is the same point (the configuration's hash
+    # reads every value as a float): name it the same way, so a resume finds the point's file.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in f"{name}__v{value}__s{seed}")
     return safe + ".json"
 
