@@ -216,3 +216,38 @@ def test_a_nan_in_x_is_refused_naming_the_function_and_x():
     x[0, 1, 2] = float("nan")
     with pytest.raises(ValueError, match=r"^psnr needs finite images; x holds NaN or infinite values$"):
         metrics.psnr(x, torch.zeros(1, 4, 4), data_range=1.0)
+
+
+# --- metrics seed 3 (a fresh sample with main's tests: 93 of 100; its survivors below) --------------
+
+
+def test_binary_metrics_given_three_classes_say_which_averages_several_classes_take():
+    """classification._check_label_pair 38: the hint names average=None exactly as Python spells it."""
+    with pytest.raises(
+        ValueError,
+        match=r"^y_true must hold class indices in range\(2\) for 2 classes; got 2; average='binary' "
+        r"needs labels 0 and 1 \(for several classes pass average='macro', 'weighted', 'micro' or None\)$",
+    ):
+        metrics.f1_score([0, 1, 2], [0, 1, 2])
+
+
+def test_classification_report_names_the_wrong_classes_and_their_count():
+    """classification.classification_report 26 and 33: the type that arrived; 1 class is not 2 to 4096."""
+    with pytest.raises(TypeError, match=r"^classes must be a list of class names; got 5 \(int\)$"):
+        metrics.classification_report([0, 1], [0, 1], classes=5)
+    with pytest.raises(ValueError, match=r"^classes must name 2 to 4096 classes; got 1$"):
+        metrics.classification_report([0, 1], [0, 1], classes=["a"])
+
+
+def test_auc_names_y_when_y_holds_text():
+    """curves.auc 14: the argument that holds no numbers is named as the caller wrote it, y."""
+    with pytest.raises(TypeError, match=r"^y must hold real numbers; got dtype <U1$"):
+        metrics.auc([0, 1], ["a", "b"])
+
+
+def test_ssim_refuses_k2_above_1_naming_it():
+    """image.ssim 55: k2, like k1, is a fraction of the data range in (0, 1]."""
+    x = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+    with pytest.raises(ValueError, match=r"^k2 must be in \[0, 1\.0\]; got 1\.5$"):
+        metrics.ssim(x, x, data_range=1.0, k2=1.5)
+    assert metrics.ssim(x, x, data_range=1.0, k2=1.0).item() == pytest.approx(1.0)
