@@ -2234,3 +2234,25 @@ def test_fast_fft_size_is_the_smallest_5_smooth_number_not_below_n():
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+# --- physics seed 4 (a fresh sample with main's tests: 57 of 60; its survivors below) ---------------
+
+
+def test_a_layer_spec_bound_given_as_a_function_reads_the_image_shape_and_options():
+    """LayerSpec.bounds 6: a callable low is f(image_shape, options), as the class documents."""
+    spec = _spec_of(
+        low=lambda shape, options: shape[1] // 4 + options.get("extra", 0), high=lambda s, o: s[2]
+    )
+    assert spec.bounds((3, 32, 48)) == (8, 48)
+    assert spec.bounds((1, 16, 20), {"extra": 1}) == (5, 20)
+    assert spec.range_text((3, 32, 48)) == "int in [8, 48]"
+
+
+def test_the_fft_blur_of_an_empty_batch_of_non_square_images_keeps_their_height_and_width():
+    """optics._fft_convolve 23: an empty batch in, the same empty batch out, height and width each kept."""
+    from deepimaging.physics import blur, gaussian_psf
+
+    out = blur(torch.zeros(0, 3, 12, 20), gaussian_psf(5, 1.0), method="fft")
+    assert out.shape == (0, 3, 12, 20)
+    assert blur(torch.zeros(0, 3, 12, 20), gaussian_psf(5, 1.0), method="direct").shape == (0, 3, 12, 20)
