@@ -2256,3 +2256,19 @@ def test_the_fft_blur_of_an_empty_batch_of_non_square_images_keeps_their_height_
     out = blur(torch.zeros(0, 3, 12, 20), gaussian_psf(5, 1.0), method="fft")
     assert out.shape == (0, 3, 12, 20)
     assert blur(torch.zeros(0, 3, 12, 20), gaussian_psf(5, 1.0), method="direct").shape == (0, 3, 12, 20)
+
+
+def test_coherent_image_builds_every_index_and_frequency_on_the_objects_device():
+    """microscope.coherent_image 64, _shifted_pupil_image 27 and 33: tensors made on the objects' device.
+
+    Without a GPU, PyTorch's "meta" device stands in for one: like CUDA, it refuses to combine its
+    tensors with CPU tensors, so an index or frequency tensor left on the CPU fails here as it would
+    on a GPU. The frequencies come from ``led_frequencies`` on the CPU, as in a student's code.
+    """
+    from deepimaging.physics import circular_pupil, coherent_image, led_frequencies, thin_object
+
+    objects = thin_object(torch.rand(2, 1, 16, 12, generator=torch.Generator().manual_seed(0))).to("meta")
+    pupil = circular_pupil(16, 12, 0.3).to("meta")
+    for frequencies in (led_frequencies(), led_frequencies() + 0.5):  # the whole-number and general paths
+        out = coherent_image(objects, pupil, frequencies)
+        assert out.device.type == "meta" and out.shape == (2, 9, 16, 12)
