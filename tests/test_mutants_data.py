@@ -2254,3 +2254,228 @@ def test_download_bccd_fetches_eight_files_at_once_by_default(local_bccd, tmp_pa
     download_bccd(path=tmp_path / "default")
     download_bccd(path=tmp_path / "two", n_jobs=2)
     assert sizes == [8, 2]
+
+
+# Defaults of the other public loaders, each against what its docstring or signature promises.
+
+
+def test_split_defaults_to_fifteen_percent_parts_and_seed_0():
+    """dataset.split 3 (default seed 1): split(ds) is split(ds, 0.15, 0.15, seed=0)."""
+    n = 200
+    data = ImageDataset(
+        torch.arange(n, dtype=torch.float32).div(n).reshape(n, 1, 1, 1), [k % 2 for k in range(n)], ["a", "b"]
+    )
+
+    def ids(parts):
+        return [sorted(round(float(v) * n) for v in part.images.flatten()) for part in parts]
+
+    default = ids(split(data))
+    assert default == ids(split(data, 0.15, 0.15, seed=0)) != ids(split(data, seed=1))
+    assert len(default[2]) == 30  # 15 % of 200 (validation: 15 % of 200 of the 170 left, rounded up)
+
+
+def test_image_folder_loaders_default_to_64_pixel_rgb_and_reuse_a_copied_folders_entry(tmp_path):
+    """read/load_image_folder 1 (default 65 px), read_image_folder 39, 44 (key without root): names relative to root."""
+    root = _class_folder(tmp_path / "root")
+    cache = tmp_path / "cache"
+    images, labels, classes = read_image_folder(root, cache_dir=cache)
+    assert images.shape == (2, 3, 64, 64) and classes == ["a", "b"]
+    assert tuple(load_image_folder(root, cache_dir=cache).images.shape) == (2, 3, 64, 64)
+    assert tuple(decode_image(root / "a" / "x.png", 8).shape) == (8, 8, 3)  # grayscale=False: RGB
+    # A copy keeps the names (relative to its root), sizes and times: the same cache entry.
+    shutil.copytree(root, tmp_path / "copy")
+    read_image_folder(tmp_path / "copy", cache_dir=cache)
+    assert len(list((cache / "decoded").glob("folder-*.json"))) == 1
+
+
+def test_bccd_crops_of_a_copied_folder_reuse_its_cache_entry(bccd_root, tmp_path, monkeypatch):
+    """load_bccd_crops 32, 36, 41 (key without BCCD's root, or with the default root): a copied folder hits."""
+    root, ids = _bccd_copy(bccd_root, tmp_path / "one", [])
+    (root / "ImageSets/Main/test.txt").write_text(f"{ids[0]}\n")
+    shutil.copytree(root, tmp_path / "two" / "BCCD")
+    load_bccd_crops(root, "test", size=8, cache_dir=tmp_path / "cache")
+    load_bccd_crops(tmp_path / "two" / "BCCD", "test", size=8, cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache" / "decoded").glob("bccd-*.json"))) == 1
+
+
+def test_kaggle_loader_defaults_to_the_train_split_in_64_pixel_rgb(tmp_path):
+    """load_kaggle_blood_cells 3, 4 (default 65 px, grayscale): TRAIN, 64 x 64, three channels."""
+    images = tmp_path / "dataset2-master" / "images"
+    for split_name, n in (("TRAIN", 2), ("TEST", 1)):
+        for name in ("EOSINOPHIL", "LYMPHOCYTE", "MONOCYTE", "NEUTROPHIL"):
+            (images / split_name / name).mkdir(parents=True)
+            for k in range(n):
+                Image.fromarray(np.full((6, 6, 3), 50, np.uint8)).save(
+                    images / split_name / name / f"{k}.png"
+                )
+    data = load_kaggle_blood_cells(tmp_path, cache_dir=tmp_path / "cache")
+    assert tuple(data.images.shape) == (8, 3, 64, 64)
+
+
+def test_load_medmnist_defaults_to_bloodmnists_train_split(tmp_path):
+    """load_medmnist 1, 2 (default name XXbloodmnistXX / BLOODMNIST): BloodMNIST's classes, its train split."""
+    from deepimaging.data import BLOODMNIST_CLASSES
+
+    np.savez(
+        tmp_path / "b.npz",
+        train_images=np.zeros((2, 28, 28, 3), np.uint8),
+        train_labels=np.array([[7], [0]]),
+        test_images=np.zeros((1, 28, 28, 3), np.uint8),
+        test_labels=np.array([[1]]),
+    )
+    data = load_medmnist(path=tmp_path / "b.npz")
+    assert data.classes == BLOODMNIST_CLASSES and data.labels.tolist() == [7, 0]
+
+
+def test_place_without_overlap_gives_up_after_the_documented_thousand_tries():
+    """_place_without_overlap 1 (tries=1001): a field that cannot hold the cells is given up after 1000 draws."""
+    from deepimaging.data.smear import _place_without_overlap
+
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match=r"^cannot place n_cells = 5 cells of cell_size = 64 px"):
+        _place_without_overlap(5, 128, 64, g)  # four 64-px squares at most fit in 128 x 128
+    # Each try draws one (top, left) pair: the generator is where 1000 such draws leave it.
+    by_hand = torch.Generator().manual_seed(0)
+    for _ in range(1000):
+        torch.randint(0, 65, (2,), generator=by_hand)
+    assert torch.equal(torch.rand(4, generator=g), torch.rand(4, generator=by_hand))
+
+
+# Messages of less-used parameters: each names the parameter and what arrived.
+
+
+def test_less_used_parameters_are_named_in_their_refusals(tmp_path, monkeypatch):
+    """download_bccd 9, data_dir 10/11, find_kaggle_blood_cells 6/7, fetch_archive 20/21: each names its parameter."""
+    from deepimaging.data.cache import data_dir
+    from deepimaging.data.download import fetch_archive
+
+    assert _message(ValueError, download_bccd, path=tmp_path, n_jobs=0) == "n_jobs must be in [1, inf]; got 0"
+    assert _message(TypeError, data_dir, 7) == "cache_dir must be a path (str or pathlib.Path); got 7 (int)"
+    assert (
+        _message(TypeError, find_kaggle_blood_cells, 7)
+        == "root must be a path (str or pathlib.Path); got 7 (int)"
+    )
+    assert _message(ValueError, fetch_archive, "https://example.org/a.zip", "md5:" + "0" * 32, "../a") == (
+        "folder must be a plain file name without '/', '\\' or '..', so the file stays in its folder; got '../a'"
+    )
+
+
+def test_a_voc_object_without_a_name_is_refused_as_an_empty_class(tmp_path):
+    """bccd._read_annotation 22 (a missing <name> read as 'XXXX'): the error quotes the empty name."""
+    from deepimaging.data.bccd import _read_annotation
+
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "p.xml").write_text(
+        "<annotation><object><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax>"
+        "</bndbox></object></annotation>"
+    )
+    xml = tmp_path / "Annotations" / "p.xml"
+    assert _message(ValueError, _read_annotation, tmp_path, "p") == (
+        f"{xml}: unknown class ''; expected one of ['RBC', 'WBC', 'Platelets']"
+    )
+
+
+def test_every_broken_link_is_named_comma_separated(tmp_path):
+    """folder._image_names 22 (names joined by 'XX, XX'): two broken links are listed as 'a.png, b.png'."""
+    root = _class_folder(tmp_path / "root")
+    for name in ("a.png", "b.png"):
+        os.symlink(name, root / "b" / name)  # each a link to itself
+    with pytest.warns(UserWarning) as caught:
+        folder_module._image_names(root / "b")
+    assert str(caught[0].message) == (
+        f"skipped 2 link(s) in {root / 'b'} that lead to no file (a link to itself or a cycle of links): a.png, b.png"
+    )
+
+
+def test_windows_separators_are_refused_in_class_and_cache_folder_names(tmp_path, monkeypatch):
+    r"""_check_class_names 27, data_dir 21 ("/" check mutated): with Windows' os.sep "\" a "/" is still refused."""
+    from deepimaging.data.cache import data_dir
+    from deepimaging.data.folder import _check_class_names
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "sep", "\\")
+        patched.setattr(os, "altsep", None)  # checks that rely on os.altsep alone would let "/" through
+        with pytest.raises(ValueError, match=r"got 'a/b'$"):
+            _check_class_names(["a/b"])
+        with pytest.raises(ValueError, match=r"got 'a/b'$"):
+            data_dir(tmp_path, "a/b")
+
+
+def test_threads_default_is_one_per_core_between_one_and_thirty_two(monkeypatch):
+    """folder._threads 6, 7, 8: os.cpu_count() threads, 1 when it is unknown, at most 32."""
+    for cores, expected in ((None, 1), (1, 1), (6, 6), (64, 32)):
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert folder_module._threads(None) == expected, cores
+
+
+# Cache entry names: the fingerprint against a hand computation of what its docstring lists.
+
+
+def _fingerprint_by_hand(entries, **params):
+    text = json.dumps({"files": entries, "params": params}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def test_fingerprint_is_the_hash_of_names_sizes_times_and_parameters(tmp_path, monkeypatch):
+    """cache.fingerprint 3, 7, 11, 19, 27, 33, 37, 40: names relative to root (or to the working folder), as text."""
+    from deepimaging.data.cache import fingerprint
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.png").write_bytes(b"123")
+    os.utime(tmp_path / "a" / "x.png", ns=(10**18, 10**18))
+    entry = ["a/x.png", 3, 10**18]
+    assert fingerprint([tmp_path / "a" / "x.png"], root=tmp_path, size=4) == _fingerprint_by_hand(
+        [entry], size=4
+    )
+    # A parameter that JSON cannot write (a path) is hashed as its text.
+    assert fingerprint(
+        [tmp_path / "a" / "x.png"], root=tmp_path, where=tmp_path / "c"
+    ) == _fingerprint_by_hand([entry], where=str(tmp_path / "c"))
+    # Without root, names are relative to the working folder, absolute paths too.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "None").mkdir()
+    (tmp_path / "None" / "y.png").write_bytes(b"1")
+    os.utime(tmp_path / "None" / "y.png", ns=(10**18, 10**18))
+    assert fingerprint([tmp_path / "a" / "x.png", "None/y.png"]) == _fingerprint_by_hand(
+        [entry, ["None/y.png", 1, 10**18]]
+    )
+
+
+def test_downloads_default_to_no_progress_bar_in_the_data_folders_downloads(tmp_path, monkeypatch):
+    """fetch_file 1 (progress on by default), 34/35 and fetch_archive 12/13 (sub-folder XXdownloadsXX)."""
+    import pooch
+
+    from deepimaging.data.download import fetch_archive
+
+    monkeypatch.setenv("DEEPIMAGING_DATA", str(tmp_path / "data"))
+    calls = []
+    monkeypatch.setattr(
+        pooch, "retrieve", lambda *args, **kwargs: calls.append(kwargs) or str(tmp_path / "f")
+    )
+    md5 = "md5:" + "0" * 32
+    fetch_file("https://example.org/f", md5)
+    assert calls[0]["progressbar"] is False and calls[0]["path"] == tmp_path / "data" / "downloads"
+    (tmp_path / "data" / "downloads" / "x").mkdir(parents=True)
+    (tmp_path / "data" / "downloads" / "x" / "kept").write_text("unpacked before")
+    assert fetch_archive("https://example.org/a.zip", md5, "x") == tmp_path / "data" / "downloads" / "x"
+    assert len(calls) == 1  # found unpacked: nothing fetched
+
+
+def test_extract_archive_creates_missing_parents_and_names_a_target_it_cannot_create(tmp_path):
+    """extract_archive 20, 22, 24 (no parents=True), 28 to 32 (the OSError's errno, type or message lost)."""
+    import errno
+    import zipfile
+
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("f.txt", "x")
+    target = extract_archive(archive, tmp_path / "new" / "deeper" / "target")
+    assert (target / "f.txt").read_text() == "x"
+    (tmp_path / "file").write_text("not a folder")
+    blocked = tmp_path / "file" / "sub" / "target"
+    with pytest.raises(NotADirectoryError) as info:
+        extract_archive(archive, blocked)
+    assert info.value.errno == errno.ENOTDIR
+    assert (
+        str(info.value) == f"[Errno {errno.ENOTDIR}] cannot unpack {archive} into {blocked}: Not a directory"
+    )
