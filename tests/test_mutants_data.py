@@ -2479,3 +2479,19 @@ def test_extract_archive_creates_missing_parents_and_names_a_target_it_cannot_cr
     assert (
         str(info.value) == f"[Errno {errno.ENOTDIR}] cannot unpack {archive} into {blocked}: Not a directory"
     )
+
+
+@pytest.mark.parametrize("grayscale", [False, True])
+def test_decode_image_decodes_a_large_jpeg_at_pillows_reduced_scale(tmp_path, grayscale):
+    """decode_image 57, 58 (draft without the mode or the size): a JPEG is decoded at 1/8 scale, then resized."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "big.jpg"
+    pixels = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8).repeat(16, axis=0).repeat(16, axis=1)
+    Image.fromarray(pixels).save(path, quality=90)
+    mode = "L" if grayscale else "RGB"
+    with Image.open(path) as image:
+        image.draft(mode, (16, 16))
+        assert image.size == (80, 80)  # 640 / 8: the smallest DCT scale still at least 16 pixels
+        expected = np.asarray(image.convert(mode).resize((16, 16), Image.Resampling.BILINEAR))
+    decoded = decode_image(path, 16, grayscale=grayscale)
+    np.testing.assert_array_equal(decoded[..., 0] if grayscale else decoded, expected)
