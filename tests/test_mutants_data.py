@@ -2495,3 +2495,68 @@ def test_decode_image_decodes_a_large_jpeg_at_pillows_reduced_scale(tmp_path, gr
         expected = np.asarray(image.convert(mode).resize((16, 16), Image.Resampling.BILINEAR))
     decoded = decode_image(path, 16, grayscale=grayscale)
     np.testing.assert_array_equal(decoded[..., 0] if grayscale else decoded, expected)
+
+
+# ---- Found by an exploratory sample of 120 further mutants (not seed 6), drawn after the tests above
+
+
+def test_a_damaged_cache_file_that_cannot_be_removed_keeps_its_errno(tmp_path, monkeypatch):
+    """cache.cached_array 23 (errno None): the re-raised error keeps the errno (EACCES) that os.unlink gave."""
+    import errno
+
+    from deepimaging.data.cache import cached_array
+
+    def build():
+        return np.arange(3), {"labels": [0]}
+
+    cached_array(tmp_path, "e", build, meta_keys=("labels",))
+    (tmp_path / "e.json").write_text("{")  # not JSON: damaged
+    real_unlink = Path.unlink
+
+    def refusing_unlink(self, missing_ok=False):
+        if self.suffix == ".json":
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refusing_unlink)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(PermissionError) as info:
+            cached_array(tmp_path, "e", build, meta_keys=("labels",))
+    assert info.value.errno == errno.EACCES
+
+
+def test_fetch_archive_downloads_into_its_path_and_bccd_crops_use_n_jobs_threads(
+    bccd_root, tmp_path, monkeypatch
+):
+    """fetch_archive 31 (path not passed on), load_bccd_crops 51 (n_jobs ignored): each reaches the call it sets."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pooch
+    import requests
+
+    import deepimaging.data.bccd as bccd_module
+    from deepimaging.data.download import fetch_archive
+
+    calls = []
+
+    def retrieve(url, known_hash, fname, path, progressbar):
+        calls.append(path)
+        raise requests.exceptions.ConnectionError("offline")
+
+    monkeypatch.setattr(pooch, "retrieve", retrieve)
+    with pytest.raises(ConnectionError):
+        fetch_archive("https://example.org/a.zip", "md5:" + "0" * 32, "x", path=tmp_path / "here")
+    assert calls == [tmp_path / "here"]
+    sizes = []
+
+    class Recording(ThreadPoolExecutor):
+        def __init__(self, max_workers=None, *args, **kwargs):
+            sizes.append(max_workers)
+            super().__init__(max_workers, *args, **kwargs)
+
+    monkeypatch.setattr(bccd_module, "ThreadPoolExecutor", Recording)
+    root, ids = _bccd_copy(bccd_root, tmp_path, [])
+    (root / "ImageSets/Main/test.txt").write_text(f"{ids[0]}\n")
+    load_bccd_crops(root, "test", size=8, cache_dir=tmp_path / "cache", n_jobs=3)
+    assert sizes == [3]
