@@ -2560,3 +2560,26 @@ def test_fetch_archive_downloads_into_its_path_and_bccd_crops_use_n_jobs_threads
     (root / "ImageSets/Main/test.txt").write_text(f"{ids[0]}\n")
     load_bccd_crops(root, "test", size=8, cache_dir=tmp_path / "cache", n_jobs=3)
     assert sizes == [3]
+
+
+def test_load_array_refuses_a_pickled_object_array(tmp_path):
+    """cache.load_array 12 (allow_pickle=True): a cache file holding Python objects is refused, never unpickled."""
+    from deepimaging.data.cache import load_array
+
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(
+        ValueError, match="allow_pickle=False"
+    ):  # (memory-mapped, NumPy refuses objects anyway)
+        load_array(tmp_path / "objects.npy", mmap=False)
+
+
+def test_a_broken_link_warning_names_the_first_ten_links_only(tmp_path):
+    """folder._image_names 24 (eleven names): of 11 links that lead nowhere the warning names the first 10."""
+    root = _class_folder(tmp_path / "root")
+    names = [f"l{i:02d}.png" for i in range(11)]
+    for name in names:
+        os.symlink(name, root / "b" / name)
+    with pytest.warns(UserWarning) as caught:
+        folder_module._image_names(root / "b")
+    assert str(caught[0].message).endswith(f"cycle of links): {', '.join(names[:10])}")
+    assert str(caught[0].message).startswith("skipped 11 link(s) in ")
