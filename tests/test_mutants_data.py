@@ -2583,3 +2583,38 @@ def test_a_broken_link_warning_names_the_first_ten_links_only(tmp_path):
         folder_module._image_names(root / "b")
     assert str(caught[0].message).endswith(f"cycle of links): {', '.join(names[:10])}")
     assert str(caught[0].message).startswith("skipped 11 link(s) in ")
+
+
+def test_a_bccd_photo_without_boxes_has_an_empty_int64_label_tensor(tmp_path):
+    """load_bccd_images 39 (labels without dtype=long): a photo with no box still gives int64 labels (0,)."""
+    for sub in ("Annotations", "JPEGImages"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / "Annotations" / "p.xml").write_text("<annotation></annotation>")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "JPEGImages" / "p.jpg")
+    photos = load_bccd_images(tmp_path)
+    assert photos.labels[0].dtype == torch.int64 and tuple(photos.labels[0].shape) == (0,)
+    assert tuple(photos.boxes[0].shape) == (0, 4)
+
+
+def test_find_kaggle_blood_cells_prefers_dataset2_master_then_the_shallowest_whatever_the_names(tmp_path):
+    """find_kaggle_blood_cells 28 (sorted by path): dataset2-master first, then the shallowest candidate."""
+    for folder in ("a/images", "z/dataset2-master/images", "b/c/images", "y/images"):
+        (tmp_path / "one" / folder / "TRAIN").mkdir(parents=True)
+    assert find_kaggle_blood_cells(tmp_path / "one") == tmp_path / "one" / "z" / "dataset2-master" / "images"
+    for folder in ("a/b/images", "z/images"):
+        (tmp_path / "two" / folder / "TRAIN").mkdir(parents=True)
+    assert find_kaggle_blood_cells(tmp_path / "two") == tmp_path / "two" / "z" / "images"
+
+
+def test_smear_fields_stay_in_the_unit_interval_even_where_the_plasma_is_brightest(monkeypatch):
+    """simulate_smear_field 170 (clamp without its upper bound): a field lies in [0, 1] as documented.
+
+    With the stain's plasma colour the background exceeds 1 only for a rare stain shift, so the plasma
+    is made white here: its shift and gradient then push half the background above 1 before clipping.
+    """
+    import deepimaging.data.smear as smear_module
+
+    monkeypatch.setattr(smear_module, "_PLASMA", (1.0, 1.0, 1.0))
+    for seed in range(3):
+        field = simulate_smear_field(32, 1, 16, seed=seed)[0]
+        assert 0 <= float(field.min()) and float(field.max()) == 1, seed
