@@ -20,6 +20,7 @@ from deepimaging.interpret import (
     conv_layer_names,
     distance_matrix,
     extract_features,
+    filter_weights,
     grad_cam,
     heatmap_detections,
     match_detections,
@@ -1206,3 +1207,170 @@ def test_match_detections_refuses_too_many_pairs_naming_both(monkeypatch):
         torch.zeros(3, 4),
         torch.zeros(2, 4),
     )
+
+
+# detection._dense_parts and _dense_sliding_window (sliding_window(..., method="dense"))
+
+
+class _StridedTrunk(nn.Module):
+    """A 1x1 convolution with stride (2, 4), a (1, 1) global pool, flatten, linear: downsampling 2 x 4."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(2)
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 5, 1, stride=(2, 4)), nn.ReLU(), nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten()
+        )
+        self.classifier = nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def test_dense_windows_of_a_non_square_downsampling_equal_a_loop_over_crops():
+    """_dense_parts/_dense_sliding_window: D = (2, 4) from the strides; each window's probabilities as its own crop."""
+    model = _StridedTrunk().eval()
+    image = torch.rand(3, 10, 24, generator=torch.Generator().manual_seed(3))
+    heatmaps = sliding_window(model, image, window=(4, 8), stride=(2, 4), method="dense")
+    with torch.no_grad():
+        expected = torch.stack(
+            [
+                torch.stack(
+                    [model(image[None, :, i : i + 4, j : j + 8]).softmax(1)[0] for j in range(0, 17, 4)]
+                )
+                for i in range(0, 7, 2)
+            ]
+        ).permute(2, 0, 1)
+    assert heatmaps.shape == (3, 4, 5)
+    torch.testing.assert_close(heatmaps, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("window", "stride", "name", "got"),
+    [((3, 8), (2, 4), "window", "3x8"), ((4, 6), (2, 4), "window", "4x6"), ((4, 8), (2, 2), "stride", "2x2")],
+)
+def test_dense_windows_and_strides_must_be_multiples_of_the_downsampling_on_each_axis(
+    window, stride, name, got
+):
+    """_dense_sliding_window: either axis off a multiple of D = 2 x 4 is refused, naming window or stride."""
+    _refuses(
+        ValueError,
+        f'method="dense" needs the {name} to be a multiple of the trunk\'s downsampling 2x4 (the product of its '
+        f"strides), so that windows cover whole cells of the feature map; got {name} {got} "
+        '(round it to a multiple, or use method="exact")',
+        sliding_window,
+        _StridedTrunk().eval(),
+        torch.rand(3, 10, 24),
+        window,
+        stride,
+        method="dense",
+    )
+
+
+def _with_features(features, classifier=None):
+    """A model whose ``features`` and ``classifier`` are given (``classifier`` may be a plain function)."""
+    model = nn.Module()
+    model.features = features
+    model.classifier = classifier if classifier is not None else nn.Linear(2, 2)
+    return model
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        nn.Sequential(nn.Conv2d(3, 2, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()),  # no .features
+        _with_features([nn.Conv2d(3, 2, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()]),  # a list, not Sequential
+        _with_features(nn.Sequential(nn.Conv2d(3, 2, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()), print),
+        _with_features(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())),  # no trunk
+        _with_features(nn.Sequential(nn.Conv2d(3, 2, 1), nn.AdaptiveMaxPool2d(1), nn.Flatten())),
+        _with_features(nn.Sequential(nn.Conv2d(3, 2, 1), nn.AdaptiveAvgPool2d(2), nn.Flatten())),
+        _with_features(nn.Sequential(nn.Conv2d(3, 2, 1), nn.AdaptiveAvgPool2d((1, 2)), nn.Flatten())),
+        _with_features(nn.Sequential(nn.Conv2d(3, 2, 1), nn.AdaptiveAvgPool2d((2, 1)), nn.Flatten())),
+        _with_features(nn.Sequential(nn.Conv2d(3, 2, 1), nn.AdaptiveAvgPool2d(1), nn.Identity())),
+    ],
+    ids=[
+        "no-features",
+        "list",
+        "function-classifier",
+        "no-trunk",
+        "max-pool",
+        "pool-2",
+        "pool-1x2",
+        "pool-2x1",
+        "no-flatten",
+    ],
+)
+def test_dense_needs_a_trunk_a_global_average_pool_to_1x1_a_flatten_and_a_classifier(model):
+    """_dense_parts: each missing piece of trunk + AdaptiveAvgPool2d(1) + Flatten + classifier is refused by name."""
+    _refuses(
+        ValueError,
+        'method="dense" needs a model like BasicCNN: `.features` an nn.Sequential ending in AdaptiveAvgPool2d(1) '
+        "and Flatten after a convolutional trunk, and `.classifier` applied to its output; "
+        f'{type(model).__name__} is not one (use method="exact")',
+        sliding_window,
+        model,
+        torch.rand(3, 8, 8),
+        4,
+        method="dense",
+    )
+
+
+# features.get_layer, filter_weights and _run_with_hook (activation_maps, extract_features(layer=...))
+
+
+def _two_convs():
+    torch.manual_seed(4)
+    return nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU(), nn.Conv2d(2, 4, 1))
+
+
+def test_get_layer_finds_any_named_layer_and_refuses_others_listing_the_names_and_types():
+    """get_layer: any name of named_modules (a ReLU too); an unknown name or a non-string lists them all."""
+    from deepimaging.interpret import get_layer
+
+    model = _two_convs()
+    assert get_layer(model, "1") is model[1] and get_layer(model, "2", conv=True) is model[2]
+    available = "0 (Conv2d), 1 (ReLU), 2 (Conv2d)"
+    _refuses(ValueError, f"unknown layer '3'; available layers: {available}", get_layer, model, "3")
+    _refuses(ValueError, f"unknown layer 0; available layers: {available}", get_layer, model, 0)
+    _refuses(
+        ValueError,
+        "unknown convolution layer '1'; available convolution layers: ['0', '2']",
+        get_layer,
+        model,
+        "1",
+        conv=True,
+    )
+    _refuses(TypeError, "model must be a torch.nn.Module; got dict", get_layer, {}, "0")
+
+
+def test_filter_weights_default_to_the_first_convolution_and_refuse_other_layers():
+    """filter_weights: the first Conv2d's weight by default, a named one when asked, a ReLU or no conv refused."""
+    model = _two_convs()
+    torch.testing.assert_close(filter_weights(model), model[0].weight.detach())
+    torch.testing.assert_close(filter_weights(model, "2"), model[2].weight.detach())
+    _refuses(
+        ValueError,
+        "unknown convolution layer '1'; available convolution layers: ['0', '2']",
+        filter_weights,
+        model,
+        "1",
+    )
+    _refuses(
+        ValueError,
+        "Sequential has no nn.Conv2d layer to show filters of",
+        filter_weights,
+        nn.Sequential(nn.ReLU()),
+    )
+
+
+def test_layer_features_in_batches_are_the_layer_output_of_every_image():
+    """_run_with_hook: batches of 2 over 5 images give conv2d of every image; no images give (0, D)."""
+    model = _two_convs().eval()
+    images = torch.rand(5, 3, 6, 6, generator=torch.Generator().manual_seed(5))
+    expected = nn.functional.conv2d(images, model[0].weight, model[0].bias).flatten(1)
+    torch.testing.assert_close(extract_features(model, images, "0", batch_size=2), expected)
+    torch.testing.assert_close(extract_features(model, images, "0", batch_size=5), expected)
+    assert extract_features(model, images[:0], "0").shape == (0, 2 * 4 * 4)
+    model.train()
+    extract_features(model, images, "2", batch_size=3)
+    assert model.training  # put back in the mode it was in
