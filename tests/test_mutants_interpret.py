@@ -12,6 +12,7 @@ crops, and boxes, scores and IoUs worked out by hand.
 import importlib
 import math
 import re
+import signal
 import sys
 
 import numpy as np
@@ -1043,6 +1044,38 @@ def test_thresholds_and_overlaps_at_their_bounds_are_allowed():
     assert scores.tolist() == [pytest.approx(0.8)] and labels.tolist() == [1]
     _, _, labels = heatmap_detections(two_classes, 4, 4, background=1, threshold=0.6)
     assert labels.tolist() == [0]
+
+
+def test_windows_of_equal_score_are_reported_in_row_major_order():
+    """heatmap_detections: best score first, ties top row first (Python's stable sorted as oracle), 10 x 10 windows."""
+    rng = np.random.default_rng(0)
+    scores = rng.choice([0.6, 0.7, 0.8, 0.9], size=(10, 10))  # 100 windows, about 25 of each score
+    heatmaps = torch.tensor(np.stack([1 - scores, scores]), dtype=torch.float32)
+    boxes, got, _ = heatmap_detections(heatmaps, 4, 4)  # disjoint windows: nothing is suppressed
+    order = sorted(range(100), key=lambda k: -scores.flat[k])  # stable: equal scores keep their index order
+    expected = torch.tensor(
+        [[4.0 * (k % 10), 4.0 * (k // 10), 4.0 * (k % 10) + 4, 4.0 * (k // 10) + 4] for k in order]
+    )
+    torch.testing.assert_close(boxes, expected)
+    torch.testing.assert_close(got, torch.tensor(scores.flat[order], dtype=torch.float32))
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGALRM"), reason="the time limit uses SIGALRM (not on Windows)")
+def test_non_maximum_suppression_ends_when_every_candidate_is_kept_or_suppressed():
+    """heatmap_detections 176 (the cluster kept among the candidates: the loop never ends): done within 10 s."""
+
+    def too_long(signum, frame):
+        raise TimeoutError("heatmap_detections did not return within 10 s")
+
+    heatmaps = torch.tensor([[[0.9, 0.8, 0.7]], [[0.1, 0.2, 0.3]]])
+    previous = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(10)  # a candidate list that never shrinks loops for ever: fail instead of hanging the run
+    try:
+        boxes, scores, _ = heatmap_detections(heatmaps, 4, 2)  # adjacent windows overlap by IoU 1/3 > 0.3
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert scores.tolist() == [pytest.approx(0.9), pytest.approx(0.7)] and boxes.shape == (2, 4)
 
 
 def test_an_empty_grid_gives_no_detections():
