@@ -865,6 +865,24 @@ def test_target_is_an_integer_from_0_to_k_minus_1_and_picks_the_class(small_cnn,
     _refuses(TypeError, "target must be an integer; got 1.5 (float)", calls[method], 1.5)
 
 
+@pytest.mark.parametrize("method", ["occlusion", "saliency", "grad_cam"])
+def test_attribution_of_an_image_with_the_wrong_channel_count_is_refused_before_the_model_runs(
+    small_cnn, method
+):
+    """saliency_map, grad_cam, occlusion_map: the model's in_channels checked against the image's, named in full."""
+    calls = {
+        "occlusion": lambda x: occlusion_map(small_cnn, x, 0, sliding_window_shapes=6),
+        "saliency": lambda x: saliency_map(small_cnn, x, 0),
+        "grad_cam": lambda x: grad_cam(small_cnn, x, "features.4", 0),
+    }
+    _refuses(
+        ValueError,
+        "image must have 3 channel(s), as the model was built for; got 1 in shape (1, 1, 12, 14)",
+        calls[method],
+        _image(size=(1, 12, 14)),
+    )
+
+
 def test_grad_cam_of_a_frozen_model_equals_captums(small_cnn):
     """grad_cam: the activations need gradients even when no parameter does (a frozen, pretrained trunk)."""
     from captum.attr import LayerAttribution, LayerGradCam
