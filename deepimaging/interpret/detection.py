@@ -307,7 +307,9 @@ def heatmap_detections(
     Returns
     -------
     boxes : torch.Tensor
-        (M, 4) ``(x_min, y_min, x_max, y_max)``, best score first.
+        (M, 4) ``(x_min, y_min, x_max, y_max)``, best score first; windows of equal
+        score in the heatmaps' row-major order (top row first), so ties are resolved
+        the same way on every run.
     scores : torch.Tensor
         (M,)
     labels : torch.Tensor
