@@ -6,12 +6,11 @@ as a student would after reading the README.
 """
 
 import hashlib
-import http.server
 import io
-import threading
 
 import numpy as np
 import pytest
+from _local_server import serve_folder
 from PIL import Image
 
 import deepimaging.data.bccd as bccd_module
@@ -48,8 +47,6 @@ def _jpeg_bytes(image):
 @pytest.fixture
 def served_bccd(tmp_path, monkeypatch):
     """Serve the tiny BCCD on 127.0.0.1 under the real registry format; the user's data folder is empty."""
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.delenv("DEEPIMAGING_BCCD", raising=False)
     monkeypatch.setenv("DEEPIMAGING_DATA", str(tmp_path / "data"))
     served = tmp_path / "served"
@@ -60,22 +57,10 @@ def served_bccd(tmp_path, monkeypatch):
         lines.append(f"{relative} sha256:{hashlib.sha256(data).hexdigest()}")
     registry = tmp_path / "registry.txt"
     registry.write_text("\n".join(lines) + "\n")
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), lambda *a, **k: Quiet(*a, directory=str(served), **k)
-    )
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    monkeypatch.setattr(bccd_module, "BCCD_REGISTRY", registry)
-    monkeypatch.setattr(bccd_module, "BCCD_BASE_URL", f"http://127.0.0.1:{httpd.server_address[1]}/BCCD/")
-    yield tmp_path / "data"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    with serve_folder(served, monkeypatch) as httpd:
+        monkeypatch.setattr(bccd_module, "BCCD_REGISTRY", registry)
+        monkeypatch.setattr(bccd_module, "BCCD_BASE_URL", f"http://127.0.0.1:{httpd.server_address[1]}/BCCD/")
+        yield tmp_path / "data"
 
 
 def test_crops_load_without_a_path_after_download_bccd_without_a_path(served_bccd):

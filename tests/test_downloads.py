@@ -1,16 +1,15 @@
 """The whole download path against a local HTTP server on 127.0.0.1 that each test starts and stops."""
 
 import hashlib
-import http.server
 import io
 import os
 import tarfile
-import threading
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _local_server import QuietHandler, serve_folder
 from PIL import Image
 
 import deepimaging.data.bccd as bccd_module
@@ -25,7 +24,7 @@ from deepimaging.data import (
 from deepimaging.data.download import extract_archive, fetch_archive
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
+class _Handler(QuietHandler):
     """Serves files from the server's folder; ``/cut/<name>`` promises the whole file but sends half."""
 
     def do_GET(self):
@@ -41,29 +40,15 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             return
         super().do_GET()
 
-    def log_message(self, *args):
-        pass
-
 
 @pytest.fixture
 def server(tmp_path, monkeypatch):
     """(base URL, folder served, list of request paths); stopped after the test."""
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     served = tmp_path / "served"
     served.mkdir()
-
-    def handler(*args, **kwargs):
-        return _Handler(*args, directory=str(served), **kwargs)
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.requests = []
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", served, httpd.requests
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    with serve_folder(served, monkeypatch, _Handler) as httpd:
+        httpd.requests = []
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", served, httpd.requests
 
 
 def _sha256(path):

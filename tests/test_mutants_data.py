@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _local_server import serve_folder
 from PIL import Image
 
 import deepimaging.data.folder as folder_module
@@ -2190,16 +2191,26 @@ def test_bccd_loaders_default_to_every_photo_and_to_64_pixel_train_crops(bccd_ro
     assert tuple(crops.images.shape) == (len(load_bccd_images(root, "train").labels[0]), 3, 64, 64)
 
 
+def _record_pool_sizes(monkeypatch, module):
+    """Replace ``module.ThreadPoolExecutor`` by one that records each pool's ``max_workers``; return that list."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sizes = []
+
+    class Recording(ThreadPoolExecutor):
+        def __init__(self, max_workers=None, *args, **kwargs):
+            sizes.append(max_workers)
+            super().__init__(max_workers, *args, **kwargs)
+
+    monkeypatch.setattr(module, "ThreadPoolExecutor", Recording)
+    return sizes
+
+
 @pytest.fixture
 def local_bccd(tmp_path, monkeypatch):
     """A 3-file BCCD registry served over HTTP on 127.0.0.1 (stopped after the test)."""
-    import http.server
-    import threading
-
     import deepimaging.data.bccd as bccd_module
 
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     served = tmp_path / "served"
     lines = []
     for relative, data in [
@@ -2211,22 +2222,10 @@ def local_bccd(tmp_path, monkeypatch):
         (served / "BCCD" / relative).write_bytes(data)
         lines.append(f"{relative} sha256:{hashlib.sha256(data).hexdigest()}")
     (tmp_path / "registry.txt").write_text("\n".join(lines) + "\n")
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), lambda *args, **kwargs: Quiet(*args, directory=str(served), **kwargs)
-    )
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    monkeypatch.setattr(bccd_module, "BCCD_REGISTRY", tmp_path / "registry.txt")
-    monkeypatch.setattr(bccd_module, "BCCD_BASE_URL", f"http://127.0.0.1:{httpd.server_address[1]}/BCCD/")
-    yield bccd_module
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    with serve_folder(served, monkeypatch) as httpd:
+        monkeypatch.setattr(bccd_module, "BCCD_REGISTRY", tmp_path / "registry.txt")
+        monkeypatch.setattr(bccd_module, "BCCD_BASE_URL", f"http://127.0.0.1:{httpd.server_address[1]}/BCCD/")
+        yield bccd_module
 
 
 def test_download_bccd_shows_a_progress_bar_over_files_only_when_asked(local_bccd, tmp_path, capsys):
@@ -2241,16 +2240,7 @@ def test_download_bccd_shows_a_progress_bar_over_files_only_when_asked(local_bcc
 
 def test_download_bccd_fetches_eight_files_at_once_by_default(local_bccd, tmp_path, monkeypatch):
     """download_bccd 1 (default n_jobs 9): the documented 8 downloads at once; n_jobs sets the pool's size."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    sizes = []
-
-    class Recording(ThreadPoolExecutor):
-        def __init__(self, max_workers=None, *args, **kwargs):
-            sizes.append(max_workers)
-            super().__init__(max_workers, *args, **kwargs)
-
-    monkeypatch.setattr(local_bccd, "ThreadPoolExecutor", Recording)
+    sizes = _record_pool_sizes(monkeypatch, local_bccd)
     download_bccd(path=tmp_path / "default")
     download_bccd(path=tmp_path / "two", n_jobs=2)
     assert sizes == [8, 2]
@@ -2530,7 +2520,6 @@ def test_fetch_archive_downloads_into_its_path_and_bccd_crops_use_n_jobs_threads
     bccd_root, tmp_path, monkeypatch
 ):
     """fetch_archive 31 (path not passed on), load_bccd_crops 51 (n_jobs ignored): each reaches the call it sets."""
-    from concurrent.futures import ThreadPoolExecutor
 
     import pooch
     import requests
@@ -2548,14 +2537,7 @@ def test_fetch_archive_downloads_into_its_path_and_bccd_crops_use_n_jobs_threads
     with pytest.raises(ConnectionError):
         fetch_archive("https://example.org/a.zip", "md5:" + "0" * 32, "x", path=tmp_path / "here")
     assert calls == [tmp_path / "here"]
-    sizes = []
-
-    class Recording(ThreadPoolExecutor):
-        def __init__(self, max_workers=None, *args, **kwargs):
-            sizes.append(max_workers)
-            super().__init__(max_workers, *args, **kwargs)
-
-    monkeypatch.setattr(bccd_module, "ThreadPoolExecutor", Recording)
+    sizes = _record_pool_sizes(monkeypatch, bccd_module)
     root, ids = _bccd_copy(bccd_root, tmp_path, [])
     (root / "ImageSets/Main/test.txt").write_text(f"{ids[0]}\n")
     load_bccd_crops(root, "test", size=8, cache_dir=tmp_path / "cache", n_jobs=3)
