@@ -61,6 +61,11 @@ TOKEN_VARIABLE = "DEEPIMAGING_GRADING_TOKEN"
 
 STATUSES = ("graded", "rejected", "timeout", "error")
 
+# nbclient's error when the notebook's kernel is not ready within its fixed 60 s (otter gives no way to
+# raise that limit). It happens on a loaded grading machine and says nothing about the submission, so
+# such a grading is tried once more.
+KERNEL_DID_NOT_START = "Kernel didn't respond"
+
 
 def check_submission(path: str | os.PathLike) -> str | None:
     """Why ``path`` cannot be graded, in words, or ``None`` when it looks like a notebook submission."""
@@ -112,6 +117,9 @@ def grade_submission(
 ) -> dict:
     """Grade one submission with ``otter run`` in a folder of its own; never raises for a bad submission.
 
+    A grading whose notebook kernel did not start in time (:data:`KERNEL_DID_NOT_START`, a loaded
+    machine) is run once more before it counts as an error.
+
     Parameters
     ----------
     submission : str or Path
@@ -143,9 +151,14 @@ def grade_submission(
     start = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="grade-"))
     try:
-        output, code, timed_out, results_file, autograder_copy = _run_otter(
-            submission, autograder, tmp, timeout
-        )
+        for attempt in range(2):
+            folder = tmp / f"attempt{attempt}"
+            folder.mkdir()
+            output, code, timed_out, results_file, autograder_copy = _run_otter(
+                submission, autograder, folder, timeout
+            )
+            if timed_out or code == 0 or KERNEL_DID_NOT_START not in output:
+                break
         row["seconds"] = round(time.monotonic() - start, 1)
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True)

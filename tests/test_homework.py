@@ -574,6 +574,54 @@ def test_scores_csv_orders_questions_naturally(tmp_path):
     ] == "submission,status,score,max_score,q1,q2,q10,reason"
 
 
+def _fake_otter(outcomes, calls):
+    """A stand-in for grade._run_otter: each call takes the next outcome, "kernel" or "graded"."""
+
+    def run(submission, autograder, folder, timeout):
+        calls.append(folder)
+        copy = folder / "autograder" / "autograder.zip"
+        copy.parent.mkdir()
+        copy.write_bytes(autograder)
+        results = folder / "results" / "results.json"
+        if outcomes[len(calls) - 1] == "kernel":
+            return (
+                "Traceback ...\nRuntimeError: Kernel didn't respond in 60 seconds\n",
+                1,
+                False,
+                results,
+                copy,
+            )
+        results.parent.mkdir()
+        results.write_text(json.dumps({"tests": [{"name": "q1", "score": 2, "max_score": 2}]}))
+        return "", 0, False, results, copy
+
+    return run
+
+
+@pytest.mark.parametrize(
+    "outcomes, status, tries",
+    [(["graded"], "graded", 1), (["kernel", "graded"], "graded", 2), (["kernel", "kernel"], "error", 2)],
+)
+def test_a_kernel_that_did_not_start_in_time_is_tried_once_more(
+    tmp_path, monkeypatch, outcomes, status, tries
+):
+    """nbclient's 60 s kernel start limit, hit on a loaded machine, says nothing about the submission."""
+    autograder = tmp_path / "ag.zip"
+    with zipfile.ZipFile(autograder, "w") as archive:
+        archive.writestr("tests/q1.py", "test = {}")
+    submission = tmp_path / "hw.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), submission)
+    calls = []
+    monkeypatch.setattr(grade, "_run_otter", _fake_otter(outcomes, calls))
+    row = grade.grade_submission(submission, autograder)
+    assert (row["status"], len(calls)) == (status, tries)
+    assert len(set(calls)) == tries  # each try in a fresh folder
+    if status == "graded":
+        assert row["score"] == 2.0 and row["questions"] == {"q1": 2.0}
+    else:
+        assert row["reason"] == "RuntimeError: Kernel didn't respond in 60 seconds"
+
+
 # ---------------------------------------------------------------- the tests catch wrong answers
 
 # Plausible wrong answers: (assignment, question, function, replacement). Each must fail at least
